@@ -1,0 +1,101 @@
+"""Shared fixtures: a real Redis database, cleaned around each test, and the app on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+from werkzeug.serving import make_server
+
+from webhook.app import create_app
+from webhook.settings import Settings
+from workers.keys import Keys
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
+REDIS_URL = os.environ.get("ALERTPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TOKEN = "test-token-7f3a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def policies_dir() -> Path:
+    return REPO / "policies"
+
+
+@pytest.fixture
+def settings(policies_dir: Path) -> Settings:
+    return Settings(
+        redis_url=REDIS_URL,
+        policies_dir=policies_dir,
+        webhook_token=TOKEN,
+        key_prefix="aptest:",
+        queue_name="aptest",
+    )
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix)
+
+
+@pytest.fixture
+def app(settings: Settings, redis: Redis) -> Flask:
+    return create_app(settings, redis=redis, registry=CollectorRegistry())
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def queue(redis: Redis, settings: Settings) -> Queue:
+    return Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+
+
+def run_jobs(queue: Queue) -> None:
+    """Run every queued job in this process, as a worker would, then return."""
+    SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer).work(burst=True)
+
+
+def fixture(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return doc
+
+
+def post(client: FlaskClient, doc: dict[str, Any], **headers: str) -> Any:
+    return client.post("/api/v1/alertmanager", json=doc, headers={**AUTH, **headers})
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app on a real HTTP server on loopback, for clients other than Flask's test client."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

@@ -1,0 +1,299 @@
+"""Static checks on deploy/: the manifests parse, reference only what exists,
+and use only the environment variables and metrics that alertpilot has.
+
+These read files only; no cluster, kubectl or Prometheus is needed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+BASE = DEPLOY / "base"
+KUSTOMIZATION = BASE / "kustomization.yaml"
+RULES = DEPLOY / "prometheus" / "alertpilot-rules.yaml"
+
+# Every variable the app's settings read; anything else in a manifest is a typo
+# or a setting that does not exist.
+APP_ENV_VARS = frozenset(
+    {
+        "REDIS_URL",
+        "ALERTPILOT_POLICIES_DIR",
+        "ALERTPILOT_WEBHOOK_TOKEN",
+        "ALERTPILOT_WEBHOOK_TOKEN_FILE",
+        "ALERTPILOT_WEBHOOK_USERNAME",
+        "ALERTPILOT_WEBHOOK_PASSWORD",
+        "ALERTPILOT_WEBHOOK_PASSWORD_FILE",
+        "ALERTPILOT_MAX_BODY_BYTES",
+        "ALERTPILOT_KEY_PREFIX",
+        "ALERTPILOT_QUEUE",
+        "ALERTPILOT_DRY_RUN",
+        "ALERTPILOT_DEDUP_TTL",
+        "ALERTPILOT_LOG_LEVEL",
+        "ALERTPILOT_BIND",
+        "ALERTPILOT_WEB_CONCURRENCY",
+    }
+)
+CREDENTIAL_MARKERS = ("TOKEN", "PASSWORD", "REDIS_URL")
+# Keys that would hold a literal secret in Kubernetes or Alertmanager YAML.
+CREDENTIAL_KEYS = frozenset(
+    {"credentials", "password", "bearer_token", "client_secret", "api_key", "routing_key"}
+)
+
+# Every series alertpilot exposes, plus Prometheus' own `up`.
+HISTOGRAMS = frozenset({"alertpilot_http_request_duration_seconds"})
+METRICS = HISTOGRAMS | {
+    "alertpilot_notifications_received_total",
+    "alertpilot_alerts_received_total",
+    "alertpilot_jobs_enqueued_total",
+    "alertpilot_jobs_finished_total",
+    "alertpilot_incidents_open",
+    "up",
+}
+# Read from Redis: every replica reports the same value, so never sum them.
+GLOBAL_METRICS = frozenset({"alertpilot_jobs_finished_total", "alertpilot_incidents_open"})
+PROMQL_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan"})
+
+
+def load_all(path: Path) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def deploy_yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in {".yaml", ".yml"})
+
+
+def kustomization() -> dict[str, Any]:
+    (doc,) = load_all(KUSTOMIZATION)
+    return doc
+
+
+def base_objects() -> Iterator[dict[str, Any]]:
+    for resource in kustomization()["resources"]:
+        yield from load_all(BASE / resource)
+
+
+def deployment(name: str) -> dict[str, Any]:
+    (found,) = (
+        obj
+        for obj in base_objects()
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == name
+    )
+    return found
+
+
+def deployments() -> list[dict[str, Any]]:
+    return [obj for obj in base_objects() if obj["kind"] == "Deployment"]
+
+
+def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return obj["spec"]["template"]["spec"]["containers"]
+
+
+def config_literals() -> dict[str, str]:
+    (generator,) = (
+        g for g in kustomization()["configMapGenerator"] if g["name"] == "alertpilot-config"
+    )
+    return dict(literal.split("=", 1) for literal in generator["literals"])
+
+
+def walk_keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from walk_keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk_keys(item)
+
+
+def alerting_rules() -> list[dict[str, Any]]:
+    (doc,) = load_all(RULES)
+    rules = [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+    assert rules, f"no alerting rules in {RULES}"
+    return rules
+
+
+def metric_names(expr: str) -> set[str]:
+    """Names of the series a PromQL expression selects.
+
+    Strips strings, label matchers, range selectors and by/without/on/ignoring/
+    group_* label lists first; an identifier followed by "(" is a function or
+    an aggregation, not a metric.
+    """
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"' r"|'(?:[^'\\]|\\.)*'", '""', expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])[A-Za-z_:][\w:]*", expr):
+        is_call = expr[match.end() :].lstrip().startswith("(")
+        if not is_call and match.group().lower() not in PROMQL_KEYWORDS:
+            names.add(match.group())
+    return names
+
+
+def is_exposed_metric(name: str) -> bool:
+    if name in METRICS:
+        return True
+    base, _, suffix = name.rpartition("_")
+    return suffix in {"bucket", "count", "sum"} and base in HISTOGRAMS
+
+
+def test_every_yaml_file_under_deploy_parses() -> None:
+    files = deploy_yaml_files()
+    assert files, f"no YAML under {DEPLOY}"
+    broken = []
+    for path in files:
+        try:
+            docs = load_all(path)
+        except yaml.YAMLError as exc:
+            broken.append(f"{path.relative_to(DEPLOY)}: {exc}")
+            continue
+        if not docs:
+            broken.append(f"{path.relative_to(DEPLOY)}: no document")
+    assert broken == []
+
+
+def test_every_kustomization_resource_exists() -> None:
+    missing = [r for r in kustomization()["resources"] if not (BASE / r).exists()]
+    assert missing == []
+
+
+def test_every_yaml_in_base_is_a_kustomization_resource() -> None:
+    listed = {(BASE / r).resolve() for r in kustomization()["resources"]}
+    on_disk = {p.resolve() for p in BASE.glob("*.y*ml")} - {KUSTOMIZATION.resolve()}
+    assert sorted(p.name for p in on_disk - listed) == []
+
+
+def test_deployments_set_only_env_vars_the_app_reads() -> None:
+    names = set(config_literals())
+    for obj in deployments():
+        for container in containers(obj):
+            names.update(var["name"] for var in container.get("env", []))
+    assert names, "no environment variables found"
+    assert sorted(names - APP_ENV_VARS) == []
+
+
+def test_deploy_contains_no_secret_objects() -> None:
+    secrets = [
+        str(path.relative_to(DEPLOY))
+        for path in deploy_yaml_files()
+        for doc in load_all(path)
+        if isinstance(doc, dict) and doc.get("kind") == "Secret"
+    ]
+    assert secrets == []
+    assert "secretGenerator" not in kustomization()
+
+
+def test_credential_env_vars_come_from_secret_key_refs() -> None:
+    def is_credential(name: str) -> bool:
+        return any(m in name for m in CREDENTIAL_MARKERS) and not name.endswith("_FILE")
+
+    literal = [
+        f"{obj['metadata']['name']}: {var['name']}"
+        for obj in deployments()
+        for container in containers(obj)
+        for var in container.get("env", [])
+        if is_credential(var["name"])
+        and ("value" in var or "secretKeyRef" not in var.get("valueFrom", {}))
+    ]
+    literal += [f"alertpilot-config: {name}" for name in config_literals() if is_credential(name)]
+    assert literal == []
+
+
+def test_no_literal_credentials_in_deploy_files() -> None:
+    found = []
+    for path in deploy_yaml_files():
+        keys = {key for doc in load_all(path) for key in walk_keys(doc)}
+        found += [f"{path.relative_to(DEPLOY)}: {key}" for key in sorted(keys & CREDENTIAL_KEYS)]
+        if re.search(r"rediss?://[^\s/@]*:[^\s/@]+@", path.read_text()):
+            found.append(f"{path.relative_to(DEPLOY)}: Redis URL with a password")
+    assert found == []
+
+
+def test_metric_name_extraction_ignores_functions_labels_and_modifiers() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le) (rate(a_bucket{endpoint="/x(y)"}[5m])))'
+        " > 0.5 and on (job) max without (instance, pod) (b_total offset 5m) or absent(up)"
+    )
+    assert metric_names(expr) == {"a_bucket", "b_total", "up"}
+
+
+def test_rules_use_only_metrics_alertpilot_exposes() -> None:
+    used = {name for rule in alerting_rules() for name in metric_names(rule["expr"])}
+    assert used
+    assert sorted(name for name in used if not is_exposed_metric(name)) == []
+
+
+def test_rules_aggregate_global_metrics_with_max_without_instance_and_pod() -> None:
+    max_without = re.compile(r"max\s+without\s*\(\s*instance\s*,\s*pod\s*\)")
+    unaggregated = [
+        rule["alert"]
+        for rule in alerting_rules()
+        if metric_names(rule["expr"]) & GLOBAL_METRICS and not max_without.search(rule["expr"])
+    ]
+    assert unaggregated == []
+
+
+def test_every_alert_has_severity_label_and_summary_annotation() -> None:
+    incomplete = [
+        rule["alert"]
+        for rule in alerting_rules()
+        if not rule.get("labels", {}).get("severity")
+        or not rule.get("annotations", {}).get("summary")
+    ]
+    assert incomplete == []
+
+
+def test_every_alert_links_a_runbook_section() -> None:
+    unlinked = [
+        rule["alert"]
+        for rule in alerting_rules()
+        if not re.search(
+            r"docs/runbooks\.md#\S+", rule.get("annotations", {}).get("runbook_url", "")
+        )
+    ]
+    assert unlinked == []
+
+
+@pytest.mark.parametrize(
+    ("name", "args"), [("alertpilot-webhook", ["serve"]), ("alertpilot-worker", ["worker"])]
+)
+def test_deployment_runs_its_alertpilot_subcommand(name: str, args: list[str]) -> None:
+    assert [c.get("args") for c in containers(deployment(name))] == [args]
+
+
+def test_service_selects_webhook_pods_on_a_named_port() -> None:
+    (service,) = (obj for obj in base_objects() if obj["kind"] == "Service")
+    selector = service["spec"]["selector"].items()
+    webhook = deployment("alertpilot-webhook")
+    worker = deployment("alertpilot-worker")
+    assert selector <= webhook["spec"]["template"]["metadata"]["labels"].items()
+    assert not selector <= worker["spec"]["template"]["metadata"]["labels"].items()
+    port_names = {p["name"] for c in containers(webhook) for p in c.get("ports", [])}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+def test_policies_configmap_is_mounted_at_the_configured_policies_dir() -> None:
+    policies_dir = config_literals()["ALERTPILOT_POLICIES_DIR"]
+    for obj in deployments():
+        pod = obj["spec"]["template"]["spec"]
+        (volume,) = (
+            v["name"]
+            for v in pod["volumes"]
+            if v.get("configMap", {}).get("name") == "alertpilot-policies"
+        )
+        mounts = [
+            m["mountPath"]
+            for c in pod["containers"]
+            for m in c.get("volumeMounts", [])
+            if m["name"] == volume
+        ]
+        assert mounts == [policies_dir], obj["metadata"]["name"]

@@ -1,0 +1,164 @@
+"""Policy files: the shipped set, matcher semantics, and errors that point at the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from webhook.policy import PolicyError, evaluate, load_policy
+from webhook.policy.matchers import MatcherError, parse_matcher
+
+SEVERITIES = """\
+severities:
+  SEV0: {name: Critical, response_time: 5m, update_every: 30m, public: true}
+  SEV1: {name: High, response_time: 15m, update_every: 1h, public: true}
+  SEV2: {name: Medium, response_time: 1h, update_every: 4h}
+  SEV3: {name: Low, response_time: 1d}
+default: {severity: SEV3, actions: [notify]}
+"""
+
+
+def write_policy(directory: Path, routes: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "00-severities.yaml").write_text(SEVERITIES)
+    (directory / "10-routes.yaml").write_text(routes)
+    return directory
+
+
+def test_shipped_policies_define_four_severities_with_cadence(policies_dir: Path) -> None:
+    policy = load_policy(policies_dir)
+    assert list(policy.severities) == ["SEV0", "SEV1", "SEV2", "SEV3"]
+    cadence = [s.update_every for s in policy.severities.values()]
+    assert cadence == ["30m", "1h", "4h", None]
+
+
+@pytest.mark.parametrize(
+    ("service", "severity", "route"),
+    [("payments", "SEV1", "payments-latency"), ("checkout", "SEV1", "payments-latency")]
+    + [("api", "SEV2", "api-latency"), ("payments-admin", "SEV2", "api-latency")],
+)
+def test_high_latency_is_sev1_for_payment_services_else_sev2(
+    policies_dir: Path, service: str, severity: str, route: str
+) -> None:
+    (match,) = evaluate(load_policy(policies_dir), {"alertname": "HighLatency", "service": service})
+    assert (match.severity, match.route) == (severity, route)
+    assert match.incident_key == f"latency/{service}"
+
+
+def test_unmatched_alert_takes_the_default_route(policies_dir: Path) -> None:
+    (match,) = evaluate(load_policy(policies_dir), {"alertname": "DiskFull"}, group_key="g")
+    assert (match.route, match.severity, [a.name for a in match.actions]) == (
+        "default",
+        "SEV3",
+        ["notify"],
+    )
+    assert match.incident_key == "g|default"
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "expected"),
+    [
+        ('service="api"', {"service": "api"}, True),
+        ('service!="api"', {"service": "api"}, False),
+        ('service=~"pay.*"', {"service": "payments"}, True),
+        ('service=~"pay"', {"service": "payments"}, False),  # anchored, as in Alertmanager
+        ('service!~"pay|bill"', {"service": "billing"}, True),
+        ('team=""', {}, True),  # a missing label matches as the empty string
+        ("service=api", {"service": "api"}, True),  # unquoted value
+        ('msg="say \\"hi\\""', {"msg": 'say "hi"'}, True),
+    ],
+)
+def test_matcher_semantics_follow_alertmanager(
+    text: str, labels: dict[str, str], expected: bool
+) -> None:
+    assert parse_matcher(text).matches(labels) is expected
+
+
+@pytest.mark.parametrize("text", ["service", 'service=~"("', '9x="a"', 'a="unterminated'])
+def test_invalid_matcher_is_rejected(text: str) -> None:
+    with pytest.raises(MatcherError):
+        parse_matcher(text)
+
+
+def test_continue_lets_an_alert_take_two_routes(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: first
+    matchers: ['alertname="A"']
+    severity: SEV2
+    continue: true
+  - name: second
+    matchers: ['alertname=~"A|B"']
+    severity: SEV1
+"""
+    policy = load_policy(write_policy(tmp_path, routes))
+    assert [m.route for m in evaluate(policy, {"alertname": "A"})] == ["first", "second"]
+    assert [m.route for m in evaluate(policy, {"alertname": "B"})] == ["second"]
+
+
+def _problems(tmp_path: Path, routes: str) -> list[str]:
+    with pytest.raises(PolicyError) as raised:
+        load_policy(write_policy(tmp_path, routes))
+    return [str(p) for p in raised.value.problems]
+
+
+def test_unknown_key_is_reported_at_its_line(tmp_path: Path) -> None:
+    routes = (
+        "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV1\n    sevrity: SEV2\n"
+    )
+    assert _problems(tmp_path, routes) == [
+        f"{tmp_path}/10-routes.yaml:5:5: routes.0.sevrity: unknown key 'sevrity'"
+    ]
+
+
+def test_unknown_severity_is_reported_at_its_line(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV9\n"
+    (problem,) = _problems(tmp_path, routes)
+    assert problem.startswith(f"{tmp_path}/10-routes.yaml:4:5: unknown severity 'SEV9'")
+
+
+def test_bad_regex_is_reported_at_the_matcher(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: r\n    matchers:\n      - 'a=\"b\"'\n      - 'c=~\"(\"'\n    severity: SEV1\n"
+    (problem,) = _problems(tmp_path, routes)
+    assert problem.startswith(
+        f"{tmp_path}/10-routes.yaml:5:9: routes.0.matchers.1: invalid regular"
+    )
+
+
+def test_unknown_action_is_reported_at_its_item(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: r
+    matchers: ['a="c"']
+    severity: SEV1
+    actions: [page, teleport]
+"""
+    (problem,) = _problems(tmp_path, routes)
+    assert problem.startswith(f"{tmp_path}/10-routes.yaml:5:21: routes.0.actions.1")
+    assert "unknown action 'teleport'" in problem
+
+
+def test_duplicate_route_name_is_reported_at_the_second(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: r
+    matchers: ['a="b"']
+    severity: SEV1
+  - name: r
+    matchers: ['a="c"']
+    severity: SEV1
+"""
+    assert _problems(tmp_path, routes) == [f"{tmp_path}/10-routes.yaml:5:5: duplicate route 'r'"]
+
+
+def test_invalid_yaml_is_reported_with_position(tmp_path: Path) -> None:
+    (problem,) = _problems(tmp_path, "routes: [\n  - name: r\n")
+    assert problem.startswith(f"{tmp_path}/10-routes.yaml:") and "invalid YAML" in problem
+
+
+def test_policy_hash_changes_with_content(tmp_path: Path, policies_dir: Path) -> None:
+    routes = "routes: []\n"
+    first = load_policy(write_policy(tmp_path, routes)).content_hash
+    (tmp_path / "10-routes.yaml").write_text("routes: []\n# reviewed\n")
+    assert load_policy(tmp_path).content_hash != first

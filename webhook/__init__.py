@@ -1,0 +1,1 @@
+"""HTTP intake of Alertmanager notifications, policy evaluation, incident state, read API, CLI."""

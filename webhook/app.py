@@ -1,0 +1,113 @@
+"""The Flask app factory: wires settings, Redis, queue, policy and metrics into the views."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from werkzeug.exceptions import HTTPException
+
+from webhook import api, health, receiver
+from webhook.errors import ApiError, envelope
+from webhook.intake import Intake
+from webhook.metrics import Metrics, RedisStateCollector
+from webhook.policy.store import PolicyStore
+from webhook.settings import Settings
+from workers.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a view needs, built once per app and passed explicitly."""
+
+    settings: Settings
+    redis: Redis
+    keys: Keys
+    queue: Queue
+    policies: PolicyStore
+    metrics: Metrics
+    state: RedisStateCollector
+    intake: Intake
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Flask:
+    """Build the app. `redis` defaults to `settings.redis_url`; tests pass their own."""
+    if redis is None:
+        if settings.redis_url is None:
+            raise ValueError("REDIS_URL is not set")
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    keys = Keys(settings.key_prefix)
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    policies = PolicyStore(settings.policies_dir)
+    services = Services(
+        settings=settings,
+        redis=redis,
+        keys=keys,
+        queue=queue,
+        policies=policies,
+        metrics=Metrics(registry or CollectorRegistry()),
+        state=RedisStateCollector(redis, keys, lambda: policies.get().severities),
+        intake=Intake(
+            redis=redis,
+            queue=queue,
+            keys=keys,
+            policy=policies.get,
+            dedup_ttl_seconds=settings.dedup_ttl_seconds,
+            dry_run=settings.dry_run,
+        ),
+    )
+    app = Flask(__name__)
+    # One byte over the limit: werkzeug truncates a chunked body at MAX_CONTENT_LENGTH
+    # instead of failing, so the receiver reads limit + 1 bytes and checks the length.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.extensions["alertpilot"] = services
+    app.register_blueprint(receiver.blueprint)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(health.blueprint)
+    _observe(app, services.metrics)
+    _errors(app)
+    return app
+
+
+def _observe(app: Flask, metrics: Metrics) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.request_seconds.labels(request.method, endpoint, str(response.status_code)).observe(
+            elapsed
+        )
+        return response
+
+
+def _errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError) -> Response:
+        return error.response()
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        code = (error.name or "error").lower().replace(" ", "_")
+        return envelope(error.code or 500, code, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return envelope(500, "internal", "internal error; see the server log")

@@ -1,0 +1,23 @@
+"""Access to the app's services and the shared auth check, for the views."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import current_app, request
+
+from webhook.auth import authorized
+from webhook.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from webhook.app import Services
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["alertpilot"]
+    return found
+
+
+def require_auth(s: Services) -> None:
+    if not authorized(request.headers.get("Authorization"), s.settings):
+        raise Unauthorized("missing or wrong credentials", field="Authorization")

@@ -1,0 +1,210 @@
+"""Incident transitions at intake, as pure functions over the stored record.
+
+Given the open incident of an incident key (or none) and the alerts of one
+notification that map to it, decide the new record, the timeline entries and
+the jobs. Only transitions (declared, escalated, resolved) create jobs; alerts
+joining, resolving or firing again inside an open incident only change state
+and the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from webhook.payload import Alert, Notification
+from webhook.policy import Match, Policy
+from webhook.policy.model import Action
+from workers import timeline
+from workers.actions import COMMUNICATION_ACTIONS
+from workers.incidents import AlertState, Incident
+
+Transition = Literal["declared", "escalated", "resolved"]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue: one action for one transition of one incident."""
+
+    job_id: str
+    action: Action
+    transition: Transition
+    severity: str
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    incident: Incident
+    transition: Transition | None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[JobSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every transition needs besides the alerts: the policy, the clock, the source."""
+
+    policy: Policy
+    notification: Notification
+    now: str
+    dry_run: bool
+
+
+def apply(
+    current: Incident | None,
+    alerts: Sequence[tuple[Alert, Match]],
+    ctx: Context,
+    *,
+    key: str,
+    new_id: str,
+) -> Change | None:
+    """The change these alerts make to the incident of `key`; None when they change nothing."""
+    if current is None:
+        if not any(alert.status == "firing" for alert, _ in alerts):
+            return None  # resolved alerts of an incident that is already closed
+        return _declare(alerts, ctx, key=key, incident_id=new_id)
+    return _update(current, alerts, ctx)
+
+
+def _declare(
+    alerts: Sequence[tuple[Alert, Match]], ctx: Context, *, key: str, incident_id: str
+) -> Change:
+    states = {a.fingerprint: _state(a, m) for a, m in alerts}
+    top = _most_severe([m for a, m in alerts if a.status == "firing"], ctx.policy)
+    first = next(a for a, _ in alerts if a.status == "firing")
+    title = first.annotations.get("summary") or first.labels.get("alertname", "alert")
+    incident = Incident(
+        id=incident_id,
+        key=key,
+        route=top.route,
+        severity=top.severity,
+        status="open",
+        started_at=ctx.now,
+        resolved_at=None,
+        updated_at=ctx.now,
+        title=title,
+        group_key=ctx.notification.group_key,
+        receiver=ctx.notification.receiver,
+        external_url=ctx.notification.external_url,
+        alerts=states,
+        actions=tuple(a.name for a in top.actions),
+    )
+    jobs = [_job(incident, action, "declared", top, ctx) for action in top.actions]
+    firing = len(incident.firing)
+    message = f"{top.severity} declared by route {top.route}: {title} ({firing} firing)"
+    entry = _entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
+    return Change(incident, "declared", [entry], jobs)
+
+
+def _update(
+    current: Incident, alerts: Sequence[tuple[Alert, Match]], ctx: Context
+) -> Change | None:
+    states = dict(current.alerts)
+    entries: list[dict[str, Any]] = []
+    for alert, match in alerts:
+        before = states.get(alert.fingerprint)
+        states[alert.fingerprint] = _state(alert, match)
+        if before is None and alert.status == "firing":
+            entries.append(_alert_entry(ctx, "alert_added", "joined", alert))
+        elif before is not None and before.status != alert.status:
+            kind = "alert_resolved" if alert.status == "resolved" else "alert_refired"
+            verb = "resolved" if alert.status == "resolved" else "fired again"
+            entries.append(_alert_entry(ctx, kind, verb, alert))
+    if states == current.alerts:
+        return None
+    incident = current.with_changes(alerts=states, updated_at=ctx.now)
+    if not incident.firing:
+        return _resolve(incident, entries, ctx)
+    firing_matches = [m for a, m in alerts if a.status == "firing"]
+    top = _most_severe(firing_matches, ctx.policy) if firing_matches else None
+    if top is not None and ctx.policy.rank(top.severity) < ctx.policy.rank(current.severity):
+        return _escalate(incident, top, entries, ctx)
+    return Change(incident, None, entries)
+
+
+def _escalate(
+    incident: Incident, top: Match, entries: list[dict[str, Any]], ctx: Context
+) -> Change:
+    """Communication goes out again at the new severity; mitigations not yet queued join."""
+    actions = [
+        a for a in top.actions if a.name in COMMUNICATION_ACTIONS or a.name not in incident.actions
+    ]
+    escalated = incident.with_changes(
+        severity=top.severity,
+        route=top.route,
+        actions=incident.actions + tuple(a.name for a in actions if a.name not in incident.actions),
+    )
+    jobs = [_job(escalated, action, "escalated", top, ctx) for action in actions]
+    message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
+    entries.append(_entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
+    return Change(escalated, "escalated", entries, jobs)
+
+
+def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) -> Change:
+    """Every alert resolved: communication actions that ran get their resolve job."""
+    resolved = incident.with_changes(status="resolved", resolved_at=ctx.now)
+    jobs = [
+        JobSpec(
+            job_id=_job_id(incident.id, "resolved", name),
+            action=Action(name=name),
+            transition="resolved",
+            severity=incident.severity,
+            dry_run=ctx.dry_run,
+        )
+        for name in incident.actions
+        if name in COMMUNICATION_ACTIONS
+    ]
+    message = f"resolved: all {len(incident.alerts)} alerts resolved"
+    entries.append(_entry(ctx, "resolved", message, queued=_names(jobs)))
+    return Change(resolved, "resolved", entries, jobs)
+
+
+def _most_severe(matches: Sequence[Match], policy: Policy) -> Match:
+    return min(matches, key=lambda m: policy.rank(m.severity))
+
+
+def _state(alert: Alert, match: Match) -> AlertState:
+    return AlertState(
+        fingerprint=alert.fingerprint,
+        status=alert.status,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        generator_url=alert.generator_url,
+        severity=match.severity,
+        route=match.route,
+    )
+
+
+def _job(
+    incident: Incident, action: Action, transition: Transition, match: Match, ctx: Context
+) -> JobSpec:
+    tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
+    return JobSpec(
+        job_id=_job_id(incident.id, tag, action.name),
+        action=action,
+        transition=transition,
+        severity=incident.severity,
+        dry_run=ctx.dry_run or bool(match.dry_run),
+    )
+
+
+def _job_id(incident_id: str, tag: str, action: str) -> str:
+    """Deterministic, and within RQ's `[A-Za-z0-9_-]` alphabet."""
+    return f"{incident_id}-{tag}-{action}"
+
+
+def _names(jobs: Sequence[JobSpec]) -> list[str]:
+    return [job.action.name for job in jobs]
+
+
+def _entry(ctx: Context, kind: str, message: str, **details: Any) -> dict[str, Any]:
+    return timeline.entry(kind, message, at=ctx.now, **details)
+
+
+def _alert_entry(ctx: Context, kind: str, verb: str, alert: Alert) -> dict[str, Any]:
+    name = alert.labels.get("alertname", "alert")
+    return _entry(ctx, kind, f"{name} {alert.fingerprint} {verb}", fingerprint=alert.fingerprint)

@@ -1,0 +1,113 @@
+"""alertpilot's own metrics, on an explicit registry.
+
+Per-process metrics (notifications, alerts, request latency, jobs enqueued)
+are prometheus-client counters; under gunicorn they go through the
+multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, set by `alertpilot serve`).
+State that lives in Redis (open incidents, jobs finished by any worker) is read
+from Redis at scrape time by `RedisStateCollector`, so it is the same on every
+replica: aggregate it with max(), not sum().
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
+
+from workers.incidents import open_counts_by_severity
+from workers.keys import Keys
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "RedisStateCollector"]
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.notifications = Counter(
+            "alertpilot_notifications_received_total",
+            "Alertmanager notifications received, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "alertpilot_alerts_received_total",
+            "Alerts in accepted notifications, by alert status.",
+            ["status"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "alertpilot_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "endpoint", "code"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.jobs_enqueued = Counter(
+            "alertpilot_jobs_enqueued_total",
+            "Jobs enqueued at intake, by action and transition.",
+            ["action", "transition"],
+            registry=registry,
+        )
+        for outcome in ("accepted", "duplicate", "rejected", "unavailable"):
+            self.notifications.labels(outcome)
+        for status in ("firing", "resolved"):
+            self.alerts.labels(status)
+
+    def exposition(self, state: Collector) -> bytes:
+        """The text format: this registry, or every process's files under gunicorn."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry(support_collectors_without_names=True)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        else:
+            registry = self.registry
+        text = generate_latest(registry)
+        scratch = CollectorRegistry(auto_describe=False)
+        scratch.register(state)
+        return text + generate_latest(scratch)
+
+
+class RedisStateCollector(Collector):
+    """Open incidents and finished jobs, read from Redis when scraped."""
+
+    def __init__(self, redis: Redis, keys: Keys, severities: Callable[[], Iterable[str]]) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.severities = severities
+        """Severity names of the policy in force: each gets a sample, zero included."""
+
+    def collect(self) -> Iterator[Metric]:
+        open_incidents = GaugeMetricFamily(
+            "alertpilot_incidents_open", "Open incidents by severity.", labels=["severity"]
+        )
+        finished = CounterMetricFamily(
+            "alertpilot_jobs_finished",
+            "Jobs finished by any worker, by action and outcome.",
+            labels=["action", "outcome"],
+        )
+        try:
+            counts = open_counts_by_severity(self.redis, self.keys)
+            for severity in dict.fromkeys([*self.severities(), *sorted(counts)]):
+                open_incidents.add_metric([severity], counts.get(severity, 0))
+            for field, value in sorted(self.redis.hgetall(self.keys.jobs_finished).items()):
+                action, _, outcome = _text(field).partition("|")
+                finished.add_metric([action, outcome], int(value))
+        except RedisError:
+            return  # /readyz reports Redis; a scrape still shows the process metrics
+        yield open_incidents
+        yield finished
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,140 @@
+"""Alertmanager webhook payload (version 4), parsed at the edge into frozen dataclasses.
+
+`parse` is pure: it takes the decoded JSON and returns a `Notification` or
+raises `PayloadError` naming the first bad field. Unknown keys are ignored,
+because Alertmanager adds fields over versions (`notification_reason` in
+0.32, `routeLabels` in 0.34).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Status = Literal["firing", "resolved"]
+_FINGERPRINT = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+class PayloadError(ValueError):
+    """The payload breaks the schema; `field` is a path like `alerts[0].labels`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: Status
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str | None
+    """None while firing: Alertmanager sends Go's zero time then."""
+    generator_url: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    version: str
+    group_key: str
+    status: Status
+    receiver: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+    truncated_alerts: int
+    alerts: tuple[Alert, ...]
+
+
+def parse(doc: Any) -> Notification:
+    if not isinstance(doc, dict):
+        raise PayloadError("$", "expected a JSON object")
+    if doc.get("version") != "4":
+        raise PayloadError("version", f'expected "4", got {doc.get("version")!r}')
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError("alerts", "required, a list of alerts")
+    if not alerts:
+        raise PayloadError("alerts", "must not be empty")
+    truncated = doc.get("truncatedAlerts", 0)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise PayloadError("truncatedAlerts", "expected a non-negative integer")
+    return Notification(
+        version="4",
+        group_key=_str(doc, "groupKey", "groupKey", required=True),
+        status=_status(doc, "status"),
+        receiver=_str(doc, "receiver", "receiver", required=True),
+        group_labels=_labels(doc, "groupLabels", "groupLabels"),
+        common_labels=_labels(doc, "commonLabels", "commonLabels"),
+        common_annotations=_labels(doc, "commonAnnotations", "commonAnnotations"),
+        external_url=_str(doc, "externalURL", "externalURL"),
+        truncated_alerts=truncated,
+        alerts=tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(alerts)),
+    )
+
+
+def _alert(doc: Any, path: str) -> Alert:
+    if not isinstance(doc, dict):
+        raise PayloadError(path, "expected an object")
+    fingerprint = _str(doc, "fingerprint", f"{path}.fingerprint", required=True)
+    if not _FINGERPRINT.fullmatch(fingerprint):
+        raise PayloadError(f"{path}.fingerprint", "expected 1 to 64 letters or digits")
+    ends_at = _time(doc, "endsAt", f"{path}.endsAt", required=False)
+    return Alert(
+        status=_status(doc, "status", prefix=f"{path}."),
+        labels=_labels(doc, "labels", f"{path}.labels", required=True),
+        annotations=_labels(doc, "annotations", f"{path}.annotations"),
+        starts_at=_time(doc, "startsAt", f"{path}.startsAt", required=True) or "",
+        ends_at=None if ends_at is None or ends_at.startswith("0001-01-01") else ends_at,
+        generator_url=_str(doc, "generatorURL", f"{path}.generatorURL"),
+        fingerprint=fingerprint,
+    )
+
+
+def _str(doc: dict[str, Any], key: str, path: str, *, required: bool = False) -> str:
+    value = doc.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise PayloadError(
+            path, "required, a non-empty string" if required else "expected a string"
+        )
+    return value
+
+
+def _status(doc: dict[str, Any], key: str, *, prefix: str = "") -> Status:
+    value = doc.get(key)
+    if value not in ("firing", "resolved"):
+        raise PayloadError(f"{prefix}{key}", f'expected "firing" or "resolved", got {value!r}')
+    return "firing" if value == "firing" else "resolved"
+
+
+def _labels(doc: dict[str, Any], key: str, path: str, *, required: bool = False) -> dict[str, str]:
+    value = doc.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(path, "expected an object of string values")
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError(f"{path}.{name}", f"expected a string, got {type(item).__name__}")
+    return dict(value)
+
+
+def _time(doc: dict[str, Any], key: str, path: str, *, required: bool) -> str | None:
+    value = doc.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(path, "expected an RFC 3339 timestamp")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PayloadError(path, f"expected an RFC 3339 timestamp, got {value!r}") from None
+    return value

@@ -1,0 +1,141 @@
+"""Evaluate a policy set against one alert's labels: which routes, which plan.
+
+Matchers and templates are compiled once at load; evaluation only walks the
+compiled routes. The first matching route wins unless it says `continue: true`;
+no match falls through to `default`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jinja2 import Template, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from webhook.policy.matchers import Matcher, parse_matcher
+from webhook.policy.model import Action, DefaultRoute, Route, Severity
+
+TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False)
+DEFAULT_ROUTE_NAME = "default"
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    name: str
+    matchers: tuple[Matcher, ...]
+    severity: str
+    incident_key: Template | None
+    continue_: bool
+    dry_run: bool | None
+    actions: tuple[Action, ...]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The plan for one alert under one route."""
+
+    route: str
+    severity: str
+    actions: tuple[Action, ...]
+    dry_run: bool | None
+    incident_key: str
+    """Rendered key that groups alerts into one incident."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole, validated policy set; notifications are evaluated against one at a time."""
+
+    severities: dict[str, Severity]
+    routes: tuple[CompiledRoute, ...]
+    default: CompiledRoute
+    content_hash: str
+
+    def rank(self, severity: str) -> int:
+        """0 for the most severe; larger numbers are less severe."""
+        return list(self.severities).index(severity)
+
+
+def compile_policy(
+    severities: dict[str, Severity],
+    routes: list[Route],
+    default: DefaultRoute,
+    content_hash: str,
+) -> Policy:
+    return Policy(
+        severities=severities,
+        routes=tuple(_compile(r.name, r, r.continue_) for r in routes),
+        default=_compile(DEFAULT_ROUTE_NAME, default, False),
+        content_hash=content_hash,
+    )
+
+
+def _compile(name: str, route: Route | DefaultRoute, continue_: bool) -> CompiledRoute:
+    matchers = route.matchers if isinstance(route, Route) else []
+    return CompiledRoute(
+        name=name,
+        matchers=tuple(parse_matcher(m) for m in matchers),
+        severity=route.severity,
+        incident_key=TEMPLATES.from_string(route.incident_key) if route.incident_key else None,
+        continue_=continue_,
+        dry_run=route.dry_run,
+        actions=tuple(route.actions),
+    )
+
+
+def evaluate(
+    policy: Policy,
+    labels: Mapping[str, str],
+    *,
+    annotations: Mapping[str, str] | None = None,
+    group_key: str = "",
+) -> list[Match]:
+    """Every route the alert takes, in order (more than one only through `continue`)."""
+    matched: list[Match] = []
+    for route in policy.routes:
+        if route.matches(labels):
+            matched.append(_plan(route, labels, annotations or {}, group_key))
+            if not route.continue_:
+                return matched
+    if not matched:
+        matched.append(_plan(policy.default, labels, annotations or {}, group_key))
+    return matched
+
+
+def _plan(
+    route: CompiledRoute, labels: Mapping[str, str], annotations: Mapping[str, str], group_key: str
+) -> Match:
+    return Match(
+        route=route.name,
+        severity=route.severity,
+        actions=route.actions,
+        dry_run=route.dry_run,
+        incident_key=_incident_key(route, labels, annotations, group_key),
+    )
+
+
+def _incident_key(
+    route: CompiledRoute, labels: Mapping[str, str], annotations: Mapping[str, str], group_key: str
+) -> str:
+    """The route's template, or Alertmanager's groupKey plus the route name.
+
+    A template that fails or renders empty for this alert (a label it names is
+    missing) falls back to the default key rather than merging unrelated alerts.
+    """
+    default = f"{group_key}|{route.name}"
+    if route.incident_key is None:
+        return default
+    try:
+        rendered = route.incident_key.render(labels=labels, annotations=annotations).strip()
+    except TemplateError:
+        return default
+    return rendered or default
+
+
+def key_hash(incident_key: str) -> str:
+    return hashlib.sha256(incident_key.encode()).hexdigest()

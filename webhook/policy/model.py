@@ -1,0 +1,110 @@
+"""The policy file format, as pydantic models; also the source of policies/schema.json.
+
+A policy directory holds YAML files, each with any of `severities`, `routes`
+and `default`. Severities are listed from most to least severe; that order is
+what "escalate" means.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from webhook.durations import DurationError, parse_duration
+from webhook.policy.matchers import MatcherError, parse_matcher
+
+ACTION_NAMES = (
+    "page",
+    "statuspage",
+    "notify",
+    "scale_up",
+    "rate_limit",
+    "rollout_restart",
+    "rollback",
+)
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _matcher(value: str) -> str:
+    try:
+        parse_matcher(value)
+    except MatcherError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _action(value: Any) -> Any:
+    """`page` or `{scale_up: {by: 2}}` -> {"name": ..., "params": {...}}."""
+    if isinstance(value, str):
+        return {"name": value, "params": {}}
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, params),) = value.items()
+        return {"name": name, "params": {} if params is None else params}
+    raise ValueError("an action is a name (page) or a one-key mapping ({scale_up: {by: 2}})")
+
+
+def _action_name(value: str) -> str:
+    if value not in ACTION_NAMES:
+        raise ValueError(f"unknown action {value!r}; known: {', '.join(ACTION_NAMES)}")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+MatcherText = Annotated[str, AfterValidator(_matcher)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Action(_Strict):
+    name: Annotated[str, AfterValidator(_action_name)]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+ActionEntry = Annotated[Action, BeforeValidator(_action)]
+
+
+class Severity(_Strict):
+    name: str = Field(description="Human name, e.g. Critical.")
+    description: str = ""
+    response_time: Duration = Field(description="How soon a responder must acknowledge.")
+    page: str | None = Field(None, description="Who is paged (an escalation or team name).")
+    update_every: Duration | None = Field(None, description="Status-update cadence; null: none.")
+    public: bool = Field(
+        False, description="Whether incidents of this severity go on the status page."
+    )
+
+
+class Route(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    matchers: list[MatcherText] = Field(min_length=1)
+    severity: str
+    incident_key: str | None = Field(
+        None, description="Jinja template over labels; default: groupKey and route."
+    )
+    continue_: bool = Field(False, alias="continue")
+    dry_run: bool | None = None
+    actions: list[ActionEntry] = Field(default_factory=list)
+
+
+class DefaultRoute(_Strict):
+    severity: str
+    incident_key: str | None = None
+    dry_run: bool | None = None
+    actions: list[ActionEntry] = Field(default_factory=list)
+
+
+class PolicyFile(_Strict):
+    severities: dict[str, Severity] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+    default: DefaultRoute | None = None

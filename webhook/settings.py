@@ -1,0 +1,153 @@
+"""One settings object, read from `ALERTPILOT_*` variables and `REDIS_URL` at start-up.
+
+A bad value stops the process with one line naming the variable (and never
+echoing a secret's value).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from webhook.durations import DurationError, parse_duration
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    redis_url: str | None = None
+    """`REDIS_URL`; None only for `alertpilot dev`, which then embeds a Redis."""
+    policies_dir: Path = Path("policies")
+    """`ALERTPILOT_POLICIES_DIR`: directory of policy YAML files."""
+    webhook_token: str | None = None
+    """`ALERTPILOT_WEBHOOK_TOKEN` (or `_FILE`): bearer token Alertmanager sends."""
+    webhook_username: str | None = None
+    """`ALERTPILOT_WEBHOOK_USERNAME`: basic-auth user, with the password below."""
+    webhook_password: str | None = None
+    """`ALERTPILOT_WEBHOOK_PASSWORD` (or `_FILE`)."""
+    max_body_bytes: int = 1024 * 1024
+    """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
+    key_prefix: str = "alertpilot:"
+    """`ALERTPILOT_KEY_PREFIX`: prefix of every Redis key alertpilot writes."""
+    queue_name: str = "alertpilot"
+    """`ALERTPILOT_QUEUE`: the RQ queue jobs go to."""
+    dry_run: bool = True
+    """`ALERTPILOT_DRY_RUN`: actions describe what they would do instead of doing it."""
+    dedup_ttl_seconds: int = 7 * 24 * 3600
+    """`ALERTPILOT_DEDUP_TTL`: how long an applied notification is remembered as seen."""
+    log_level: str = "INFO"
+    """`ALERTPILOT_LOG_LEVEL`."""
+    bind: str = "0.0.0.0:9095"
+    """`ALERTPILOT_BIND`: address gunicorn listens on (`serve`)."""
+    web_concurrency: int = 2
+    """`ALERTPILOT_WEB_CONCURRENCY`: gunicorn worker processes (`serve`)."""
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.webhook_token) or bool(self.webhook_username and self.webhook_password)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        username = env.get("ALERTPILOT_WEBHOOK_USERNAME") or None
+        password = _secret(env, "ALERTPILOT_WEBHOOK_PASSWORD")
+        if bool(username) != bool(password):
+            raise SettingsError(
+                "ALERTPILOT_WEBHOOK_USERNAME and ALERTPILOT_WEBHOOK_PASSWORD go together"
+            )
+        return cls(
+            redis_url=_redis_url(env.get("REDIS_URL")),
+            policies_dir=Path(env.get("ALERTPILOT_POLICIES_DIR", "policies")),
+            webhook_token=_secret(env, "ALERTPILOT_WEBHOOK_TOKEN"),
+            webhook_username=username,
+            webhook_password=password,
+            max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+            key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX", "alertpilot:")),
+            queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),
+            dry_run=_bool(env, "ALERTPILOT_DRY_RUN", True),
+            dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", "7d"),
+            log_level=_log_level(env.get("ALERTPILOT_LOG_LEVEL", "INFO")),
+            bind=env.get("ALERTPILOT_BIND", "0.0.0.0:9095"),
+            web_concurrency=_int(env, "ALERTPILOT_WEB_CONCURRENCY", 2, minimum=1),
+        )
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """The value of NAME, or the contents of the file NAME_FILE (Kubernetes secrets)."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE: cannot read {path!r}: {exc.strerror}") from None
+    if not value:
+        raise SettingsError(f"{name}_FILE: {path!r} is empty")
+    return value
+
+
+def _redis_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not re.match(r"^(redis|rediss|unix)://", value):
+        raise SettingsError("REDIS_URL: must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: must be true or false, got {raw!r}")
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> int:
+    try:
+        return int(parse_duration(env.get(name) or default).total_seconds())
+    except DurationError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise SettingsError(
+            f"ALERTPILOT_KEY_PREFIX: letters, digits and _.:- only (at most 64), got {value!r}"
+        )
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise SettingsError(f"{name}: letters, digits, _ and - only, got {value!r}")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"ALERTPILOT_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR, got {value!r}")
+    return level

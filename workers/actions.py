@@ -1,0 +1,98 @@
+"""What each policy action does, one handler per action name.
+
+In this release every handler runs in dry run: it describes, on the
+timeline, the exact call it would make. Real adapters (PagerDuty, Statuspage,
+chat, Kubernetes) replace these bodies one by one; the dispatch in
+workers/jobs.py and the guarantees around it stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from workers.incidents import Incident
+
+Transition = Literal["declared", "escalated", "resolved"]
+OutcomeKind = Literal["succeeded", "dry_run", "skipped"]
+
+COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
+MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
+ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
+
+PAGERDUTY_SEVERITY = {"SEV0": "critical", "SEV1": "critical", "SEV2": "error", "SEV3": "warning"}
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """The plain-JSON payload of one job: one action for one incident transition."""
+
+    prefix: str
+    incident_id: str
+    action: str
+    transition: Transition
+    severity: str
+    params: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = True
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
+        if doc.get("action") not in ACTION_NAMES:
+            raise ValueError(f"unknown action, got {doc.get('action')!r}")
+        if doc.get("transition") not in ("declared", "escalated", "resolved"):
+            raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
+        return cls(
+            prefix=str(doc["prefix"]),
+            incident_id=str(doc["incident_id"]),
+            action=str(doc["action"]),
+            transition=doc["transition"],
+            severity=str(doc["severity"]),
+            params=dict(doc.get("params") or {}),
+            dry_run=bool(doc.get("dry_run", True)),
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[ActionRequest, Incident], Outcome]
+
+
+def describe(request: ActionRequest, incident: Incident) -> str:
+    """The call an action would make, in words an on-call engineer reads."""
+    verb = {"declared": "open", "escalated": "update", "resolved": "resolve"}[request.transition]
+    if request.action == "page":
+        if request.transition == "resolved":
+            return f"would resolve the PagerDuty alert with dedup_key {incident.id}"
+        severity = PAGERDUTY_SEVERITY.get(request.severity, "critical")
+        return (
+            f"would trigger PagerDuty ({severity}) with dedup_key {incident.id}: {incident.title}"
+        )
+    if request.action == "statuspage":
+        return f"would {verb} the Statuspage incident for {incident.title!r}"
+    if request.action == "notify":
+        return f"would post the {request.transition} message to chat"
+    target = _target(incident)
+    if request.transition == "resolved":
+        return f"would revert {request.action} on {target}"
+    return f"would apply {request.action} {request.params or ''} to {target}".replace("  ", " ")
+
+
+def dry_run(request: ActionRequest, incident: Incident) -> Outcome:
+    return Outcome("dry_run", describe(request, incident), {"params": request.params})
+
+
+def _target(incident: Incident) -> str:
+    labels = next(iter(incident.alerts.values())).labels if incident.alerts else {}
+    namespace = labels.get("namespace", "?")
+    name = labels.get("deployment") or labels.get("ingress") or labels.get("service", "?")
+    return f"{namespace}/{name}"
+
+
+HANDLERS: dict[str, Handler] = {name: dry_run for name in ACTION_NAMES}
+"""Every action in dry run until its adapter lands."""

@@ -1,0 +1,27 @@
+"""The one error hierarchy of the workers: permanent or transient.
+
+Adapters wrap every vendor exception into one of these at their boundary, so a
+job decides between "retry later" and "give up and say why" without knowing
+which SDK raised.
+"""
+
+from __future__ import annotations
+
+
+class ActionError(Exception):
+    """Base of every error an action handler raises on purpose."""
+
+
+class PermanentError(ActionError):
+    """Retrying cannot help (bad request, forbidden, unknown incident)."""
+
+
+class TransientError(ActionError):
+    """Worth retrying: rate limited, a 5xx, a connection reset.
+
+    `retry_after` is the vendor's hint in seconds, when it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

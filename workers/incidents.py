@@ -1,0 +1,106 @@
+"""The incident record as stored in Redis, and the reads both sides share.
+
+The webhook writes incidents at intake (webhook/intake.py); workers and the
+read API only read them. One JSON document per incident keeps a transition a
+single atomic write under WATCH/MULTI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from redis import Redis
+
+from workers.keys import Keys
+
+IncidentStatus = Literal["open", "resolved"]
+AlertStatus = Literal["firing", "resolved"]
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One alert of an incident, keyed by Alertmanager's fingerprint."""
+
+    fingerprint: str
+    status: AlertStatus
+    starts_at: str
+    ends_at: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    severity: str
+    route: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    key: str
+    route: str
+    severity: str
+    status: IncidentStatus
+    started_at: str
+    resolved_at: str | None
+    updated_at: str
+    title: str
+    group_key: str
+    receiver: str
+    external_url: str
+    alerts: dict[str, AlertState] = field(default_factory=dict)
+    actions: tuple[str, ...] = ()
+    """Action names enqueued so far, so escalation and resolve know what ran."""
+
+    @property
+    def firing(self) -> list[AlertState]:
+        return [a for a in self.alerts.values() if a.status == "firing"]
+
+    def with_changes(self, **changes: Any) -> Incident:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["actions"] = list(self.actions)
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Incident:
+        doc = json.loads(text)
+        alerts = {fp: AlertState(**a) for fp, a in doc.pop("alerts").items()}
+        actions = tuple(doc.pop("actions"))
+        return cls(**doc, alerts=alerts, actions=actions)
+
+
+def load_incident(redis: Redis, keys: Keys, incident_id: str) -> Incident | None:
+    raw = redis.get(keys.incident(incident_id))
+    return Incident.from_json(raw) if raw is not None else None
+
+
+def list_incidents(
+    redis: Redis, keys: Keys, *, status: IncidentStatus | None = None, limit: int = 100
+) -> list[Incident]:
+    """Open incidents first (newest first), then recently resolved ones."""
+    ids: list[str] = []
+    if status in (None, "open"):
+        ids += _ids(redis.zrevrange(keys.open_incidents, 0, limit - 1))
+    if status in (None, "resolved") and len(ids) < limit:
+        ids += _ids(redis.zrevrange(keys.resolved_incidents, 0, limit - len(ids) - 1))
+    if not ids:
+        return []
+    docs = redis.mget([keys.incident(i) for i in ids])
+    return [Incident.from_json(d) for d in docs if d is not None]
+
+
+def open_counts_by_severity(redis: Redis, keys: Keys) -> dict[str, int]:
+    ids = _ids(redis.zrange(keys.open_incidents, 0, -1))
+    counts: dict[str, int] = {}
+    for raw in redis.mget([keys.incident(i) for i in ids]) if ids else []:
+        if raw is not None:
+            severity = Incident.from_json(raw).severity
+            counts[severity] = counts.get(severity, 0) + 1
+    return counts
+
+
+def _ids(raw: Any) -> list[str]:
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]

@@ -1,0 +1,149 @@
+"""The RQ job behind every action, and the one dispatch point all actions share.
+
+`run_action` is what the webhook enqueues (by dotted name, with a plain JSON
+payload). It keeps three promises whatever the handler does:
+
+- an effect happens at most once per job id: a rerun (worker killed after the
+  effect, a requeue) finds the effect marker and does nothing;
+- a job queued before its incident resolved does not act after it;
+- every outcome is on the timeline and counted: acted, dry run, skipped,
+  retried (transient), failed (permanent, or retries exhausted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import WatchError
+from rq import Retry, get_current_job
+
+from workers import timeline
+from workers.actions import HANDLERS, ActionRequest, Handler, Outcome
+from workers.errors import PermanentError, TransientError
+from workers.incidents import load_incident
+from workers.keys import Keys
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVALS = (5, 15, 60, 120, 300)
+"""Seconds between attempts after a transient failure; six attempts in all."""
+EFFECT_TTL = 30 * 24 * 3600
+"""How long a job's effect marker is kept: longer than any retry or requeue."""
+
+
+class ActionFailed(Exception):
+    """Raised to RQ so the job lands in the failed registry; already on the timeline."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    message: str
+    retry_in: int | None = None
+
+
+def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
+    """RQ entry point (`workers.jobs.run_action`)."""
+    job = get_current_job()
+    assert job is not None, "run_action runs inside an RQ job"
+    decision = execute(
+        job.connection, payload, HANDLERS, job_id=job.id, attempt=job.number_of_retries or 0
+    )
+    if decision.retry_in is not None:
+        return Retry(max=len(RETRY_INTERVALS), interval=decision.retry_in)
+    if decision.outcome == "failed":
+        raise ActionFailed(decision.message)
+    return {"outcome": decision.outcome, "message": decision.message}
+
+
+def execute(
+    redis: Redis,
+    payload: Mapping[str, Any],
+    handlers: Mapping[str, Handler],
+    *,
+    job_id: str,
+    attempt: int = 0,
+) -> Decision:
+    """Run one action request through guards, handler and bookkeeping."""
+    try:
+        request = ActionRequest.from_json(payload)
+    except (KeyError, ValueError) as exc:
+        return Decision("failed", f"malformed job payload: {exc}")
+    keys = Keys(request.prefix)
+    if redis.exists(keys.effect(job_id)):
+        return Decision("duplicate", "effect already recorded for this job")
+    incident = load_incident(redis, keys, request.incident_id)
+    if incident is None:
+        return _record_failure(redis, keys, request, "incident not found")
+    if request.transition != "resolved" and incident.status == "resolved":
+        outcome = Outcome("skipped", "incident resolved before the job ran; nothing done")
+        return _record(redis, keys, request, job_id, outcome)
+    try:
+        outcome = handlers[request.action](request, incident)
+    except TransientError as exc:
+        return _retry_or_fail(redis, keys, request, job_id, attempt, exc)
+    except PermanentError as exc:
+        return _record_failure(redis, keys, request, str(exc))
+    return _record(redis, keys, request, job_id, outcome)
+
+
+def _retry_or_fail(
+    redis: Redis, keys: Keys, request: ActionRequest, job_id: str, attempt: int, exc: TransientError
+) -> Decision:
+    if attempt >= len(RETRY_INTERVALS):
+        reason = f"gave up after {attempt + 1} attempts: {exc}"
+        return _record_failure(redis, keys, request, reason)
+    delay = RETRY_INTERVALS[attempt]
+    if exc.retry_after is not None:
+        delay = min(max(delay, int(exc.retry_after)), RETRY_INTERVALS[-1])
+    message = f"{request.action} failed for now ({exc}); retry {attempt + 1} in {delay}s"
+    with redis.pipeline() as pipe:
+        timeline.append(pipe, keys, request.incident_id, _entry(request, "retried", message))
+        pipe.hincrby(keys.jobs_finished, f"{request.action}|retried", 1)
+        pipe.execute()
+    return Decision("retried", message, retry_in=delay)
+
+
+def _record_failure(redis: Redis, keys: Keys, request: ActionRequest, reason: str) -> Decision:
+    log.warning("action %s for %s failed: %s", request.action, request.incident_id, reason)
+    with redis.pipeline() as pipe:
+        timeline.append(pipe, keys, request.incident_id, _entry(request, "failed", reason))
+        pipe.hincrby(keys.jobs_finished, f"{request.action}|failed", 1)
+        pipe.execute()
+    return Decision("failed", reason)
+
+
+def _record(
+    redis: Redis, keys: Keys, request: ActionRequest, job_id: str, outcome: Outcome
+) -> Decision:
+    """Mark the effect done, with its timeline entry and count, exactly once."""
+    effect = keys.effect(job_id)
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(effect)  # type: ignore[no-untyped-call]
+            if pipe.exists(effect):
+                return Decision("duplicate", "effect already recorded for this job")
+            pipe.multi()
+            pipe.set(effect, outcome.kind, ex=EFFECT_TTL)
+            entry = _entry(request, outcome.kind, outcome.message, **outcome.details)
+            timeline.append(pipe, keys, request.incident_id, entry)
+            pipe.hincrby(keys.jobs_finished, f"{request.action}|{outcome.kind}", 1)
+            pipe.execute()
+        except WatchError:
+            return Decision("duplicate", "another run recorded this job's effect first")
+    return Decision(outcome.kind, outcome.message)
+
+
+def _entry(request: ActionRequest, kind: str, message: str, **details: Any) -> dict[str, Any]:
+    return timeline.entry(
+        kind,
+        message,
+        action=request.action,
+        transition=request.transition,
+        severity=request.severity,
+        **details,
+    )

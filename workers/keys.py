@@ -1,0 +1,52 @@
+"""Names of every Redis key alertpilot writes, in one place.
+
+All keys share one prefix (`ALERTPILOT_KEY_PREFIX`), so two installations, or
+the test suite, can share a Redis server without seeing each other's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "alertpilot:"
+
+    def incident(self, incident_id: str) -> str:
+        """JSON document of one incident (severity, route, alerts, times)."""
+        return f"{self.prefix}incident:{incident_id}"
+
+    def timeline(self, incident_id: str) -> str:
+        """List of JSON timeline entries, oldest first."""
+        return f"{self.prefix}incident:{incident_id}:timeline"
+
+    def incident_key(self, key_hash: str) -> str:
+        """Hash {open, seq}: the open incident of an incident key and its counter."""
+        return f"{self.prefix}ikey:{key_hash}"
+
+    @property
+    def open_incidents(self) -> str:
+        """Sorted set of open incident ids, scored by start time."""
+        return f"{self.prefix}incidents:open"
+
+    @property
+    def resolved_incidents(self) -> str:
+        """Sorted set of resolved incident ids, scored by resolve time."""
+        return f"{self.prefix}incidents:resolved"
+
+    def seen(self, digest: str) -> str:
+        """Marker of a notification already applied (resends, HA twins)."""
+        return f"{self.prefix}seen:{digest}"
+
+    def effect(self, job_id: str) -> str:
+        """Marker that a job's effect happened, so a rerun does not repeat it."""
+        return f"{self.prefix}effect:{job_id}"
+
+    @property
+    def jobs_finished(self) -> str:
+        """Hash "action|outcome" -> count, shared by every worker."""
+        return f"{self.prefix}stats:jobs_finished"
+
+    def scan_pattern(self) -> str:
+        return f"{self.prefix}*"
