@@ -35,8 +35,12 @@ def test_shipped_policies_define_four_severities_with_cadence(policies_dir: Path
 
 @pytest.mark.parametrize(
     ("service", "severity", "route"),
-    [("payments", "SEV1", "payments-latency"), ("checkout", "SEV1", "payments-latency")]
-    + [("api", "SEV2", "api-latency"), ("payments-admin", "SEV2", "api-latency")],
+    [
+        ("payments", "SEV1", "payments-latency"),
+        ("checkout", "SEV1", "payments-latency"),
+        ("api", "SEV2", "api-latency"),
+        ("payments-admin", "SEV2", "api-latency"),
+    ],
 )
 def test_high_latency_is_sev1_for_payment_services_else_sev2(
     policies_dir: Path, service: str, severity: str, route: str
@@ -119,7 +123,10 @@ def test_unknown_severity_is_reported_at_its_line(tmp_path: Path) -> None:
 
 
 def test_bad_regex_is_reported_at_the_matcher(tmp_path: Path) -> None:
-    routes = "routes:\n  - name: r\n    matchers:\n      - 'a=\"b\"'\n      - 'c=~\"(\"'\n    severity: SEV1\n"
+    routes = (
+        "routes:\n  - name: r\n    matchers:\n"
+        "      - 'a=\"b\"'\n      - 'c=~\"(\"'\n    severity: SEV1\n"
+    )
     (problem,) = _problems(tmp_path, routes)
     assert problem.startswith(
         f"{tmp_path}/10-routes.yaml:5:9: routes.0.matchers.1: invalid regular"

@@ -48,10 +48,15 @@ class Decision:
 
 def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     """RQ entry point (`workers.jobs.run_action`)."""
+    return perform(payload, HANDLERS)
+
+
+def perform(payload: dict[str, Any], handlers: Mapping[str, Handler]) -> dict[str, Any] | Retry:
+    """Run inside the current RQ job: a retry becomes RQ's `Retry`, a failure an exception."""
     job = get_current_job()
     assert job is not None, "run_action runs inside an RQ job"
     decision = execute(
-        job.connection, payload, HANDLERS, job_id=job.id, attempt=job.number_of_retries or 0
+        job.connection, payload, handlers, job_id=job.id, attempt=job.number_of_retries or 0
     )
     if decision.retry_in is not None:
         return Retry(max=len(RETRY_INTERVALS), interval=decision.retry_in)

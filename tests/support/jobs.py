@@ -1,0 +1,37 @@
+"""Job functions for worker tests: the real `perform` glue with handlers that fail on purpose.
+
+RQ imports these by dotted name, as it imports `workers.jobs.run_action`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq import Retry
+
+from workers.actions import ActionRequest, Outcome, dry_run
+from workers.errors import PermanentError, TransientError
+from workers.incidents import Incident
+from workers.jobs import perform
+
+calls: list[str] = []
+
+
+def _flaky(request: ActionRequest, incident: Incident) -> Outcome:
+    calls.append(request.action)
+    if len(calls) == 1:
+        raise TransientError("PagerDuty answered 429", retry_after=30)
+    return dry_run(request, incident)
+
+
+def _refused(request: ActionRequest, incident: Incident) -> Outcome:
+    calls.append(request.action)
+    raise PermanentError("PagerDuty answered 400: Event object is invalid")
+
+
+def run_flaky(payload: dict[str, Any]) -> dict[str, Any] | Retry:
+    return perform(payload, {"page": _flaky})
+
+
+def run_refused(payload: dict[str, Any]) -> dict[str, Any] | Retry:
+    return perform(payload, {"page": _refused})

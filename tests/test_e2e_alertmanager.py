@@ -1,0 +1,83 @@
+"""End to end with Debian's real Alertmanager posting to the running app.
+
+Alertmanager groups, waits, re-sends on repeat_interval and sends the resolve;
+alertpilot must turn that into one incident, one set of jobs, and a resolve.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
+
+from tests.conftest import AUTH, TOKEN, run_jobs
+from tests.support.alertmanager import run_alertmanager
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _incidents(client: FlaskClient, status: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get(
+        f"/api/v1/incidents?status={status}", headers=AUTH
+    ).json["incidents"]
+    return found
+
+
+def test_alertmanager_notifications_become_one_incident_and_resolve_it(
+    app: Flask, client: FlaskClient, live_server: str, queue: Queue, redis: Redis, tmp_path: Path
+) -> None:
+    registry = app.extensions["alertpilot"].metrics.registry
+
+    def received(outcome: str) -> float:
+        value = registry.get_sample_value(
+            "alertpilot_notifications_received_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    url = f"{live_server}/api/v1/alertmanager"
+    with run_alertmanager(url, bearer_token=TOKEN, workdir=tmp_path) as am:
+        labels = {"alertname": "HighLatency", "service": "payments", "namespace": "prod"}
+        alerts = [
+            am.firing({**labels, "deployment": "payments-api"}, {"summary": "p95 above 2s"}),
+            am.firing({**labels, "deployment": "payments-worker"}, {"summary": "p95 above 2s"}),
+        ]
+        am.post_alerts(alerts)
+
+        (incident,) = wait_for("the incident", lambda: _incidents(client, "open"))
+        assert (incident["severity"], incident["route"]) == ("SEV1", "payments-latency")
+        assert incident["alerts_firing"] == 2
+        declared = sorted(queue.get_job_ids())
+
+        # repeat_interval (4s) makes Alertmanager send the same group again.
+        wait_for("a repeat notification", lambda: received("duplicate") >= 1, timeout=30)
+        assert received("accepted") == 1, am.log()
+        assert len(_incidents(client, "open")) == 1
+        assert sorted(queue.get_job_ids()) == declared
+        assert len(declared) == 4  # page, statuspage, notify, scale_up
+
+        run_jobs(queue)
+        am.post_alerts([am.resolved(a) for a in alerts])
+        (resolved,) = wait_for("the resolve", lambda: _incidents(client, "resolved"))
+        assert resolved["id"] == incident["id"]
+        assert _incidents(client, "open") == []
+        resolve_jobs = sorted(queue.get_job_ids())
+        assert resolve_jobs == sorted(
+            f"{incident['id']}-resolved-{action}" for action in ("page", "statuspage", "notify")
+        )

@@ -1,0 +1,195 @@
+"""Incident state at intake: transitions, resends, HA twins, escalation, resolve."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from rq import Queue
+
+from tests.conftest import AUTH, fixture, post
+from tests.test_policy import write_policy
+from webhook.app import create_app
+from webhook.settings import Settings
+
+
+def _queued(queue: Queue) -> list[str]:
+    return list(queue.get_job_ids())
+
+
+def _incident(client: FlaskClient, incident_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
+    return doc
+
+
+def test_first_firing_alert_declares_an_incident_with_the_policy_severity(
+    client: FlaskClient, queue: Queue
+) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    incident = _incident(client, incident_id)
+    assert (incident["severity"], incident["route"], incident["status"]) == (
+        "SEV2",
+        "api-latency",
+        "open",
+    )
+    assert incident["severity_name"] == "Medium"
+    assert {a["fingerprint"] for a in incident["alerts"]} == {
+        "d9ccd8014b804fee",
+        "a5614730762ac895",
+    }
+    assert [e["kind"] for e in incident["timeline"]] == ["declared"]
+    assert len(_queued(queue)) == 3
+
+
+def test_resend_of_same_notification_changes_nothing_and_enqueues_nothing(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    post(client, fixture("firing-two-alerts.json"))
+    before = {k: redis.dump(k) for k in redis.keys("aptest:incident*")}
+    again = post(client, fixture("firing-two-alerts.json"))
+    assert again.json == {"status": "duplicate", "incidents": [], "jobs": []}
+    assert {k: redis.dump(k) for k in redis.keys("aptest:incident*")} == before
+    assert len(_queued(queue)) == 3
+
+
+def test_ha_twins_arriving_together_declare_one_incident(
+    settings: Settings, redis: Redis, queue: Queue
+) -> None:
+    """Both Alertmanagers of an HA pair post the same notification at the same moment."""
+    apps = [create_app(settings, redis=redis, registry=CollectorRegistry()) for _ in range(2)]
+    results: list[dict[str, Any]] = []
+    start = threading.Barrier(8)
+
+    def send(index: int) -> None:
+        start.wait()
+        results.append(post(apps[index % 2].test_client(), fixture("firing-two-alerts.json")).json)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(r["status"] for r in results) == ["accepted"] + ["duplicate"] * 7
+    assert redis.zcard("aptest:incidents:open") == 1
+    assert len(_queued(queue)) == 3
+
+
+def test_one_alert_resolving_keeps_the_incident_open_without_jobs(
+    client: FlaskClient, queue: Queue
+) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    response = post(client, fixture("one-resolved-one-firing.json"))
+    assert response.json["status"] == "accepted"
+    assert response.json["jobs"] == []
+    incident = _incident(client, incident_id)
+    assert incident["status"] == "open"
+    assert [e["kind"] for e in incident["timeline"]] == ["declared", "alert_resolved"]
+    assert len(_queued(queue)) == 3
+
+
+def _all_resolved() -> dict[str, Any]:
+    doc = copy.deepcopy(fixture("one-resolved-one-firing.json"))
+    doc["status"] = "resolved"
+    for alert in doc["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2026-11-26T23:40:00Z"
+    return doc
+
+
+def test_all_alerts_resolved_resolves_the_incident_and_queues_resolve_jobs(
+    client: FlaskClient, queue: Queue
+) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    response = post(client, _all_resolved())
+    assert response.json["jobs"] == [
+        f"{incident_id}-resolved-page",
+        f"{incident_id}-resolved-notify",
+    ]
+    incident = _incident(client, incident_id)
+    assert incident["status"] == "resolved"
+    assert incident["resolved_at"] is not None
+    resolved = client.get("/api/v1/incidents?status=resolved", headers=AUTH).json
+    assert [i["id"] for i in resolved["incidents"]] == [incident_id]
+    assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
+
+
+def test_alert_firing_again_after_resolve_declares_a_new_incident(client: FlaskClient) -> None:
+    (first,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    post(client, _all_resolved())
+    refire = fixture("firing-two-alerts.json")
+    for alert in refire["alerts"]:
+        alert["startsAt"] = "2026-11-27T02:00:00Z"
+    (second,) = post(client, refire).json["incidents"]
+    assert second != first
+    assert _incident(client, second)["status"] == "open"
+    assert _incident(client, first)["status"] == "resolved"
+
+
+def test_stale_resend_of_the_first_firing_after_resolve_changes_nothing(
+    client: FlaskClient,
+) -> None:
+    post(client, fixture("firing-two-alerts.json"))
+    post(client, _all_resolved())
+    late = post(client, fixture("firing-two-alerts.json"))
+    assert late.json["status"] == "duplicate"
+    assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
+
+
+def test_new_alert_joins_the_open_incident(client: FlaskClient, queue: Queue) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    doc = fixture("firing-two-alerts.json")
+    extra = copy.deepcopy(doc["alerts"][0])
+    extra["fingerprint"] = "0123456789abcdef"
+    extra["labels"]["deployment"] = "api-batch"
+    doc["alerts"].append(extra)
+    response = post(client, doc)
+    assert response.json == {"status": "accepted", "incidents": [incident_id], "jobs": []}
+    incident = _incident(client, incident_id)
+    assert incident["alerts_firing"] == 3
+    assert incident["timeline"][-1]["kind"] == "alert_added"
+
+
+ESCALATING_ROUTES = """\
+routes:
+  - name: checkout-down
+    matchers: ['alertname="CheckoutDown"']
+    severity: SEV0
+    incident_key: "svc/{{ labels.service }}"
+    actions: [page, statuspage, notify, {scale_up: {by: 1}}]
+  - name: latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    incident_key: "svc/{{ labels.service }}"
+    actions: [page, notify, {scale_up: {by: 2}}]
+"""
+
+
+def test_higher_severity_alert_escalates_and_requeues_communication(
+    settings: Settings, redis: Redis, queue: Queue, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policies", ESCALATING_ROUTES)
+    client = create_app(
+        replace(settings, policies_dir=policy),
+        redis=redis,
+        registry=CollectorRegistry(),
+    ).test_client()
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    doc = fixture("firing-two-alerts.json")
+    doc["groupKey"] = '{}:{alertname="CheckoutDown"}'
+    doc["alerts"] = [copy.deepcopy(doc["alerts"][0])]
+    doc["alerts"][0]["labels"]["alertname"] = "CheckoutDown"
+    doc["alerts"][0]["fingerprint"] = "feedfacefeedface"
+    response = post(client, doc)
+    tag = f"{incident_id}-escalated-SEV0"
+    assert response.json["incidents"] == [incident_id]
+    assert response.json["jobs"] == [f"{tag}-page", f"{tag}-statuspage", f"{tag}-notify"]
+    incident = _incident(client, incident_id)
+    assert (incident["severity"], incident["route"]) == ("SEV0", "checkout-down")
+    assert incident["timeline"][-1]["kind"] == "escalated"
+    assert incident["actions"] == ["page", "notify", "scale_up", "statuspage"]

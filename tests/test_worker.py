@@ -1,0 +1,143 @@
+"""Workers: one dispatch point, dry-run timeline entries, effects once, stale jobs, retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from tests.conftest import AUTH, fixture, post, run_jobs
+from tests.support import jobs as test_jobs
+from workers.actions import HANDLERS
+from workers.errors import TransientError
+from workers.jobs import RETRY_INTERVALS, execute
+
+
+def _timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = client.get(
+        f"/api/v1/incidents/{incident_id}", headers=AUTH
+    ).json["timeline"]
+    return entries
+
+
+def _declare(client: FlaskClient) -> tuple[str, list[str]]:
+    response = post(client, fixture("firing-two-alerts.json")).json
+    return response["incidents"][0], response["jobs"]
+
+
+def test_every_declared_action_runs_in_dry_run_onto_the_timeline(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, _ = _declare(client)
+    run_jobs(queue)
+    dry = [e for e in _timeline(client, incident_id) if e["kind"] == "dry_run"]
+    assert [(e["action"], e["transition"]) for e in dry] == [
+        ("page", "declared"),
+        ("notify", "declared"),
+        ("scale_up", "declared"),
+    ]
+    assert "would trigger PagerDuty (error)" in dry[0]["message"]
+    assert dry[2]["params"] == {"by": 2, "max_replicas": 20}
+    assert redis.hget("aptest:stats:jobs_finished", "page|dry_run") == b"1"
+
+
+def test_job_run_twice_records_its_effect_once(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, job_ids = _declare(client)
+    run_jobs(queue)
+    job = Job.fetch(job_ids[0], connection=redis, serializer=queue.serializer)
+    queue.enqueue_job(job)  # a requeue, or a worker killed after the effect
+    run_jobs(queue)
+    pages = [e for e in _timeline(client, incident_id) if e.get("action") == "page"]
+    assert len(pages) == 1
+    assert redis.hget("aptest:stats:jobs_finished", "page|dry_run") == b"1"
+
+
+def test_job_queued_before_resolve_does_nothing_after_it(client: FlaskClient, queue: Queue) -> None:
+    incident_id, _ = _declare(client)
+    resolved = fixture("one-resolved-one-firing.json")
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+    post(client, resolved)
+    run_jobs(queue)
+    timeline = _timeline(client, incident_id)
+    skipped = [e["action"] for e in timeline if e["kind"] == "skipped"]
+    assert skipped == ["page", "notify", "scale_up"]
+    acted = [(e["action"], e["transition"]) for e in timeline if e["kind"] == "dry_run"]
+    assert acted == [("page", "resolved"), ("notify", "resolved")]
+
+
+def _page_payload(client: FlaskClient, queue: Queue, redis: Redis) -> tuple[str, dict[str, Any]]:
+    incident_id, job_ids = _declare(client)
+    job = Job.fetch(job_ids[0], connection=redis, serializer=queue.serializer)
+    queue.empty()
+    return incident_id, job.args[0]
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    test_jobs.calls.clear()
+
+
+def test_transient_failure_is_retried_with_backoff_then_succeeds(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, payload = _page_payload(client, queue, redis)
+    job = queue.enqueue("tests.support.jobs.run_flaky", payload, job_id="flaky-page")
+    run_jobs(queue)
+    job.refresh()
+    assert job.get_status() == JobStatus.SCHEDULED
+    scheduled = queue.scheduled_job_registry
+    assert scheduled.get_job_ids() == ["flaky-page"]
+    retry_at = scheduled.get_scheduled_time(job)
+    assert retry_at is not None
+    scheduled.remove(job)
+    queue.enqueue_job(job)  # what the scheduler does when the retry is due
+    run_jobs(queue)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    kinds = [e["kind"] for e in _timeline(client, incident_id)]
+    assert kinds == ["declared", "retried", "dry_run"]
+    assert "retry 1 in 30s" in _timeline(client, incident_id)[1]["message"]
+    assert test_jobs.calls == ["page", "page"]
+
+
+def test_permanent_failure_lands_in_failed_registry_and_on_timeline(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, payload = _page_payload(client, queue, redis)
+    queue.enqueue("tests.support.jobs.run_refused", payload, job_id="refused-page")
+    run_jobs(queue)
+    assert queue.failed_job_registry.get_job_ids() == ["refused-page"]
+    failed = _timeline(client, incident_id)[-1]
+    assert failed["kind"] == "failed"
+    assert "Event object is invalid" in failed["message"]
+    assert test_jobs.calls == ["page"]  # not retried
+    assert redis.hget("aptest:stats:jobs_finished", "page|failed") == b"1"
+
+
+def test_transient_failures_give_up_after_the_last_interval(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, payload = _page_payload(client, queue, redis)
+
+    def always_busy(*_: object) -> Any:
+        raise TransientError("503 from PagerDuty")
+
+    decisions = [
+        execute(redis, payload, {"page": always_busy}, job_id="j", attempt=n).retry_in
+        for n in range(len(RETRY_INTERVALS) + 1)
+    ]
+    assert decisions == [*RETRY_INTERVALS, None]
+    assert _timeline(client, incident_id)[-1]["kind"] == "failed"
+    assert "gave up after 6 attempts" in _timeline(client, incident_id)[-1]["message"]
+
+
+def test_malformed_job_payload_fails_without_touching_state(redis: Redis) -> None:
+    decision = execute(redis, {"action": "teleport"}, HANDLERS, job_id="bad")
+    assert decision.outcome == "failed"
+    assert "unknown action" in decision.message
