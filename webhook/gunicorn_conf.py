@@ -12,6 +12,9 @@ graceful_timeout = 20
 keepalive = 5
 # Alertmanager's body limit is ours too; headers stay small.
 limit_request_field_size = 8190
+# gunicorn >= 25.1 opens a control socket under $XDG_RUNTIME_DIR or ~/.gunicorn, shared
+# by every gunicorn of the user and writable by any of its processes: not wanted here.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -30,7 +30,7 @@ from webhook.policy import Match, Policy, evaluate
 from webhook.policy.engine import key_hash
 from workers import timeline
 from workers.incidents import Incident
-from workers.keys import Keys
+from workers.keys import Keys, text
 
 JOB_FUNCTION = "workers.jobs.run_action"
 JOB_TIMEOUT = 300
@@ -114,7 +114,7 @@ class Intake:
         open_id, seq = pipe.hmget(index, ["open", "seq"])
         current = None
         if open_id is not None:
-            doc_key = self.keys.incident(_text(open_id))
+            doc_key = self.keys.incident(text(open_id))
             pipe.watch(doc_key)  # type: ignore[no-untyped-call]
             raw = pipe.get(doc_key)
             current = Incident.from_json(raw) if raw is not None else None
@@ -184,7 +184,3 @@ def _group(notification: Notification, policy: Policy) -> list[_Group]:
 
 def _score(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

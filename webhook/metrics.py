@@ -27,7 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from workers.incidents import open_counts_by_severity
-from workers.keys import Keys
+from workers.keys import Keys, text
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "RedisStateCollector"]
 
@@ -101,13 +101,9 @@ class RedisStateCollector(Collector):
             for severity in dict.fromkeys([*self.severities(), *sorted(counts)]):
                 open_incidents.add_metric([severity], counts.get(severity, 0))
             for field, value in sorted(self.redis.hgetall(self.keys.jobs_finished).items()):
-                action, _, outcome = _text(field).partition("|")
+                action, _, outcome = text(field).partition("|")
                 finished.add_metric([action, outcome], int(value))
         except RedisError:
             return  # /readyz reports Redis; a scrape still shows the process metrics
         yield open_incidents
         yield finished
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

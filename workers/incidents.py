@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from redis import Redis
 
-from workers.keys import Keys
+from workers.keys import Keys, text
 
 IncidentStatus = Literal["open", "resolved"]
 AlertStatus = Literal["firing", "resolved"]
@@ -103,4 +103,4 @@ def open_counts_by_severity(redis: Redis, keys: Keys) -> dict[str, int]:
 
 
 def _ids(raw: Any) -> list[str]:
-    return [i.decode() if isinstance(i, bytes) else str(i) for i in raw]
+    return [text(i) for i in raw]

@@ -50,3 +50,8 @@ class Keys:
 
     def scan_pattern(self) -> str:
         return f"{self.prefix}*"
+
+
+def text(value: bytes | str) -> str:
+    """A value read from Redis (bytes unless the client decodes) as text."""
+    return value.decode() if isinstance(value, bytes) else value

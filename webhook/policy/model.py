@@ -11,34 +11,20 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from webhook.durations import DurationError, parse_duration
-from webhook.policy.matchers import MatcherError, parse_matcher
+from webhook.durations import parse_duration
+from webhook.policy.matchers import parse_matcher
+from workers.actions import ACTION_NAMES
 
-ACTION_NAMES = (
-    "page",
-    "statuspage",
-    "notify",
-    "scale_up",
-    "rate_limit",
-    "rollout_restart",
-    "rollback",
-)
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 def _duration(value: str) -> str:
-    try:
-        parse_duration(value)
-    except DurationError as exc:
-        raise ValueError(str(exc)) from None
+    parse_duration(value)  # DurationError is a ValueError: pydantic reports it
     return value
 
 
 def _matcher(value: str) -> str:
-    try:
-        parse_matcher(value)
-    except MatcherError as exc:
-        raise ValueError(str(exc)) from None
+    parse_matcher(value)  # MatcherError is a ValueError too
     return value
 
 
