@@ -522,6 +522,8 @@ def test_dev_embeds_redis_and_runs_the_worker(tmp_path: Path) -> None:
         left = _wait_gone(dev.tree, timeout=STOPPED_WITHIN_S)
         assert left == [], f"left running: {left}\n{dev.running.logs()}"
         assert _using_directory(dev.data_dir) == []
+        # The embedded Redis saved its data where dev said it lives.
+        assert (dev.data_dir / "redis.rdb").stat().st_size > 0
 
 
 def test_dev_stopped_with_sigterm_leaves_no_worker_or_redis_behind(tmp_path: Path) -> None:

