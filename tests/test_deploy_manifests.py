@@ -19,26 +19,13 @@ BASE = DEPLOY / "base"
 KUSTOMIZATION = BASE / "kustomization.yaml"
 RULES = DEPLOY / "prometheus" / "alertpilot-rules.yaml"
 
-# Every variable the app's settings read; anything else in a manifest is a typo
-# or a setting that does not exist.
+# Every variable the app's settings read (taken from webhook/settings.py itself, with the
+# `_FILE` form of each secret); anything else in a manifest is a typo or a missing setting.
+_SETTINGS_SOURCE = (DEPLOY.parent / "webhook" / "settings.py").read_text()
+_SECRETS = set(re.findall(r'_secret\(env, "([A-Z_]+)"\)', _SETTINGS_SOURCE))
 APP_ENV_VARS = frozenset(
-    {
-        "REDIS_URL",
-        "ALERTPILOT_POLICIES_DIR",
-        "ALERTPILOT_WEBHOOK_TOKEN",
-        "ALERTPILOT_WEBHOOK_TOKEN_FILE",
-        "ALERTPILOT_WEBHOOK_USERNAME",
-        "ALERTPILOT_WEBHOOK_PASSWORD",
-        "ALERTPILOT_WEBHOOK_PASSWORD_FILE",
-        "ALERTPILOT_MAX_BODY_BYTES",
-        "ALERTPILOT_KEY_PREFIX",
-        "ALERTPILOT_QUEUE",
-        "ALERTPILOT_DRY_RUN",
-        "ALERTPILOT_DEDUP_TTL",
-        "ALERTPILOT_LOG_LEVEL",
-        "ALERTPILOT_BIND",
-        "ALERTPILOT_WEB_CONCURRENCY",
-    }
+    set(re.findall(r'"((?:ALERTPILOT_[A-Z_]+)|REDIS_URL)"', _SETTINGS_SOURCE))
+    | {f"{name}_FILE" for name in _SECRETS}
 )
 CREDENTIAL_MARKERS = ("TOKEN", "PASSWORD", "REDIS_URL")
 # Keys that would hold a literal secret in Kubernetes or Alertmanager YAML.

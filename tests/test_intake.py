@@ -119,6 +119,16 @@ def test_all_alerts_resolved_resolves_the_incident_and_queues_resolve_jobs(
     assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
 
 
+def test_resolved_incident_is_kept_for_the_retention_period_only(
+    client: FlaskClient, redis: Redis, settings: Settings
+) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    assert redis.ttl(f"aptest:incident:{incident_id}") == -1  # open: kept
+    post(client, _all_resolved())
+    for key in (f"aptest:incident:{incident_id}", f"aptest:incident:{incident_id}:timeline"):
+        assert 0 < redis.ttl(key) <= settings.retention_seconds
+
+
 def test_alert_firing_again_after_resolve_declares_a_new_incident(client: FlaskClient) -> None:
     (first,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
     post(client, _all_resolved())

@@ -66,6 +66,7 @@ def create_app(
             keys=keys,
             policy=policies.get,
             dedup_ttl_seconds=settings.dedup_ttl_seconds,
+            retention_seconds=settings.retention_seconds,
             dry_run=settings.dry_run,
         ),
     )

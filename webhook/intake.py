@@ -69,6 +69,7 @@ class Intake:
         keys: Keys,
         policy: Callable[[], Policy],
         dedup_ttl_seconds: int,
+        retention_seconds: int,
         dry_run: bool,
     ) -> None:
         self.redis = redis
@@ -76,6 +77,7 @@ class Intake:
         self.keys = keys
         self.policy = policy
         self.dedup_ttl_seconds = dedup_ttl_seconds
+        self.retention_seconds = retention_seconds
         self.dry_run = dry_run
 
     def apply(self, notification: Notification) -> IntakeResult:
@@ -129,12 +131,7 @@ class Intake:
             pipe.hset(index, mapping={"open": incident.id, "seq": incident.id.rsplit("-", 1)[1]})
             pipe.zadd(self.keys.open_incidents, {incident.id: _score(incident.started_at)})
         elif change.transition == "resolved":
-            pipe.hdel(index, "open")
-            pipe.zrem(self.keys.open_incidents, incident.id)
-            pipe.zadd(
-                self.keys.resolved_incidents,
-                {incident.id: _score(incident.resolved_at or incident.updated_at)},
-            )
+            self._retire(pipe, incident, index)
         timeline.append(pipe, self.keys, incident.id, *change.entries)
         for job in change.jobs:
             self.queue.enqueue_call(
@@ -147,6 +144,17 @@ class Intake:
                 description=f"{job.action.name} {job.transition} {incident.id}",
                 pipeline=pipe,
             )
+
+    def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
+        """Close the incident: off the open index, kept for the retention period, then gone."""
+        resolved_at = _score(incident.resolved_at or incident.updated_at)
+        pipe.hdel(index, "open")
+        pipe.zrem(self.keys.open_incidents, incident.id)
+        pipe.zadd(self.keys.resolved_incidents, {incident.id: resolved_at})
+        expired = resolved_at - self.retention_seconds
+        pipe.zremrangebyscore(self.keys.resolved_incidents, "-inf", expired)
+        pipe.expire(self.keys.incident(incident.id), self.retention_seconds)
+        pipe.expire(self.keys.timeline(incident.id), self.retention_seconds)
 
     def _payload(self, incident: Incident, job: JobSpec) -> dict[str, object]:
         return {

@@ -40,6 +40,8 @@ class Settings:
     """`ALERTPILOT_DRY_RUN`: actions describe what they would do instead of doing it."""
     dedup_ttl_seconds: int = 7 * 24 * 3600
     """`ALERTPILOT_DEDUP_TTL`: how long an applied notification is remembered as seen."""
+    retention_seconds: int = 90 * 24 * 3600
+    """`ALERTPILOT_RETENTION`: how long a resolved incident and its timeline are kept."""
     log_level: str = "INFO"
     """`ALERTPILOT_LOG_LEVEL`."""
     bind: str = "0.0.0.0:9095"
@@ -70,6 +72,7 @@ class Settings:
             queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),
             dry_run=_bool(env, "ALERTPILOT_DRY_RUN", True),
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", "7d"),
+            retention_seconds=_duration(env, "ALERTPILOT_RETENTION", "90d"),
             log_level=_log_level(env.get("ALERTPILOT_LOG_LEVEL", "INFO")),
             bind=env.get("ALERTPILOT_BIND", "0.0.0.0:9095"),
             web_concurrency=_int(env, "ALERTPILOT_WEB_CONCURRENCY", 2, minimum=1),
