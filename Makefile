@@ -19,6 +19,10 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Speed figures, as ratios to a baseline measured in the same run (not a test).
+bench: $(VENV)/.test-installed test-redis
+	$(BIN)/python -m tests.bench.intake
+
 # Debian packages the tests run for real: Redis and Alertmanager.
 debian-packages:
 	@missing=""; \

@@ -10,10 +10,11 @@ from typing import Any
 
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
-from redis import Redis
+from redis import ConnectionPool, Redis
+from redis.connection import Connection
 from rq import Queue
 
-from tests.conftest import AUTH, fixture, post
+from tests.conftest import AUTH, REDIS_URL, fixture, post
 from tests.test_policy import write_policy
 from webhook.app import create_app
 from webhook.settings import Settings
@@ -203,3 +204,24 @@ def test_higher_severity_alert_escalates_and_requeues_communication(
     assert (incident["severity"], incident["route"]) == ("SEV0", "checkout-down")
     assert incident["timeline"][-1]["kind"] == "escalated"
     assert incident["actions"] == ["page", "notify", "scale_up", "statuspage"]
+
+
+class CountingConnection(Connection):
+    """A redis-py connection that counts round trips (every packed send is one)."""
+
+    sends = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sends += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_resend_costs_one_redis_round_trip(settings: Settings, redis: Redis) -> None:
+    pool = ConnectionPool.from_url(REDIS_URL, connection_class=CountingConnection)
+    counted = Redis(connection_pool=pool)
+    client = create_app(settings, redis=counted, registry=CollectorRegistry()).test_client()
+    post(client, fixture("firing-two-alerts.json"))
+    CountingConnection.sends = 0
+    assert post(client, fixture("firing-two-alerts.json")).json["status"] == "duplicate"
+    assert CountingConnection.sends == 1  # EXISTS on the seen-marker
+    pool.disconnect()
