@@ -142,14 +142,77 @@ def test_alert_firing_again_after_resolve_declares_a_new_incident(client: FlaskC
     assert _incident(client, first)["status"] == "resolved"
 
 
-def test_stale_resend_of_the_first_firing_after_resolve_changes_nothing(
-    client: FlaskClient,
+def test_lagging_ha_twin_after_resolve_neither_reopens_nor_pages(
+    client: FlaskClient, queue: Queue
 ) -> None:
+    """AM1 sent firing then resolved; AM2's delayed copies arrive after both."""
     post(client, fixture("firing-two-alerts.json"))
     post(client, _all_resolved())
-    late = post(client, fixture("firing-two-alerts.json"))
-    assert late.json["status"] == "duplicate"
+    queued = sorted(queue.get_job_ids())
+    late_firing = post(client, fixture("firing-two-alerts.json"))
+    late_resolve = post(client, _all_resolved())
+    assert late_firing.json == {"status": "duplicate", "incidents": [], "jobs": []}
+    assert late_resolve.json["status"] == "duplicate"
     assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
+    assert sorted(queue.get_job_ids()) == queued
+
+
+def test_lagging_ha_twin_cannot_flip_a_resolved_alert_back_to_firing(
+    client: FlaskClient,
+) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    post(client, fixture("one-resolved-one-firing.json"))  # AM1: d9cc resolved
+    assert post(client, fixture("firing-two-alerts.json")).json["status"] == "duplicate"  # AM2
+    incident = _incident(client, incident_id)
+    firing = [a["fingerprint"] for a in incident["alerts"] if a["status"] == "firing"]
+    assert firing == ["a5614730762ac895"]
+    # So the last alert resolving resolves the incident (it would stay open forever).
+    last = fixture("one-resolved-one-firing.json")
+    last["alerts"] = [dict(last["alerts"][1], status="resolved", endsAt="2026-11-26T23:50:00Z")]
+    assert post(client, last).json["jobs"]
+    assert _incident(client, incident_id)["status"] == "resolved"
+
+
+def test_same_alert_instance_firing_after_the_stale_window_declares_again(
+    settings: Settings, redis: Redis
+) -> None:
+    """Alertmanager resolved it on endsAt (Prometheus unreachable), then it came back."""
+    no_window = replace(settings, stale_window_seconds=0)
+    client = create_app(no_window, redis=redis, registry=CollectorRegistry()).test_client()
+    (first,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    post(client, _all_resolved())
+    again = post(client, fixture("firing-two-alerts.json"))
+    assert again.json["status"] == "accepted"
+    assert again.json["incidents"] != [first]
+
+
+def test_truncated_notification_does_not_resolve_the_incident(client: FlaskClient) -> None:
+    (incident_id,) = post(client, fixture("firing-two-alerts.json")).json["incidents"]
+    truncated = _all_resolved()
+    truncated["truncatedAlerts"] = 3  # max_alerts cut firing alerts we cannot see
+    assert post(client, truncated).json["jobs"] == []
+    incident = _incident(client, incident_id)
+    assert incident["status"] == "open"
+    assert incident["timeline"][-1]["kind"] == "resolve_deferred"
+
+
+def test_incident_whose_severity_left_the_policy_still_takes_alerts(
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    """A policy PR renamed SEV2 while an incident of that severity was open."""
+    old = write_policy(tmp_path / "old", ESCALATING_ROUTES)
+    renamed = tmp_path / "new"
+    renamed.mkdir()
+    for path in old.iterdir():
+        (renamed / path.name).write_text(path.read_text().replace("SEV2", "SEV2b"))
+    before = create_app(replace(settings, policies_dir=old), redis=redis).test_client()
+    (incident_id,) = post(before, fixture("firing-two-alerts.json")).json["incidents"]
+    after = create_app(replace(settings, policies_dir=renamed), redis=redis).test_client()
+    doc = fixture("firing-two-alerts.json")
+    doc["alerts"][0]["fingerprint"] = "0123456789abcdef"
+    response = post(after, doc)
+    assert response.status_code == 200
+    assert response.json["incidents"] == [incident_id]
 
 
 def test_new_alert_joins_the_open_incident(client: FlaskClient, queue: Queue) -> None:

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook import api, health, receiver
 from webhook.errors import ApiError, envelope
-from webhook.intake import Intake
+from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
 from webhook.policy.store import PolicyStore
 from webhook.settings import Settings
@@ -65,8 +65,11 @@ def create_app(
             queue=queue,
             keys=keys,
             policy=policies.get,
-            dedup_ttl_seconds=settings.dedup_ttl_seconds,
-            retention_seconds=settings.retention_seconds,
+            limits=Limits(
+                dedup_ttl_seconds=settings.dedup_ttl_seconds,
+                stale_window_seconds=settings.stale_window_seconds,
+                retention_seconds=settings.retention_seconds,
+            ),
             dry_run=settings.dry_run,
         ),
     )

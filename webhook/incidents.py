@@ -5,12 +5,17 @@ notification that map to it, decide the new record, the timeline entries and
 the jobs. Only transitions (declared, escalated, resolved) create jobs; alerts
 joining, resolving or firing again inside an open incident only change state
 and the timeline.
+
+Alertmanager delivers at least once and in no guaranteed order across an HA
+pair, so an alert state older than the one already applied is dropped first
+(`drop_stale`): a lagging twin must not re-open or re-page what just resolved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from webhook.payload import Alert, Notification
@@ -21,6 +26,7 @@ from workers.actions import COMMUNICATION_ACTIONS
 from workers.incidents import AlertState, Incident
 
 Transition = Literal["declared", "escalated", "resolved"]
+Pairs = Sequence[tuple[Alert, Match]]
 
 
 @dataclass(frozen=True)
@@ -50,17 +56,40 @@ class Context:
     notification: Notification
     now: str
     dry_run: bool
+    stale_window_seconds: int
+
+
+def drop_stale(alerts: Pairs, known: Incident | None, ctx: Context) -> tuple[list[Any], int]:
+    """The alerts that are news to `known` (the open or the last incident), and how many were not.
+
+    Stale: a firing copy of an alert instance (same startsAt) that alertpilot
+    saw resolve less than the stale window ago, or a resolve of an instance
+    older than the one now firing.
+    """
+    if known is None:
+        return list(alerts), 0
+    fresh = [(a, m) for a, m in alerts if not _stale(a, known.alerts.get(a.fingerprint), ctx)]
+    return fresh, len(alerts) - len(fresh)
+
+
+def _stale(alert: Alert, known: AlertState | None, ctx: Context) -> bool:
+    if known is None:
+        return False
+    if alert.status == "resolved":
+        return known.status == "firing" and _ts(alert.starts_at) < _ts(known.starts_at)
+    if known.status != "resolved" or known.resolved_seen_at is None:
+        return False
+    same_instance = _ts(alert.starts_at) == _ts(known.starts_at)
+    recent = _ts(ctx.now) - _ts(known.resolved_seen_at) < ctx.stale_window_seconds
+    return same_instance and recent
 
 
 def apply(
-    current: Incident | None,
-    alerts: Sequence[tuple[Alert, Match]],
-    ctx: Context,
-    *,
-    key: str,
-    new_id: str,
+    current: Incident | None, alerts: Pairs, ctx: Context, *, key: str, new_id: str
 ) -> Change | None:
     """The change these alerts make to the incident of `key`; None when they change nothing."""
+    if not alerts:
+        return None
     if current is None:
         if not any(alert.status == "firing" for alert, _ in alerts):
             return None  # resolved alerts of an incident that is already closed
@@ -68,11 +97,10 @@ def apply(
     return _update(current, alerts, ctx)
 
 
-def _declare(
-    alerts: Sequence[tuple[Alert, Match]], ctx: Context, *, key: str, incident_id: str
-) -> Change:
-    states = {a.fingerprint: _state(a, m) for a, m in alerts}
-    top = _most_severe([m for a, m in alerts if a.status == "firing"], ctx.policy)
+def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Change:
+    states = {a.fingerprint: _state(a, m, None, ctx) for a, m in alerts}
+    firing = [m for a, m in alerts if a.status == "firing"]
+    top = _most_severe(firing, ctx.policy)
     first = next(a for a, _ in alerts if a.status == "firing")
     title = first.annotations.get("summary") or first.labels.get("alertname", "alert")
     incident = Incident(
@@ -90,22 +118,20 @@ def _declare(
         external_url=ctx.notification.external_url,
         alerts=states,
         actions=tuple(a.name for a in top.actions),
+        dry_run=ctx.dry_run or bool(top.dry_run),
     )
-    jobs = [_job(incident, action, "declared", top, ctx) for action in top.actions]
-    firing = len(incident.firing)
-    message = f"{top.severity} declared by route {top.route}: {title} ({firing} firing)"
+    jobs = [_job(incident, action, "declared") for action in top.actions]
+    message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     entry = _entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
     return Change(incident, "declared", [entry], jobs)
 
 
-def _update(
-    current: Incident, alerts: Sequence[tuple[Alert, Match]], ctx: Context
-) -> Change | None:
+def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
     states = dict(current.alerts)
     entries: list[dict[str, Any]] = []
     for alert, match in alerts:
         before = states.get(alert.fingerprint)
-        states[alert.fingerprint] = _state(alert, match)
+        states[alert.fingerprint] = _state(alert, match, before, ctx)
         if before is None and alert.status == "firing":
             entries.append(_alert_entry(ctx, "alert_added", "joined", alert))
         elif before is not None and before.status != alert.status:
@@ -116,9 +142,13 @@ def _update(
         return None
     incident = current.with_changes(alerts=states, updated_at=ctx.now)
     if not incident.firing:
+        if ctx.notification.truncated_alerts:
+            # Alertmanager left alerts out (max_alerts): some of them may still fire.
+            note = f"not resolved: {ctx.notification.truncated_alerts} alerts were truncated"
+            return Change(incident, None, [*entries, _entry(ctx, "resolve_deferred", note)])
         return _resolve(incident, entries, ctx)
-    firing_matches = [m for a, m in alerts if a.status == "firing"]
-    top = _most_severe(firing_matches, ctx.policy) if firing_matches else None
+    firing = [m for a, m in alerts if a.status == "firing"]
+    top = _most_severe(firing, ctx.policy) if firing else None
     if top is not None and ctx.policy.rank(top.severity) < ctx.policy.rank(current.severity):
         return _escalate(incident, top, entries, ctx)
     return Change(incident, None, entries)
@@ -135,15 +165,20 @@ def _escalate(
         severity=top.severity,
         route=top.route,
         actions=incident.actions + tuple(a.name for a in actions if a.name not in incident.actions),
+        dry_run=incident.dry_run or bool(top.dry_run),
     )
-    jobs = [_job(escalated, action, "escalated", top, ctx) for action in actions]
+    jobs = [_job(escalated, action, "escalated") for action in actions]
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
     entries.append(_entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
     return Change(escalated, "escalated", entries, jobs)
 
 
 def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) -> Change:
-    """Every alert resolved: communication actions that ran get their resolve job."""
+    """Every alert resolved: communication actions that ran get their resolve job.
+
+    Mitigations are not undone here: reverting them after a stabilisation
+    window belongs to the mitigation workers.
+    """
     resolved = incident.with_changes(status="resolved", resolved_at=ctx.now)
     jobs = [
         JobSpec(
@@ -151,7 +186,7 @@ def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) ->
             action=Action(name=name),
             transition="resolved",
             severity=incident.severity,
-            dry_run=ctx.dry_run,
+            dry_run=incident.dry_run,
         )
         for name in incident.actions
         if name in COMMUNICATION_ACTIONS
@@ -165,7 +200,11 @@ def _most_severe(matches: Sequence[Match], policy: Policy) -> Match:
     return min(matches, key=lambda m: policy.rank(m.severity))
 
 
-def _state(alert: Alert, match: Match) -> AlertState:
+def _state(alert: Alert, match: Match, before: AlertState | None, ctx: Context) -> AlertState:
+    resolved_seen_at = None
+    if alert.status == "resolved":
+        kept = before is not None and before.status == "resolved" and before.resolved_seen_at
+        resolved_seen_at = before.resolved_seen_at if kept and before else ctx.now
     return AlertState(
         fingerprint=alert.fingerprint,
         status=alert.status,
@@ -176,19 +215,18 @@ def _state(alert: Alert, match: Match) -> AlertState:
         generator_url=alert.generator_url,
         severity=match.severity,
         route=match.route,
+        resolved_seen_at=resolved_seen_at,
     )
 
 
-def _job(
-    incident: Incident, action: Action, transition: Transition, match: Match, ctx: Context
-) -> JobSpec:
+def _job(incident: Incident, action: Action, transition: Transition) -> JobSpec:
     tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
         action=action,
         transition=transition,
         severity=incident.severity,
-        dry_run=ctx.dry_run or bool(match.dry_run),
+        dry_run=incident.dry_run,  # sticky: a dry-run route's incident never acts for real
     )
 
 
@@ -208,3 +246,7 @@ def _entry(ctx: Context, kind: str, message: str, **details: Any) -> dict[str, A
 def _alert_entry(ctx: Context, kind: str, verb: str, alert: Alert) -> dict[str, Any]:
     name = alert.labels.get("alertname", "alert")
     return _entry(ctx, kind, f"{name} {alert.fingerprint} {verb}", fingerprint=alert.fingerprint)
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

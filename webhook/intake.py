@@ -1,19 +1,21 @@
 """Apply one notification to incident state and enqueue its jobs, in one Redis transaction.
 
-The read of the current incidents is WATCHed and the writes (incident
-documents, indexes, timeline, the jobs themselves, the seen-marker) go out in
-one MULTI/EXEC, so a notification is applied whole or not at all: a 200
-means its effect is in Redis, and a crash or a Redis error before EXEC leaves
-nothing behind for the retry to trip over.
+The reads of the current incidents are WATCHed and the writes (incident
+documents, indexes, timeline, the jobs themselves, the group's last digest)
+go out in one MULTI/EXEC, so a notification is applied whole or not at all: a
+200 means its effect is in Redis, and a crash or a Redis error before EXEC
+leaves nothing behind for the retry to trip over.
 
-Resends cost one round trip: a notification whose alert set (fingerprint,
-status, startsAt) was applied before hits the seen-marker and stops there.
+Resends cost one round trip: Alertmanager re-sends a group's whole state, so a
+notification whose digest equals the last one applied for its group (a repeat,
+or the twin from the other Alertmanager of an HA pair) stops at one GET.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,13 +26,15 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
 
-from webhook.incidents import Change, Context, JobSpec, apply
+from webhook.incidents import Change, Context, JobSpec, apply, drop_stale
 from webhook.payload import Alert, Notification
 from webhook.policy import Match, Policy, evaluate
 from webhook.policy.engine import key_hash
 from workers import timeline
 from workers.incidents import Incident
 from workers.keys import Keys, text
+
+log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "workers.jobs.run_action"
 JOB_TIMEOUT = 300
@@ -51,6 +55,18 @@ class IntakeResult:
     outcome: Outcome
     incidents: list[str] = field(default_factory=list)
     jobs: list[JobSpec] = field(default_factory=list)
+    stale: int = 0
+    """Alerts dropped as older than what was already applied."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    dedup_ttl_seconds: int
+    """How long a group's last digest is kept (a resend after it is re-evaluated, harmlessly)."""
+    stale_window_seconds: int
+    """How long after a resolve a firing copy of the same instance counts as stale."""
+    retention_seconds: int
+    """How long a resolved incident, its timeline and its key index are kept."""
 
 
 @dataclass(frozen=True)
@@ -68,67 +84,89 @@ class Intake:
         queue: Queue,
         keys: Keys,
         policy: Callable[[], Policy],
-        dedup_ttl_seconds: int,
-        retention_seconds: int,
+        limits: Limits,
         dry_run: bool,
     ) -> None:
         self.redis = redis
         self.queue = queue
         self.keys = keys
         self.policy = policy
-        self.dedup_ttl_seconds = dedup_ttl_seconds
-        self.retention_seconds = retention_seconds
+        self.limits = limits
         self.dry_run = dry_run
 
     def apply(self, notification: Notification) -> IntakeResult:
-        seen = self.keys.seen(digest(notification))
-        if self.redis.exists(seen):
+        marker = self.keys.group(_group_hash(notification))
+        last = digest(notification)
+        if _same(self.redis.get(marker), last):
             return IntakeResult("duplicate")
         policy = self.policy()  # one whole set for the whole notification
         groups = _group(notification, policy)
-        ctx = Context(policy, notification, timeline.utcnow(), self.dry_run)
+        ctx = Context(
+            policy=policy,
+            notification=notification,
+            now=timeline.utcnow(),
+            dry_run=self.dry_run,
+            stale_window_seconds=self.limits.stale_window_seconds,
+        )
         for _ in range(MAX_ATTEMPTS):
             try:
-                return self._transaction(seen, groups, ctx)
+                return self._transaction(marker, last, groups, ctx)
             except WatchError:
                 continue
         raise Contention(f"gave up after {MAX_ATTEMPTS} conflicting writes")
 
-    def _transaction(self, seen: str, groups: list[_Group], ctx: Context) -> IntakeResult:
+    def _transaction(
+        self, marker: str, last: str, groups: list[_Group], ctx: Context
+    ) -> IntakeResult:
         with self.redis.pipeline() as pipe:
-            pipe.watch(seen, *(self.keys.incident_key(g.hash) for g in groups))  # type: ignore[no-untyped-call]
-            if pipe.exists(seen):
+            indexes = [self.keys.incident_key(g.hash) for g in groups]
+            pipe.watch(marker, *indexes)  # type: ignore[no-untyped-call]
+            if _same(pipe.get(marker), last):
                 return IntakeResult("duplicate")
-            changes = [self._change(pipe, group, ctx) for group in groups]
+            stale = 0
+            changes: list[Change] = []
+            for group in groups:
+                change, dropped = self._change(pipe, group, ctx)
+                stale += dropped
+                if change is not None:
+                    changes.append(change)
             pipe.multi()
-            done = [c for c in changes if c is not None]
-            for change in done:
+            for change in changes:
                 self._write(pipe, change)
-            pipe.set(seen, "1", ex=self.dedup_ttl_seconds)
+            if not stale:
+                # Only a fully applied notification becomes the group's "last": after a
+                # stale copy, the next real resend must still be evaluated.
+                pipe.set(marker, last, ex=self.limits.dedup_ttl_seconds)
             pipe.execute()
-        if not done:
-            return IntakeResult("duplicate")
-        jobs = [job for change in done for job in change.jobs]
-        return IntakeResult("accepted", [c.incident.id for c in done], jobs)
+        if stale:
+            log.info("dropped %d stale alerts of %s", stale, ctx.notification.group_key)
+        if not changes:
+            return IntakeResult("duplicate", stale=stale)
+        jobs = [job for change in changes for job in change.jobs]
+        return IntakeResult("accepted", [c.incident.id for c in changes], jobs, stale)
 
-    def _change(self, pipe: Pipeline, group: _Group, ctx: Context) -> Change | None:
-        index = self.keys.incident_key(group.hash)
-        open_id, seq = pipe.hmget(index, ["open", "seq"])
-        current = None
-        if open_id is not None:
-            doc_key = self.keys.incident(text(open_id))
+    def _change(self, pipe: Pipeline, group: _Group, ctx: Context) -> tuple[Change | None, int]:
+        """Read (under WATCH) the open or last incident of the group's key, then decide."""
+        open_id, last_id = pipe.hmget(self.keys.incident_key(group.hash), ["open", "last"])
+        known_id = open_id or last_id
+        known = None
+        if known_id is not None:
+            doc_key = self.keys.incident(text(known_id))
             pipe.watch(doc_key)  # type: ignore[no-untyped-call]
             raw = pipe.get(doc_key)
-            current = Incident.from_json(raw) if raw is not None else None
-        new_id = f"{group.hash[:12]}-{int(seq or 0) + 1}"
-        return apply(current, group.alerts, ctx, key=group.key, new_id=new_id)
+            known = Incident.from_json(raw) if raw is not None else None
+        fresh, stale = drop_stale(group.alerts, known, ctx)
+        current = known if known is not None and open_id is not None else None
+        new_id = f"{group.hash[:12]}-{_base36(int(_score(ctx.now) * 1000))}"
+        return apply(current, fresh, ctx, key=group.key, new_id=new_id), stale
 
     def _write(self, pipe: Pipeline, change: Change) -> None:
         incident = change.incident
         index = self.keys.incident_key(key_hash(incident.key))
         pipe.set(self.keys.incident(incident.id), incident.to_json())
         if change.transition == "declared":
-            pipe.hset(index, mapping={"open": incident.id, "seq": incident.id.rsplit("-", 1)[1]})
+            pipe.hset(index, mapping={"open": incident.id, "last": incident.id})
+            pipe.persist(index)
             pipe.zadd(self.keys.open_incidents, {incident.id: _score(incident.started_at)})
         elif change.transition == "resolved":
             self._retire(pipe, incident, index)
@@ -148,13 +186,13 @@ class Intake:
     def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
         """Close the incident: off the open index, kept for the retention period, then gone."""
         resolved_at = _score(incident.resolved_at or incident.updated_at)
+        retention = self.limits.retention_seconds
         pipe.hdel(index, "open")
         pipe.zrem(self.keys.open_incidents, incident.id)
         pipe.zadd(self.keys.resolved_incidents, {incident.id: resolved_at})
-        expired = resolved_at - self.retention_seconds
-        pipe.zremrangebyscore(self.keys.resolved_incidents, "-inf", expired)
-        pipe.expire(self.keys.incident(incident.id), self.retention_seconds)
-        pipe.expire(self.keys.timeline(incident.id), self.retention_seconds)
+        pipe.zremrangebyscore(self.keys.resolved_incidents, "-inf", resolved_at - retention)
+        for key in (index, self.keys.incident(incident.id), self.keys.timeline(incident.id)):
+            pipe.expire(key, retention)
 
     def _payload(self, incident: Incident, job: JobSpec) -> dict[str, object]:
         return {
@@ -169,13 +207,18 @@ class Intake:
 
 
 def digest(notification: Notification) -> str:
-    """Identity of a notification's content: same group, same alerts in the same states.
+    """Identity of a notification's content: its alerts, each in its state.
 
     startsAt is part of it, so an alert that resolves and later fires again is
-    new, while a stale resend of the first firing is not.
+    a new instance.
     """
     alerts = sorted((a.fingerprint, a.status, a.starts_at) for a in notification.alerts)
-    body = json.dumps([notification.receiver, notification.group_key, alerts])
+    body = json.dumps([alerts, notification.truncated_alerts])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _group_hash(notification: Notification) -> str:
+    body = json.dumps([notification.receiver, notification.group_key])
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -190,5 +233,18 @@ def _group(notification: Notification, policy: Policy) -> list[_Group]:
     return [_Group(key, key_hash(key), alerts) for key, alerts in groups.items()]
 
 
+def _same(stored: bytes | str | None, digest: str) -> bool:
+    return stored is not None and text(stored) == digest
+
+
 def _score(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"

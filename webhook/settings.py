@@ -39,7 +39,10 @@ class Settings:
     dry_run: bool = True
     """`ALERTPILOT_DRY_RUN`: actions describe what they would do instead of doing it."""
     dedup_ttl_seconds: int = 7 * 24 * 3600
-    """`ALERTPILOT_DEDUP_TTL`: how long an applied notification is remembered as seen."""
+    """`ALERTPILOT_DEDUP_TTL`: how long a group's last applied notification is remembered."""
+    stale_window_seconds: int = 15 * 60
+    """`ALERTPILOT_STALE_WINDOW`: how long after a resolve a firing copy of the same alert
+    instance is taken for a lagging HA twin or retry, and dropped."""
     retention_seconds: int = 90 * 24 * 3600
     """`ALERTPILOT_RETENTION`: how long a resolved incident and its timeline are kept."""
     log_level: str = "INFO"
@@ -72,6 +75,7 @@ class Settings:
             queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),
             dry_run=_bool(env, "ALERTPILOT_DRY_RUN", True),
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", "7d"),
+            stale_window_seconds=_duration(env, "ALERTPILOT_STALE_WINDOW", "15m"),
             retention_seconds=_duration(env, "ALERTPILOT_RETENTION", "90d"),
             log_level=_log_level(env.get("ALERTPILOT_LOG_LEVEL", "INFO")),
             bind=env.get("ALERTPILOT_BIND", "0.0.0.0:9095"),

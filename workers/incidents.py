@@ -32,6 +32,8 @@ class AlertState:
     generator_url: str
     severity: str
     route: str
+    resolved_seen_at: str | None = None
+    """When alertpilot first saw this instance resolved (its clock, not Alertmanager's)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Incident:
     alerts: dict[str, AlertState] = field(default_factory=dict)
     actions: tuple[str, ...] = ()
     """Action names enqueued so far, so escalation and resolve know what ran."""
+    dry_run: bool = False
+    """A route of this incident asked for dry run; its resolve jobs stay in dry run too."""
 
     @property
     def firing(self) -> list[AlertState]:

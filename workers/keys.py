@@ -22,7 +22,7 @@ class Keys:
         return f"{self.prefix}incident:{incident_id}:timeline"
 
     def incident_key(self, key_hash: str) -> str:
-        """Hash {open, seq}: the open incident of an incident key and its counter."""
+        """Hash {open, last}: the open and the latest incident of an incident key."""
         return f"{self.prefix}ikey:{key_hash}"
 
     @property
@@ -35,9 +35,9 @@ class Keys:
         """Sorted set of resolved incident ids, scored by resolve time."""
         return f"{self.prefix}incidents:resolved"
 
-    def seen(self, digest: str) -> str:
-        """Marker of a notification already applied (resends, HA twins)."""
-        return f"{self.prefix}seen:{digest}"
+    def group(self, group_hash: str) -> str:
+        """Digest of the last notification applied for an Alertmanager group (resends, HA twins)."""
+        return f"{self.prefix}group:{group_hash}"
 
     def effect(self, job_id: str) -> str:
         """Marker that a job's effect happened, so a rerun does not repeat it."""

@@ -57,8 +57,14 @@ class Policy:
     content_hash: str
 
     def rank(self, severity: str) -> int:
-        """0 for the most severe; larger numbers are less severe."""
-        return list(self.severities).index(severity)
+        """0 for the most severe; larger numbers are less severe.
+
+        A severity the policy no longer defines (renamed in a PR while an
+        incident was open) ranks below every defined one, so it can still be
+        escalated from and never blocks intake.
+        """
+        names = list(self.severities)
+        return names.index(severity) if severity in names else len(names)
 
 
 def compile_policy(
