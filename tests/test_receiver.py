@@ -155,3 +155,15 @@ def test_readyz_reports_policy_hash(client: FlaskClient, app: object) -> None:
     assert response.status_code == 200
     policy = app.extensions["alertpilot"].policies.get()  # type: ignore[attr-defined]
     assert response.json["policy"]["hash"] == policy.content_hash
+
+
+def test_lone_surrogate_in_a_label_is_400_naming_it(client: FlaskClient, redis: Redis) -> None:
+    raw = json.dumps(fixture("firing-two-alerts.json")).replace('"api"', '"api\\udc80"', 1)
+    response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
+    _assert_rejected(response, redis, 400, "alerts[0].labels.deployment")
+
+
+def test_deeply_nested_body_is_400_not_500(client: FlaskClient, redis: Redis) -> None:
+    raw = '{"version":"4","x":' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
+    _assert_rejected(response, redis, 400, "body")

@@ -203,8 +203,8 @@ def _most_severe(matches: Sequence[Match], policy: Policy) -> Match:
 def _state(alert: Alert, match: Match, before: AlertState | None, ctx: Context) -> AlertState:
     resolved_seen_at = None
     if alert.status == "resolved":
-        kept = before is not None and before.status == "resolved" and before.resolved_seen_at
-        resolved_seen_at = before.resolved_seen_at if kept and before else ctx.now
+        earlier = before.resolved_seen_at if before and before.status == "resolved" else None
+        resolved_seen_at = earlier or ctx.now
     return AlertState(
         fingerprint=alert.fingerprint,
         status=alert.status,

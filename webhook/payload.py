@@ -105,6 +105,15 @@ def _str(doc: dict[str, Any], key: str, path: str, *, required: bool = False) ->
         raise PayloadError(
             path, "required, a non-empty string" if required else "expected a string"
         )
+    return _utf8(value, path)
+
+
+def _utf8(value: str, path: str) -> str:
+    """JSON can carry lone surrogates (`"\\udc80"`) that no UTF-8 store accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(path, "not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -124,6 +133,8 @@ def _labels(doc: dict[str, Any], key: str, path: str, *, required: bool = False)
     for name, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(f"{path}.{name}", f"expected a string, got {type(item).__name__}")
+        _utf8(name, path)
+        _utf8(item, f"{path}.{name}")
     return dict(value)
 
 

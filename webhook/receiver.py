@@ -79,6 +79,8 @@ def _read(limit: int) -> Notification:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise BadRequest("body is nested too deeply", field="body") from None
     try:
         return parse(doc)
     except PayloadError as exc:
