@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from tests.conftest import AUTH, fixture, post, run_jobs
 from tests.support import jobs as test_jobs
 from workers.actions import HANDLERS
 from workers.errors import TransientError
-from workers.jobs import RETRY_INTERVALS, execute
+from workers.jobs import CRASH_RETRIES, RETRY_INTERVALS, execute
 
 
 def _timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
@@ -110,7 +112,9 @@ def test_permanent_failure_lands_in_failed_registry_and_on_timeline(
     client: FlaskClient, queue: Queue, redis: Redis
 ) -> None:
     incident_id, payload = _page_payload(client, queue, redis)
-    queue.enqueue("tests.support.jobs.run_refused", payload, job_id="refused-page")
+    queue.enqueue(
+        "tests.support.jobs.run_refused", payload, job_id="refused-page", retry=CRASH_RETRIES
+    )
     run_jobs(queue)
     assert queue.failed_job_registry.get_job_ids() == ["refused-page"]
     failed = _timeline(client, incident_id)[-1]
@@ -137,7 +141,63 @@ def test_transient_failures_give_up_after_the_last_interval(
     assert "gave up after 6 attempts" in _timeline(client, incident_id)[-1]["message"]
 
 
-def test_malformed_job_payload_fails_without_touching_state(redis: Redis) -> None:
+def test_malformed_job_payload_is_a_failure(redis: Redis) -> None:
     decision = execute(redis, {"action": "teleport"}, HANDLERS, job_id="bad")
     assert decision.outcome == "failed"
     assert "unknown action" in decision.message
+
+
+def test_unexpected_error_is_on_the_timeline_and_the_job_is_retried(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    """A bug or an unwrapped vendor error: visible, and RQ gets the job back."""
+    incident_id, payload = _page_payload(client, queue, redis)
+    job = queue.enqueue(
+        "tests.support.jobs.run_buggy", payload, job_id="buggy-page", retry=CRASH_RETRIES
+    )
+    run_jobs(queue)
+    assert job.get_status(refresh=True) == JobStatus.SCHEDULED
+    failed = _timeline(client, incident_id)[-1]
+    assert (failed["kind"], failed["message"]) == ("failed", "unexpected KeyError; see worker log")
+    assert "routing_key" not in failed["message"]
+
+
+def test_two_runs_of_one_job_at_once_act_once(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, payload = _page_payload(client, queue, redis)
+    results: list[str] = []
+
+    def run() -> None:
+        decision = execute(redis, payload, test_jobs.SLOW_HANDLERS, job_id="same-job")
+        results.append(decision.outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(results) == ["dry_run", "duplicate"]
+    assert test_jobs.calls == ["page:declared:start", "page:declared:end"]
+    assert [e["kind"] for e in _timeline(client, incident_id)] == ["declared", "dry_run"]
+
+
+def test_resolve_job_waits_for_the_declared_job_of_the_same_action(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    """Two workers: the page's resolve must not overtake its trigger."""
+    _, declared = _page_payload(client, queue, redis)
+    resolved = {**declared, "transition": "resolved"}
+    first = threading.Thread(
+        target=execute, args=(redis, declared, test_jobs.SLOW_HANDLERS), kwargs={"job_id": "d"}
+    )
+    first.start()
+    time.sleep(0.1)  # the declared job holds the action lock now
+    execute(redis, resolved, test_jobs.SLOW_HANDLERS, job_id="r")
+    first.join(timeout=10)
+    assert test_jobs.calls == [
+        "page:declared:start",
+        "page:declared:end",
+        "page:resolved:start",
+        "page:resolved:end",
+    ]

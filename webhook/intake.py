@@ -32,12 +32,12 @@ from webhook.policy import Match, Policy, evaluate
 from webhook.policy.engine import key_hash
 from workers import timeline
 from workers.incidents import Incident
+from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
 from workers.keys import Keys, text
 
 log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "workers.jobs.run_action"
-JOB_TIMEOUT = 300
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 30 * 24 * 3600
 MAX_ATTEMPTS = 20
@@ -179,6 +179,7 @@ class Intake:
                 timeout=JOB_TIMEOUT,
                 result_ttl=RESULT_TTL,
                 failure_ttl=FAILURE_TTL,
+                retry=CRASH_RETRIES,
                 description=f"{job.action.name} {job.transition} {incident.id}",
                 pipeline=pipe,
             )

@@ -1,13 +1,19 @@
 """The RQ job behind every action, and the one dispatch point all actions share.
 
 `run_action` is what the webhook enqueues (by dotted name, with a plain JSON
-payload). It keeps three promises whatever the handler does:
+payload). It keeps these promises whatever the handler does:
 
-- an effect happens at most once per job id: a rerun (worker killed after the
-  effect, a requeue) finds the effect marker and does nothing;
-- a job queued before its incident resolved does not act after it;
+- one run at a time per (incident, action): a lock orders the declared and
+  the resolve job of one action across workers, and serialises reruns;
+- an effect is recorded once per job id: a rerun (requeue, retry after a
+  worker died after the effect was recorded) finds the effect marker and does
+  nothing. A worker that dies between the vendor call and the record leaves
+  no marker, so the rerun calls again: adapters pass stable idempotency keys
+  (PagerDuty dedup_key, Statuspage metadata) so that second call is harmless;
+- a job queued before its incident resolved does not act after it (checked
+  under the lock);
 - every outcome is on the timeline and counted: acted, dry run, skipped,
-  retried (transient), failed (permanent, or retries exhausted).
+  retried (transient), failed (permanent, retries exhausted, or a bug).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
 from workers import timeline
@@ -29,8 +35,14 @@ from workers.keys import Keys
 
 log = logging.getLogger(__name__)
 
+JOB_TIMEOUT = 300
+"""Seconds a job may run; also how long its action lock lives if the worker dies."""
 RETRY_INTERVALS = (5, 15, 60, 120, 300)
 """Seconds between attempts after a transient failure; six attempts in all."""
+CRASH_RETRIES = Retry(max=3, interval=[30, 120, 300])
+"""For jobs that die (killed work horse, timeout, a bug): RQ requeues them."""
+LOCK_WAIT = 30
+"""Seconds to wait for another run of the same action before retrying later."""
 EFFECT_TTL = 30 * 24 * 3600
 """How long a job's effect marker is kept: longer than any retry or requeue."""
 
@@ -61,6 +73,9 @@ def perform(payload: dict[str, Any], handlers: Mapping[str, Handler]) -> dict[st
     if decision.retry_in is not None:
         return Retry(max=len(RETRY_INTERVALS), interval=decision.retry_in)
     if decision.outcome == "failed":
+        # Permanent: the crash retries configured at enqueue must not repeat it. RQ
+        # decides on this same Job object after the exception, so zero stops them.
+        job.retries_left = 0
         raise ActionFailed(decision.message)
     return {"outcome": decision.outcome, "message": decision.message}
 
@@ -73,12 +88,42 @@ def execute(
     job_id: str,
     attempt: int = 0,
 ) -> Decision:
-    """Run one action request through guards, handler and bookkeeping."""
+    """Run one action request through lock, guards, handler and bookkeeping."""
     try:
         request = ActionRequest.from_json(payload)
     except (KeyError, ValueError) as exc:
         return Decision("failed", f"malformed job payload: {exc}")
     keys = Keys(request.prefix)
+    lock = redis.lock(
+        keys.action_lock(request.incident_id, request.action),
+        timeout=JOB_TIMEOUT,
+        blocking_timeout=LOCK_WAIT,
+    )
+    if not lock.acquire():
+        busy = TransientError("another run of this action is still going")
+        return _retry_or_fail(redis, keys, request, attempt, busy)
+    try:
+        return _locked(redis, keys, request, handlers, job_id=job_id, attempt=attempt)
+    except Exception as exc:
+        # A bug or an unwrapped vendor error: say so, then let RQ retry the job.
+        _record_failure(redis, keys, request, f"unexpected {type(exc).__name__}; see worker log")
+        raise
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("action lock of %s expired before the job ended", job_id)
+
+
+def _locked(
+    redis: Redis,
+    keys: Keys,
+    request: ActionRequest,
+    handlers: Mapping[str, Handler],
+    *,
+    job_id: str,
+    attempt: int,
+) -> Decision:
     if redis.exists(keys.effect(job_id)):
         return Decision("duplicate", "effect already recorded for this job")
     incident = load_incident(redis, keys, request.incident_id)
@@ -90,14 +135,14 @@ def execute(
     try:
         outcome = handlers[request.action](request, incident)
     except TransientError as exc:
-        return _retry_or_fail(redis, keys, request, job_id, attempt, exc)
+        return _retry_or_fail(redis, keys, request, attempt, exc)
     except PermanentError as exc:
         return _record_failure(redis, keys, request, str(exc))
     return _record(redis, keys, request, job_id, outcome)
 
 
 def _retry_or_fail(
-    redis: Redis, keys: Keys, request: ActionRequest, job_id: str, attempt: int, exc: TransientError
+    redis: Redis, keys: Keys, request: ActionRequest, attempt: int, exc: TransientError
 ) -> Decision:
     if attempt >= len(RETRY_INTERVALS):
         reason = f"gave up after {attempt + 1} attempts: {exc}"
@@ -125,21 +170,13 @@ def _record_failure(redis: Redis, keys: Keys, request: ActionRequest, reason: st
 def _record(
     redis: Redis, keys: Keys, request: ActionRequest, job_id: str, outcome: Outcome
 ) -> Decision:
-    """Mark the effect done, with its timeline entry and count, exactly once."""
-    effect = keys.effect(job_id)
+    """Effect marker, timeline entry and count, together (the action lock is held)."""
     with redis.pipeline() as pipe:
-        try:
-            pipe.watch(effect)  # type: ignore[no-untyped-call]
-            if pipe.exists(effect):
-                return Decision("duplicate", "effect already recorded for this job")
-            pipe.multi()
-            pipe.set(effect, outcome.kind, ex=EFFECT_TTL)
-            entry = _entry(request, outcome.kind, outcome.message, **outcome.details)
-            timeline.append(pipe, keys, request.incident_id, entry)
-            pipe.hincrby(keys.jobs_finished, f"{request.action}|{outcome.kind}", 1)
-            pipe.execute()
-        except WatchError:
-            return Decision("duplicate", "another run recorded this job's effect first")
+        pipe.set(keys.effect(job_id), outcome.kind, ex=EFFECT_TTL)
+        entry = _entry(request, outcome.kind, outcome.message, **outcome.details)
+        timeline.append(pipe, keys, request.incident_id, entry)
+        pipe.hincrby(keys.jobs_finished, f"{request.action}|{outcome.kind}", 1)
+        pipe.execute()
     return Decision(outcome.kind, outcome.message)
 
 

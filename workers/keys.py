@@ -43,6 +43,10 @@ class Keys:
         """Marker that a job's effect happened, so a rerun does not repeat it."""
         return f"{self.prefix}effect:{job_id}"
 
+    def action_lock(self, incident_id: str, action: str) -> str:
+        """Lock held while one action of one incident runs (declare vs resolve, reruns)."""
+        return f"{self.prefix}lock:{incident_id}:{action}"
+
     @property
     def jobs_finished(self) -> str:
         """Hash "action|outcome" -> count, shared by every worker."""

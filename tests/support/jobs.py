@@ -5,6 +5,7 @@ RQ imports these by dotted name, as it imports `workers.jobs.run_action`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rq import Retry
@@ -27,6 +28,25 @@ def _flaky(request: ActionRequest, incident: Incident) -> Outcome:
 def _refused(request: ActionRequest, incident: Incident) -> Outcome:
     calls.append(request.action)
     raise PermanentError("PagerDuty answered 400: Event object is invalid")
+
+
+def _buggy(request: ActionRequest, incident: Incident) -> Outcome:
+    calls.append(request.action)
+    raise KeyError("routing_key")
+
+
+def _slow(request: ActionRequest, incident: Incident) -> Outcome:
+    calls.append(f"{request.action}:{request.transition}:start")
+    time.sleep(0.3)
+    calls.append(f"{request.action}:{request.transition}:end")
+    return dry_run(request, incident)
+
+
+SLOW_HANDLERS = {"page": _slow}
+
+
+def run_buggy(payload: dict[str, Any]) -> dict[str, Any] | Retry:
+    return perform(payload, {"page": _buggy})
 
 
 def run_flaky(payload: dict[str, Any]) -> dict[str, Any] | Retry:
