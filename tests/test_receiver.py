@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from tests.conftest import AUTH, fixture, post
+from tests.conftest import AUTH, TOKEN, fixture, post
 from webhook.app import create_app
 from webhook.settings import Settings
 
@@ -167,3 +167,19 @@ def test_deeply_nested_body_is_400_not_500(client: FlaskClient, redis: Redis) ->
     raw = '{"version":"4","x":' + "[" * 100_000 + "]" * 100_000 + "}"
     response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
     _assert_rejected(response, redis, 400, "body")
+
+
+def test_previous_token_is_accepted_during_rotation(settings: Settings, redis: Redis) -> None:
+    rotating = replace(settings, webhook_token="new-token", webhook_previous_token="old-token")
+    client = create_app(rotating, redis=redis, registry=CollectorRegistry()).test_client()
+    doc = fixture("firing-two-alerts.json")
+    for token, status in (("old-token", 200), ("new-token", 200), ("older-token", 401)):
+        response = client.post(URL, json=doc, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == status, token
+
+
+def test_settings_repr_hides_secrets(settings: Settings) -> None:
+    secret = replace(settings, webhook_password="pw-9q", webhook_previous_token="old-7z")
+    text = repr(secret)
+    for value in ("pw-9q", "old-7z", TOKEN):
+        assert value not in text

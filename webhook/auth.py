@@ -21,7 +21,10 @@ def authorized(header: str | None, settings: Settings) -> bool:
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer" and settings.webhook_token:
-        return _same(credentials.strip(), settings.webhook_token)
+        tokens = [settings.webhook_token, settings.webhook_previous_token or ""]
+        # Compare with both (constant time each) so timing does not tell which matched.
+        matches = [_same(credentials.strip(), token) for token in tokens if token]
+        return any(matches)
     if scheme == "basic" and settings.webhook_username and settings.webhook_password:
         try:
             user, _, password = (

@@ -72,14 +72,17 @@ def embedded_redis(data_dir: Path) -> Iterator[Path]:
     # `--save 60 1` as separate words: redis-server ignores a quoted "60 1" here.
     args += ["--dir", str(data_dir), "--dbfilename", "redis.rdb", "--save", "60", "1"]
     args += ["--logfile", str(data_dir / "redis.log")]
-    with _child(args, {}):
+    with _child(args, {}, inherit=False):  # redis-server gets none of our secrets
         _wait_for_redis(socket)
         yield socket
 
 
 @contextmanager
-def _child(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(args, env={**os.environ, **env})
+def _child(
+    args: list[str], env: dict[str, str], *, inherit: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    base = dict(os.environ) if inherit else {"PATH": os.environ.get("PATH", "")}
+    process = subprocess.Popen(args, env={**base, **env})
     try:
         yield process
     finally:

@@ -43,7 +43,7 @@ class Metrics:
         )
         self.alerts = Counter(
             "alertpilot_alerts_received_total",
-            "Alerts in accepted notifications, by alert status.",
+            "Alerts in notifications taken (accepted or duplicate), by alert status.",
             ["status"],
             registry=registry,
         )

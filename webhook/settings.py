@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from webhook.durations import DurationError, parse_duration
@@ -24,11 +24,13 @@ class Settings:
     """`REDIS_URL`; None only for `alertpilot dev`, which then embeds a Redis."""
     policies_dir: Path = Path("policies")
     """`ALERTPILOT_POLICIES_DIR`: directory of policy YAML files."""
-    webhook_token: str | None = None
+    webhook_token: str | None = field(default=None, repr=False)
     """`ALERTPILOT_WEBHOOK_TOKEN` (or `_FILE`): bearer token Alertmanager sends."""
+    webhook_previous_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS` (or `_FILE`): accepted too, during a rotation."""
     webhook_username: str | None = None
     """`ALERTPILOT_WEBHOOK_USERNAME`: basic-auth user, with the password below."""
-    webhook_password: str | None = None
+    webhook_password: str | None = field(default=None, repr=False)
     """`ALERTPILOT_WEBHOOK_PASSWORD` (or `_FILE`)."""
     max_body_bytes: int = 1024 * 1024
     """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
@@ -68,6 +70,7 @@ class Settings:
             redis_url=_redis_url(env.get("REDIS_URL")),
             policies_dir=Path(env.get("ALERTPILOT_POLICIES_DIR", "policies")),
             webhook_token=_secret(env, "ALERTPILOT_WEBHOOK_TOKEN"),
+            webhook_previous_token=_secret(env, "ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS"),
             webhook_username=username,
             webhook_password=password,
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
