@@ -201,3 +201,23 @@ def test_resolve_job_waits_for_the_declared_job_of_the_same_action(
         "page:resolved:start",
         "page:resolved:end",
     ]
+
+
+def test_job_that_stays_transient_ends_in_the_failed_registry_through_rq(
+    client: FlaskClient, queue: Queue, redis: Redis
+) -> None:
+    incident_id, payload = _page_payload(client, queue, redis)
+    job = queue.enqueue(
+        "tests.support.jobs.run_busy", payload, job_id="busy-page", retry=CRASH_RETRIES
+    )
+    for _ in range(len(RETRY_INTERVALS) + 2):
+        run_jobs(queue)
+        if job.get_status(refresh=True) != JobStatus.SCHEDULED:
+            break
+        queue.scheduled_job_registry.remove(job)
+        queue.enqueue_job(job)  # the retry is due
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert queue.failed_job_registry.get_job_ids() == ["busy-page"]
+    assert len(test_jobs.calls) == len(RETRY_INTERVALS) + 1
+    kinds = [e["kind"] for e in _timeline(client, incident_id)]
+    assert kinds == ["declared"] + ["retried"] * len(RETRY_INTERVALS) + ["failed"]

@@ -45,6 +45,15 @@ def _slow(request: ActionRequest, incident: Incident) -> Outcome:
 SLOW_HANDLERS = {"page": _slow}
 
 
+def _busy(request: ActionRequest, incident: Incident) -> Outcome:
+    calls.append(request.action)
+    raise TransientError("PagerDuty answered 503")
+
+
+def run_busy(payload: dict[str, Any]) -> dict[str, Any] | Retry:
+    return perform(payload, {"page": _busy})
+
+
 def run_buggy(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     return perform(payload, {"page": _buggy})
 
