@@ -22,6 +22,7 @@ lint: $(VENV)/.test-installed
 # Speed figures, as ratios to a baseline measured in the same run (not a test).
 bench: $(VENV)/.test-installed test-redis
 	$(BIN)/python -m tests.bench.intake
+	$(BIN)/python -m tests.bench.policy
 
 # Debian packages the tests run for real: Redis and Alertmanager.
 debian-packages:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
-from webhook.policy import PolicyError, evaluate, load_policy
+from webhook.policy import Policy, PolicyError, evaluate, load_policy
 from webhook.policy.matchers import MatcherError, parse_matcher
 
 SEVERITIES = """\
@@ -169,3 +170,35 @@ def test_policy_hash_changes_with_content(tmp_path: Path, policies_dir: Path) ->
     first = load_policy(write_policy(tmp_path, routes)).content_hash
     (tmp_path / "10-routes.yaml").write_text("routes: []\n# reviewed\n")
     assert load_policy(tmp_path).content_hash != first
+
+
+def _full_scan(policy: Policy, labels: dict[str, str]) -> list[str]:
+    """The reference semantics: every route in order, first match wins unless continue."""
+    taken: list[str] = []
+    for route in policy.routes:
+        if route.matches(labels):
+            taken.append(route.name)
+            if not route.continue_:
+                return taken
+    return taken or ["default"]
+
+
+def test_route_index_gives_the_same_routes_as_a_full_scan(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    names, values = ["alertname", "service", "team"], ["a", "b", "c", ""]
+    routes = ["routes:"]
+    for i in range(150):
+        count = rng.randint(1, 3)
+        ops = ["=", "=", "!=", "=~", "!~"]
+        matchers = [
+            f"'{rng.choice(names)}{rng.choice(ops)}\"{rng.choice(values)}\"'" for _ in range(count)
+        ]
+        routes.append(f"  - name: r{i}\n    matchers: [{', '.join(matchers)}]\n    severity: SEV2")
+        if rng.random() < 0.3:
+            routes.append("    continue: true")
+    policy = load_policy(write_policy(tmp_path, "\n".join(routes) + "\n"))
+    assert policy.index.label is not None
+    for _ in range(3000):
+        labels = {n: rng.choice(values) for n in names if rng.random() < 0.8}
+        labels = {k: v for k, v in labels.items() if v}
+        assert [m.route for m in evaluate(policy, labels)] == _full_scan(policy, labels), labels

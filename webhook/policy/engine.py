@@ -1,15 +1,22 @@
 """Evaluate a policy set against one alert's labels: which routes, which plan.
 
-Matchers and templates are compiled once at load; evaluation only walks the
-compiled routes. The first matching route wins unless it says `continue: true`;
-no match falls through to `default`.
+Matchers and templates are compiled once at load. The first matching route
+wins unless it says `continue: true`; no match falls through to `default`.
+
+Routes are indexed by the label most of them match with `=` (usually
+`alertname`): an alert is only tried against the routes whose `=` matcher on
+that label has its value, plus the routes without one, in policy order. Any
+other route would fail that matcher, so the result is the same as a full scan
+at a cost that stays flat as policies grow.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+import heapq
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -48,6 +55,60 @@ class Match:
 
 
 @dataclass(frozen=True)
+class RouteIndex:
+    """Route positions by the value of a label's `=` matcher, level by level, and the rest.
+
+    Level one uses the label most routes match with `=`; the routes without such
+    a matcher go to level two, keyed by the most common `=` label among them,
+    and so on. Routes with no `=` matcher at all are tried for every alert.
+    """
+
+    levels: tuple[tuple[str, dict[str, tuple[int, ...]]], ...] = ()
+    unindexed: tuple[int, ...] = ()
+
+    MAX_LEVELS = 4
+
+    @classmethod
+    def build(cls, routes: Sequence[CompiledRoute]) -> RouteIndex:
+        remaining = list(range(len(routes)))
+        levels: list[tuple[str, dict[str, tuple[int, ...]]]] = []
+        while remaining and len(levels) < cls.MAX_LEVELS:
+            counts = Counter(m.name for i in remaining for m in routes[i].matchers if m.op == "=")
+            if not counts:
+                break
+            label = counts.most_common(1)[0][0]
+            by_value: dict[str, list[int]] = {}
+            rest: list[int] = []
+            for i in remaining:
+                value = _equality(routes[i], label)
+                if value is None:
+                    rest.append(i)
+                else:
+                    by_value.setdefault(value, []).append(i)
+            levels.append((label, {v: tuple(p) for v, p in by_value.items()}))
+            remaining = rest
+        return cls(tuple(levels), tuple(remaining))
+
+    @property
+    def label(self) -> str | None:
+        return self.levels[0][0] if self.levels else None
+
+    def candidates(self, labels: Mapping[str, str]) -> Iterator[int]:
+        """Positions of the routes that can match, in policy order."""
+        lists = [by_value.get(labels.get(label, ""), ()) for label, by_value in self.levels]
+        lists = [found for found in lists if found]
+        if self.unindexed:
+            lists.append(self.unindexed)
+        if len(lists) == 1:
+            return iter(lists[0])
+        return heapq.merge(*lists)
+
+
+def _equality(route: CompiledRoute, label: str) -> str | None:
+    return next((m.value for m in route.matchers if m.name == label and m.op == "="), None)
+
+
+@dataclass(frozen=True)
 class Policy:
     """A whole, validated policy set; notifications are evaluated against one at a time."""
 
@@ -55,6 +116,7 @@ class Policy:
     routes: tuple[CompiledRoute, ...]
     default: CompiledRoute
     content_hash: str
+    index: RouteIndex = field(default_factory=RouteIndex)
 
     def rank(self, severity: str) -> int:
         """0 for the most severe; larger numbers are less severe.
@@ -73,11 +135,13 @@ def compile_policy(
     default: DefaultRoute,
     content_hash: str,
 ) -> Policy:
+    compiled = tuple(_compile(r.name, r, r.continue_) for r in routes)
     return Policy(
         severities=severities,
-        routes=tuple(_compile(r.name, r, r.continue_) for r in routes),
+        routes=compiled,
         default=_compile(DEFAULT_ROUTE_NAME, default, False),
         content_hash=content_hash,
+        index=RouteIndex.build(compiled),
     )
 
 
@@ -103,7 +167,8 @@ def evaluate(
 ) -> list[Match]:
     """Every route the alert takes, in order (more than one only through `continue`)."""
     matched: list[Match] = []
-    for route in policy.routes:
+    for position in policy.index.candidates(labels):
+        route = policy.routes[position]
         if route.matches(labels):
             matched.append(_plan(route, labels, annotations or {}, group_key))
             if not route.continue_:
