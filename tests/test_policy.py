@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from webhook.policy import Policy, PolicyError, evaluate, load_policy
+from webhook.policy.engine import compile_policy
 from webhook.policy.matchers import MatcherError, parse_matcher
+from webhook.policy.model import DefaultRoute, Route
 
 SEVERITIES = """\
 severities:
@@ -113,7 +115,8 @@ def test_unknown_key_is_reported_at_its_line(tmp_path: Path) -> None:
         "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV1\n    sevrity: SEV2\n"
     )
     assert _problems(tmp_path, routes) == [
-        f"{tmp_path}/10-routes.yaml:5:5: routes.0.sevrity: unknown key 'sevrity'"
+        f"{tmp_path}/10-routes.yaml:5:5: routes.0.sevrity: unknown key 'sevrity'; "
+        "did you mean 'severity'?"
     ]
 
 
@@ -186,19 +189,128 @@ def _full_scan(policy: Policy, labels: dict[str, str]) -> list[str]:
 def test_route_index_gives_the_same_routes_as_a_full_scan(tmp_path: Path) -> None:
     rng = random.Random(7)
     names, values = ["alertname", "service", "team"], ["a", "b", "c", ""]
-    routes = ["routes:"]
+    routes: list[Route] = []
     for i in range(150):
         count = rng.randint(1, 3)
         ops = ["=", "=", "!=", "=~", "!~"]
         matchers = [
-            f"'{rng.choice(names)}{rng.choice(ops)}\"{rng.choice(values)}\"'" for _ in range(count)
+            f'{rng.choice(names)}{rng.choice(ops)}"{rng.choice(values)}"' for _ in range(count)
         ]
-        routes.append(f"  - name: r{i}\n    matchers: [{', '.join(matchers)}]\n    severity: SEV2")
-        if rng.random() < 0.3:
-            routes.append("    continue: true")
-    policy = load_policy(write_policy(tmp_path, "\n".join(routes) + "\n"))
+        doc = {"name": f"r{i}", "matchers": matchers, "severity": "SEV2"}
+        routes.append(Route.model_validate({**doc, "continue": rng.random() < 0.3}))
+    # Compiled directly: random routes shadow each other, which validation rejects.
+    default = DefaultRoute(severity="SEV2")
+    policy = compile_policy(load_policy(write_policy(tmp_path, "")).severities, routes, default, "")
     assert policy.index.label is not None
     for _ in range(3000):
         labels = {n: rng.choice(values) for n in names if rng.random() < 0.8}
         labels = {k: v for k, v in labels.items() if v}
         assert [m.route for m in evaluate(policy, labels)] == _full_scan(policy, labels), labels
+
+
+def test_route_after_a_catch_all_is_reported_unreachable(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: everything
+    matchers: ['alertname=~".*"']
+    severity: SEV2
+  - name: payments
+    matchers: ['service="payments"']
+    severity: SEV1
+"""
+    assert _problems(tmp_path, routes) == [
+        f"{tmp_path}/10-routes.yaml:5:5: route 'payments' is never reached: route 'everything' "
+        f"({tmp_path}/10-routes.yaml:2) matches every alert and does not continue"
+    ]
+
+
+def test_route_narrower_than_an_earlier_one_is_reported_unreachable(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+  - name: payments-latency
+    matchers: ['alertname="HighLatency"', 'service="payments"']
+    severity: SEV1
+"""
+    (problem,) = _problems(tmp_path, routes)
+    assert problem == (
+        f"{tmp_path}/10-routes.yaml:5:5: route 'payments-latency' is never reached: route "
+        f"'latency' ({tmp_path}/10-routes.yaml:2) matches every alert it would and does not "
+        "continue"
+    )
+
+
+def test_route_after_one_that_continues_is_reachable(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: audit
+    matchers: ['alertname=~".*"']
+    severity: SEV3
+    continue: true
+  - name: payments
+    matchers: ['service="payments"']
+    severity: SEV1
+"""
+    assert [r.name for r in load_policy(write_policy(tmp_path, routes)).routes] == [
+        "audit",
+        "payments",
+    ]
+
+
+def test_template_that_fails_for_a_sample_alert_is_reported(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: r
+    matchers: ['service=~"payments|checkout"']
+    severity: SEV1
+    incident_key: "{{ labels.service + 1 }}"
+"""
+    (problem,) = _problems(tmp_path, routes)
+    assert problem.startswith(
+        f"{tmp_path}/10-routes.yaml:5:5: incident_key: fails to render for a sample alert "
+        "{'service': 'payments'}: "
+    )
+
+
+def test_template_syntax_error_is_reported(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV1\n"
+    routes += "    incident_key: '{{ labels.a '\n"
+    (problem,) = _problems(tmp_path, routes)
+    assert problem.startswith(f"{tmp_path}/10-routes.yaml:5:5: incident_key: template error: ")
+
+
+def test_template_empty_for_a_sample_alert_is_a_warning(tmp_path: Path) -> None:
+    routes = """\
+routes:
+  - name: r
+    matchers: ['alertname="X"']
+    severity: SEV1
+    incident_key: "{{ labels.service }}"
+"""
+    policy = load_policy(write_policy(tmp_path, routes))
+    assert [str(w) for w in policy.warnings] == [
+        f"{tmp_path}/10-routes.yaml:5:5: warning: incident_key renders empty for a sample "
+        "alert {'alertname': 'X'}: such alerts fall back to the default key (groupKey and route)"
+    ]
+
+
+def test_action_listed_twice_is_reported(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV1\n"
+    routes += "    actions: [page, {scale_up: {by: 1}}, {scale_up: {by: 2}}]\n"
+    assert _problems(tmp_path, routes) == [
+        f"{tmp_path}/10-routes.yaml:5:42: action 'scale_up' is listed twice; merge its parameters"
+    ]
+
+
+def test_unknown_severity_field_suggests_the_known_one(tmp_path: Path) -> None:
+    directory = write_policy(tmp_path, "routes: []\n")
+    text = (directory / "00-severities.yaml").read_text()
+    (directory / "00-severities.yaml").write_text(text.replace("update_every: 1h", "updates: 1h"))
+    with pytest.raises(PolicyError) as raised:
+        load_policy(directory)
+    assert [str(p) for p in raised.value.problems] == [
+        f"{directory}/00-severities.yaml:3:42: severities.SEV1.updates: unknown key 'updates'; "
+        "did you mean 'update_every'?"
+    ]

@@ -87,13 +87,15 @@ def dry_run(request: ActionRequest, incident: Incident) -> Outcome:
     return Outcome("dry_run", describe(request, incident), {"params": request.params})
 
 
+def target_of(labels: Mapping[str, str]) -> str:
+    """The workload an alert points a mitigation at: `namespace/deployment` (or ingress)."""
+    name = labels.get("deployment") or labels.get("ingress") or labels.get("service", "?")
+    return f"{labels.get('namespace', '?')}/{name}"
+
+
 def _target(incident: Incident) -> str:
-    """Each workload the firing alerts name (namespace/deployment), in a stable order."""
-    targets = {
-        f"{a.labels.get('namespace', '?')}/"
-        f"{a.labels.get('deployment') or a.labels.get('ingress') or a.labels.get('service', '?')}"
-        for a in incident.firing
-    }
+    """Each workload the firing alerts name, in a stable order."""
+    targets = {target_of(a.labels) for a in incident.firing}
     return ", ".join(sorted(targets)) or "no firing workload"
 
 

@@ -23,6 +23,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from webhook.policy.matchers import Matcher, parse_matcher
 from webhook.policy.model import Action, DefaultRoute, Route, Severity
+from webhook.policy.problems import Problem
 
 TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False)
 DEFAULT_ROUTE_NAME = "default"
@@ -117,6 +118,8 @@ class Policy:
     default: CompiledRoute
     content_hash: str
     index: RouteIndex = field(default_factory=RouteIndex)
+    warnings: tuple[Problem, ...] = ()
+    """Problems that do not stop the set from loading (validate prints them)."""
 
     def rank(self, severity: str) -> int:
         """0 for the most severe; larger numbers are less severe.

@@ -7,38 +7,21 @@ problem is never returned half-loaded.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import TemplateSyntaxError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from webhook.policy.engine import TEMPLATES, Policy, compile_policy
-from webhook.policy.model import NAME_PATTERN, DefaultRoute, PolicyFile, Route, Severity
+from webhook.policy.checks import Draft, check
+from webhook.policy.engine import Policy, compile_policy
+from webhook.policy.model import Action, DefaultRoute, PolicyFile, Route, Severity
+from webhook.policy.problems import Location, Marks, PathKey, PolicyError, Problem
 
-PathKey = tuple[str | int, ...]
-Marks = dict[PathKey, tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    col: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
-
-
-class PolicyError(ValueError):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
+__all__ = ["Marks", "PathKey", "PolicyError", "Problem", "load_policy", "policy_files"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +51,8 @@ def load_policy(directory: Path) -> Policy:
         result = _load_file(str(path), text, problems)
         if result is not None:
             loaded.append(result)
+    if problems:  # a file that did not load would only add follow-on errors below
+        raise PolicyError(problems)
     policy = _assemble(loaded, str(directory), problems, digest.hexdigest())
     if problems or policy is None:
         raise PolicyError(problems)
@@ -110,6 +95,29 @@ def _collect_marks(node: yaml.Node, path: PathKey, marks: Marks) -> None:
             _collect_marks(item, (*path, index), marks)
 
 
+_MODELS: dict[tuple[type | str, ...], type[BaseModel]] = {
+    (): PolicyFile,
+    ("severities", str): Severity,
+    ("routes", int): Route,
+    ("default",): DefaultRoute,
+    ("routes", int, "actions", int): Action,
+    ("default", "actions", int): Action,
+}
+
+
+def _did_you_mean(key: str, parent: PathKey) -> str:
+    shape = tuple(p if isinstance(p, str) and p in _FIELDS else type(p) for p in parent)
+    model = _MODELS.get(shape)
+    if model is None:
+        return ""
+    names = [f.alias or name for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(key, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+_FIELDS = {"severities", "routes", "default", "actions"}
+
+
 def _problem(path: str, marks: Marks, loc: PathKey, error: Any) -> Problem:
     # pydantic puts validator names (e.g. "function-after[...]") into loc; drop them.
     loc = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith("function-"))
@@ -117,7 +125,7 @@ def _problem(path: str, marks: Marks, loc: PathKey, error: Any) -> Problem:
     where = ".".join(str(p) for p in loc if p != "continue_")
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}"
+        message = f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), loc[:-1])}"
     return Problem(path, at[0], at[1], f"{where}: {message}" if where else message)
 
 
@@ -127,79 +135,34 @@ def _assemble(
     severities: dict[str, Severity] = {}
     routes: list[Route] = []
     default: DefaultRoute | None = None
-    default_at: str | None = None
-    where: dict[str, tuple[str, Marks, PathKey]] = {}
+    where: dict[str, Location] = {}
     for item in loaded:
         for name, severity in item.doc.severities.items():
+            at = Location(item.path, item.marks, ("severities", name))
             if name in severities:
-                problems.append(_at(item, ("severities", name), f"duplicate severity {name!r}"))
+                problems.append(at.problem(f"duplicate severity {name!r}"))
             severities[name] = severity
-            where[f"severity:{name}"] = (item.path, item.marks, ("severities", name))
+            where[f"severity:{name}"] = at
         for index, route in enumerate(item.doc.routes):
+            at = Location(item.path, item.marks, ("routes", index))
             if any(r.name == route.name for r in routes):
-                problems.append(
-                    _at(item, ("routes", index, "name"), f"duplicate route {route.name!r}")
-                )
+                problems.append(at.problem(f"duplicate route {route.name!r}", key=("name",)))
             routes.append(route)
-            where[f"route:{route.name}"] = (item.path, item.marks, ("routes", index))
+            where[f"route:{route.name}"] = at
         if item.doc.default is not None:
+            at = Location(item.path, item.marks, ("default",))
             if default is not None:
-                problems.append(_at(item, ("default",), f"default is already set in {default_at}"))
-            default, default_at = item.doc.default, item.path
-            where["default"] = (item.path, item.marks, ("default",))
-    _check_severity_names(severities, where, directory, problems)
+                problems.append(at.problem(f"default is already set in {where['default'].file}"))
+            default = item.doc.default
+            where["default"] = at
+    if not severities:
+        problems.append(Problem(directory, 0, 0, "no severities defined"))
     if default is None:
         problems.append(Problem(directory, 0, 0, "no `default` route in any policy file"))
         return None
-    _check_references(severities, routes, default, where, problems)
-    if problems:
+    found = check(Draft(severities, routes, default, where))
+    problems.extend(p for p in found if p.level == "error")
+    if any(p.level == "error" for p in problems):
         return None
-    return compile_policy(severities, routes, default, content_hash)
-
-
-def _check_severity_names(
-    severities: dict[str, Severity],
-    where: dict[str, tuple[str, Marks, PathKey]],
-    directory: str,
-    problems: list[Problem],
-) -> None:
-    for name in severities:
-        if not re.fullmatch(NAME_PATTERN, name):
-            path, marks, loc = where[f"severity:{name}"]
-            problems.append(
-                _mark(path, marks, loc, f"severity name {name!r}: letters, digits, _ and - only")
-            )
-    if not severities:
-        problems.append(Problem(directory, 0, 0, "no severities defined"))
-
-
-def _check_references(
-    severities: dict[str, Severity],
-    routes: list[Route],
-    default: DefaultRoute,
-    where: dict[str, tuple[str, Marks, PathKey]],
-    problems: list[Problem],
-) -> None:
-    checks: list[tuple[str, Route | DefaultRoute]] = [(f"route:{r.name}", r) for r in routes]
-    checks.append(("default", default))
-    for ref, route in checks:
-        path, marks, loc = where[ref]
-        if route.severity not in severities:
-            known = ", ".join(severities) or "none"
-            message = f"unknown severity {route.severity!r} (defined: {known})"
-            problems.append(_mark(path, marks, (*loc, "severity"), message))
-        if route.incident_key:
-            try:
-                TEMPLATES.parse(route.incident_key)
-            except TemplateSyntaxError as exc:
-                message = f"incident_key: template error: {exc.message}"
-                problems.append(_mark(path, marks, (*loc, "incident_key"), message))
-
-
-def _at(item: _Loaded, loc: PathKey, message: str) -> Problem:
-    return _mark(item.path, item.marks, loc, message)
-
-
-def _mark(path: str, marks: Marks, loc: PathKey, message: str) -> Problem:
-    line, col = marks.get(loc, (1, 1))
-    return Problem(path, line, col, message)
+    policy = compile_policy(severities, routes, default, content_hash)
+    return replace(policy, warnings=tuple(p for p in found if p.level == "warning"))

@@ -1,0 +1,163 @@
+"""Checks on a whole policy set that the schema alone cannot make.
+
+Each returns problems located at the key at fault: severity names and
+references, templates (syntax, and rendering against a sample alert of the
+route), action names used twice in one route, and routes that can never be
+reached because an earlier route without `continue` takes every alert they
+would.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from jinja2 import TemplateError, TemplateSyntaxError
+
+from webhook.policy.engine import TEMPLATES
+from webhook.policy.matchers import Matcher, parse_matcher
+from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
+from webhook.policy.problems import Location, Problem
+
+MATCH_ALL = frozenset({".*", "(.*)", "(?:.*)", ".*?"})
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A policy set assembled from its files, before it is compiled."""
+
+    severities: dict[str, Severity]
+    routes: list[Route]
+    default: DefaultRoute
+    where: dict[str, Location]
+    """"severity:NAME", "route:NAME" and "default" -> where each was written."""
+
+
+def check(draft: Draft) -> list[Problem]:
+    return [
+        *_severity_names(draft),
+        *_references(draft),
+        *_templates(draft),
+        *_duplicate_actions(draft),
+        *_unreachable(draft),
+    ]
+
+
+def _severity_names(draft: Draft) -> list[Problem]:
+    return [
+        draft.where[f"severity:{name}"].problem(
+            f"severity name {name!r}: letters, digits, _ and - only"
+        )
+        for name in draft.severities
+        if not re.fullmatch(NAME_PATTERN, name)
+    ]
+
+
+def _all_routes(draft: Draft) -> list[tuple[Location, Route | DefaultRoute]]:
+    found: list[tuple[Location, Route | DefaultRoute]] = [
+        (draft.where[f"route:{r.name}"], r) for r in draft.routes
+    ]
+    return [*found, (draft.where["default"], draft.default)]
+
+
+def _references(draft: Draft) -> list[Problem]:
+    known = ", ".join(draft.severities) or "none"
+    return [
+        at.problem(f"unknown severity {route.severity!r} (defined: {known})", key=("severity",))
+        for at, route in _all_routes(draft)
+        if route.severity not in draft.severities
+    ]
+
+
+def _templates(draft: Draft) -> list[Problem]:
+    problems: list[Problem] = []
+    for at, route in _all_routes(draft):
+        if not route.incident_key:
+            continue
+        key = ("incident_key",)
+        try:
+            template = TEMPLATES.from_string(route.incident_key)
+        except TemplateSyntaxError as exc:
+            problems.append(at.problem(f"incident_key: template error: {exc.message}", key=key))
+            continue
+        labels = sample_labels(route)
+        try:
+            rendered = template.render(labels=labels, annotations={}).strip()
+        except TemplateError as exc:
+            message = f"incident_key: fails to render for a sample alert {labels}: {exc}"
+            problems.append(at.problem(message, key=key))
+            continue
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            message = f"incident_key: fails to render for a sample alert {labels}: {exc}"
+            problems.append(at.problem(message, key=key))
+            continue
+        if not rendered:
+            message = (
+                f"incident_key renders empty for a sample alert {labels}: such alerts "
+                "fall back to the default key (groupKey and route)"
+            )
+            problems.append(at.problem(message, key=key, level="warning"))
+    return problems
+
+
+def sample_labels(route: Route | DefaultRoute) -> dict[str, str]:
+    """Labels of an alert the route would take: its `=` values, and "sample" for regexes."""
+    labels: dict[str, str] = {}
+    for text in route.matchers if isinstance(route, Route) else []:
+        matcher = parse_matcher(text)
+        if matcher.op == "=":
+            labels[matcher.name] = matcher.value
+        elif matcher.op == "=~":
+            labels[matcher.name] = _regex_example(matcher)
+    return labels
+
+
+def _regex_example(matcher: Matcher) -> str:
+    """The first alternative of a simple regex (`a|b` -> a), else "sample"."""
+    first = matcher.value.split("|", 1)[0]
+    if re.fullmatch(r"[A-Za-z0-9_.:/-]+", first) and matcher.matches({matcher.name: first}):
+        return first
+    return "sample"
+
+
+def _duplicate_actions(draft: Draft) -> list[Problem]:
+    problems: list[Problem] = []
+    for at, route in _all_routes(draft):
+        seen: set[str] = set()
+        for index, action in enumerate(route.actions):
+            if action.name in seen:
+                message = f"action {action.name!r} is listed twice; merge its parameters"
+                problems.append(at.problem(message, key=("actions", index)))
+            seen.add(action.name)
+    return problems
+
+
+def _unreachable(draft: Draft) -> list[Problem]:
+    """A route is never reached when an earlier one without `continue` matches all it does.
+
+    That holds when every matcher of the earlier route (other than match-all
+    regexes) is also a matcher of the later one: a catch-all shadows everything
+    after it, `alertname="X"` shadows `alertname="X", service="y"`.
+    """
+    problems: list[Problem] = []
+    earlier: list[tuple[Route, frozenset[str]]] = []
+    for route in draft.routes:
+        own = frozenset(str(parse_matcher(m)) for m in route.matchers)
+        for before, needs in earlier:
+            if needs <= own:
+                where = draft.where[f"route:{before.name}"]
+                reason = "matches every alert" if not needs else "matches every alert it would"
+                message = (
+                    f"route {route.name!r} is never reached: route {before.name!r} "
+                    f"({where.file}:{where.line}) {reason} and does not continue"
+                )
+                problems.append(draft.where[f"route:{route.name}"].problem(message))
+                break
+        if not route.continue_:
+            earlier.append((route, _significant(route)))
+    return problems
+
+
+def _significant(route: Route) -> frozenset[str]:
+    matchers = [parse_matcher(m) for m in route.matchers]
+    return frozenset(str(m) for m in matchers if not (m.op == "=~" and m.value in MATCH_ALL))
