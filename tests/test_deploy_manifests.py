@@ -7,12 +7,15 @@ These read files only; no cluster, kubectl or Prometheus is needed.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from webhook import cli
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 BASE = DEPLOY / "base"
@@ -284,3 +287,20 @@ def test_policies_configmap_is_mounted_at_the_configured_policies_dir() -> None:
             if m["name"] == volume
         ]
         assert mounts == [policies_dir], obj["metadata"]["name"]
+
+
+def test_policy_workflow_runs_commands_the_cli_accepts() -> None:
+    """Every `alertpilot ...` line of the CI workflow parses with the real CLI parser."""
+    workflow = yaml.safe_load((DEPLOY / "ci" / "policy.yml").read_text())
+    steps = workflow["jobs"]["policy"]["steps"]
+    commands = [
+        line.strip()
+        for step in steps
+        for line in str(step.get("run", "")).splitlines()
+        if line.strip().startswith("alertpilot ")
+    ]
+    assert len(commands) == 3
+    parser = cli._parser()
+    for command in commands:
+        words = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "main", command).replace("$replay", ""))
+        parser.parse_args(words[1:])  # exits (fails the test) on an unknown command or flag

@@ -54,7 +54,7 @@ def test_resend_of_same_notification_changes_nothing_and_enqueues_nothing(
     post(client, fixture("firing-two-alerts.json"))
     before = {k: redis.dump(k) for k in redis.keys("aptest:incident*")}
     again = post(client, fixture("firing-two-alerts.json"))
-    assert again.json == {"status": "duplicate", "incidents": [], "jobs": []}
+    assert again.json == {"status": "duplicate", "incidents": [], "jobs": [], "policy": None}
     assert {k: redis.dump(k) for k in redis.keys("aptest:incident*")} == before
     assert len(_queued(queue)) == 3
 
@@ -151,7 +151,8 @@ def test_lagging_ha_twin_after_resolve_neither_reopens_nor_pages(
     queued = sorted(queue.get_job_ids())
     late_firing = post(client, fixture("firing-two-alerts.json"))
     late_resolve = post(client, _all_resolved())
-    assert late_firing.json == {"status": "duplicate", "incidents": [], "jobs": []}
+    assert late_firing.json["status"] == "duplicate"
+    assert (late_firing.json["incidents"], late_firing.json["jobs"]) == ([], [])
     assert late_resolve.json["status"] == "duplicate"
     assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
     assert sorted(queue.get_job_ids()) == queued
@@ -223,7 +224,8 @@ def test_new_alert_joins_the_open_incident(client: FlaskClient, queue: Queue) ->
     extra["labels"]["deployment"] = "api-batch"
     doc["alerts"].append(extra)
     response = post(client, doc)
-    assert response.json == {"status": "accepted", "incidents": [incident_id], "jobs": []}
+    assert (response.json["status"], response.json["jobs"]) == ("accepted", [])
+    assert response.json["incidents"] == [incident_id]
     incident = _incident(client, incident_id)
     assert incident["alerts_firing"] == 3
     assert incident["timeline"][-1]["kind"] == "alert_added"

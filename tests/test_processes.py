@@ -365,11 +365,12 @@ def test_serve_metrics_count_every_notification_across_gunicorn_workers(
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
         assert not (metrics_dir / "counter_1.db").exists()
-        # /readyz answers as soon as one worker is up; wait for all of them (each one
-        # writes its counter file when it loads the app), or one takes every request.
+        # /readyz answers as soon as one worker is up; wait for all of them, or one takes
+        # every request. (The app is preloaded in the master, so workers write their
+        # counter files only on their first request: count the boot lines instead.)
         serve.wait_until(
-            lambda: len(list(metrics_dir.glob("counter_*.db"))) == workers,
-            f"{workers} workers with a counter file in {metrics_dir}",
+            lambda: serve.stderr().count("Booting worker with pid") >= workers,
+            f"{workers} gunicorn workers booted",
         )
 
         def post(i: int) -> tuple[int, bytes]:
@@ -569,3 +570,84 @@ def test_policy_validate_exit_codes(tmp_path: Path) -> None:
     file, line, column, message = problems[0].groups()
     assert (file, int(line), int(column)) == (str(route_file), line_no, col), bad.stderr
     assert "unknown severity 'SEV9'" in message
+
+
+# --- hot reload under serve -----------------------------------------------------------
+
+
+def _ready_policy(base: str) -> dict[str, Any]:
+    code, body = _http("GET", f"{base}/readyz")
+    assert code == 200, body
+    policy: dict[str, Any] = json.loads(body)["policy"]
+    return policy
+
+
+def _all_workers_report(base: str, check: Callable[[dict[str, Any]], bool]) -> bool:
+    """Several readiness reads in a row agree (each may land on another worker)."""
+    return all(check(_ready_policy(base)) for _ in range(8))
+
+
+def test_serve_reloads_policies_on_sighup_and_keeps_the_old_set_when_invalid(
+    tmp_path: Path, redis: Redis
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = _serve_env(
+        tmp_path,
+        port,
+        ALERTPILOT_WEB_CONCURRENCY="2",
+        ALERTPILOT_POLICIES_DIR=str(policies),
+        ALERTPILOT_POLICY_RELOAD_INTERVAL="1h",  # only SIGHUP reloads in this test
+    )
+    routes = policies / "10-api-latency.yaml"
+    with _running(["serve"], env, tmp_path / "serve") as serve:
+        serve.wait_for(f"{base}/readyz")
+        first = _ready_policy(base)["hash"]
+
+        routes.write_text(routes.read_text().replace("severity: SEV2", "severity: SEV3"))
+        serve.process.send_signal(signal.SIGHUP)
+        serve.wait_until(
+            lambda: _all_workers_report(base, lambda p: p["hash"] != first), "the new set"
+        )
+        second = _ready_policy(base)["hash"]
+        code, body = _http("POST", f"{base}/api/v1/alertmanager", _notification(1), AUTH)
+        assert code == 200 and json.loads(body)["policy"] == second
+
+        routes.write_text("routes: [\n")  # broken YAML
+        serve.process.send_signal(signal.SIGHUP)
+        serve.wait_until(
+            lambda: _all_workers_report(
+                base, lambda p: p["hash"] == second and bool(p["last_reload_error"])
+            ),
+            "the rejection reported while the previous set stays",
+        )
+        code, body = _http("POST", f"{base}/api/v1/alertmanager", _notification(2), AUTH)
+        assert code == 200 and json.loads(body)["policy"] == second
+        assert serve.stop(signal.SIGTERM) == 0, serve.logs()
+
+
+def test_serve_picks_up_a_changed_policy_directory_without_a_signal(
+    tmp_path: Path, redis: Redis
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = _serve_env(
+        tmp_path,
+        port,
+        ALERTPILOT_WEB_CONCURRENCY="2",
+        ALERTPILOT_POLICIES_DIR=str(policies),
+        ALERTPILOT_POLICY_RELOAD_INTERVAL="200ms",
+    )
+    with _running(["serve"], env, tmp_path / "serve") as serve:
+        serve.wait_for(f"{base}/readyz")
+        first = _ready_policy(base)["hash"]
+        routes = policies / "10-api-latency.yaml"
+        routes.write_text(routes.read_text().replace("max_replicas: 20", "max_replicas: 30"))
+        serve.wait_until(
+            lambda: _all_workers_report(base, lambda p: p["hash"] != first), "the polled reload"
+        )
+        assert serve.stop(signal.SIGTERM) == 0, serve.logs()

@@ -51,14 +51,15 @@ def create_app(
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    policies = PolicyStore(settings.policies_dir)
+    metrics = Metrics(registry or CollectorRegistry())
+    policies = PolicyStore(settings.policies_dir, on_reload=metrics.policy_reloaded)
     services = Services(
         settings=settings,
         redis=redis,
         keys=keys,
         queue=queue,
         policies=policies,
-        metrics=Metrics(registry or CollectorRegistry()),
+        metrics=metrics,
         state=RedisStateCollector(redis, keys, lambda: policies.get().severities),
         intake=Intake(
             redis=redis,
@@ -69,6 +70,7 @@ def create_app(
                 dedup_ttl_seconds=settings.dedup_ttl_seconds,
                 stale_window_seconds=settings.stale_window_seconds,
                 retention_seconds=settings.retention_seconds,
+                replay_size=settings.replay_size,
             ),
             dry_run=settings.dry_run,
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 
 from webhook.auth import authorized
 from webhook.errors import Unauthorized
@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 
 def services() -> Services:
-    found: Services = current_app.extensions["alertpilot"]
+    return services_of(current_app)
+
+
+def services_of(app: Flask) -> Services:
+    found: Services = app.extensions["alertpilot"]
     return found
 
 

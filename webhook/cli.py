@@ -13,7 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from webhook.policy import commands as commands_
 from webhook.policy.loader import PolicyError, load_policy
 from webhook.settings import Settings, SettingsError
 
@@ -55,28 +57,88 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(run=_worker)
 
+    _policy_parsers(commands)
+
+    replay = commands.add_parser("replay", help="recorded notifications").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    export = replay.add_parser("export", help="write them as JSON lines, oldest first")
+    export.set_defaults(run=_replay_export)
+    return parser
+
+
+def _policy_parsers(commands: Any) -> None:
     policy = commands.add_parser("policy", help="policy tooling").add_subparsers(
         required=True, metavar="ACTION"
     )
     validate = policy.add_parser("validate", help="check a policy directory")
     validate.add_argument("directory", nargs="?", type=Path, default=None)
-    validate.set_defaults(run=_validate)
-    return parser
-
-
-def _validate(args: argparse.Namespace, settings: Settings) -> int:
-    directory: Path = args.directory or settings.policies_dir
-    try:
-        policy = load_policy(directory)
-    except PolicyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in {directory}", file=sys.stderr)
-        return 1
-    print(
-        f"{directory}: OK ({len(policy.severities)} severities, {len(policy.routes)} routes, "
-        f"hash {policy.content_hash[:12]})"
+    validate.set_defaults(
+        run=lambda a, s: commands_.validate(a.directory or s.policies_dir, sys.stdout, sys.stderr)
     )
+    test = policy.add_parser("test", help="run the policy unit tests in DIR/tests")
+    test.add_argument("directory", nargs="?", type=Path, default=None)
+    test.set_defaults(
+        run=lambda a, s: commands_.run_policy_tests(a.directory or s.policies_dir, sys.stdout)
+    )
+    explain = policy.add_parser("explain", help="why an alert gets its plan")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", help="name=value[,name=value...]")
+    source.add_argument("--notification", type=Path, help="an Alertmanager notification file")
+    explain.add_argument("--policies", type=Path, default=None)
+    explain.set_defaults(run=_explain)
+    diff = policy.add_parser("diff", help="what a policy change does to recorded alerts")
+    diff.add_argument("base", help="base policy directory or git ref")
+    diff.add_argument("directory", nargs="?", type=Path, default=None)
+    diff.add_argument("--replay", type=Path, default=None, help="notifications, JSON lines")
+    diff.add_argument("--fail-on-change", action="store_true", help="exit 1 if any alert changes")
+    diff.set_defaults(
+        run=lambda a, s: commands_.policy_diff(
+            a.base,
+            a.directory or s.policies_dir,
+            sys.stdout,
+            sys.stderr,
+            replay=a.replay,
+            fail_on_change=a.fail_on_change,
+        )
+    )
+    schema = policy.add_parser("schema", help="print the JSON Schema of policy files")
+    schema.set_defaults(run=lambda a, s: print(commands_.schema(), end="") or 0)
+
+
+def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    directory = args.policies or settings.policies_dir
+    try:
+        labels = commands_.parse_labels(args.labels) if args.labels else None
+    except ValueError as exc:
+        print(f"alertpilot: {exc}", file=sys.stderr)
+        return 2
+    return commands_.explain_alerts(
+        directory,
+        sys.stdout,
+        sys.stderr,
+        labels=labels,
+        notification=args.notification,
+        dry_run=settings.dry_run,
+    )
+
+
+def _replay_export(args: argparse.Namespace, settings: Settings) -> int:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from webhook.replay import export
+    from workers.keys import Keys
+
+    if settings.redis_url is None:
+        print("alertpilot: REDIS_URL: required for replay export", file=sys.stderr)
+        return 2
+    try:
+        count = export(Redis.from_url(settings.redis_url), Keys(settings.key_prefix), sys.stdout)
+    except RedisError as exc:
+        print(f"alertpilot: Redis: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(f"exported {count} notifications", file=sys.stderr)
     return 0
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from werkzeug.serving import run_simple
 
 from webhook.app import create_app
+from webhook.app_services import services_of
 from webhook.settings import Settings
 
 
@@ -42,6 +43,7 @@ def run_dev(settings: Settings, *, host: str, port: int, data_dir: Path) -> int:
         }
         children.enter_context(_child([sys.executable, "-m", "webhook.cli", "worker"], env))
         app = create_app(settings)
+        services_of(app).policies.watch(settings.policy_reload_seconds)
         mode = "dry run" if settings.dry_run else "live"
         print(
             f"alertpilot dev: receiver on http://{host}:{port}/api/v1/alertmanager ({mode})",

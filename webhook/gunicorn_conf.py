@@ -17,6 +17,27 @@ limit_request_field_size = 8190
 control_socket_disable = True
 
 
+# The app (and its policy set) is loaded once in the master and forked into workers:
+# a worker that restarts never has to load policy files that may have turned invalid.
+preload_app = True
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Each worker watches the policy directory itself (threads do not survive fork)."""
+    from webhook.app_services import services_of
+    from webhook.wsgi import app, settings
+
+    services_of(app).policies.watch(settings.policy_reload_seconds)
+
+
+def on_reload(server: Any) -> None:
+    """SIGHUP: reload the master's set, which the workers forked next inherit."""
+    from webhook.app_services import services_of
+    from webhook.wsgi import app
+
+    services_of(app).policies.reload()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the multiprocess files."""
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

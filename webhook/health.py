@@ -28,7 +28,11 @@ def readyz() -> tuple[Response, int]:
     body = {
         "status": "ready" if redis_ok else "unavailable",
         "redis": "ok" if redis_ok else "unreachable",
-        "policy": {"hash": policy.content_hash, "routes": len(policy.routes)},
+        "policy": {
+            "hash": policy.content_hash,
+            "routes": len(policy.routes),
+            "last_reload_error": s.policies.last_error,
+        },
     }
     return jsonify(body), 200 if redis_ok else 503
 

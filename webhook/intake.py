@@ -26,6 +26,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
 
+from webhook import replay
 from webhook.incidents import Change, Context, JobSpec, apply, drop_stale
 from webhook.payload import Alert, Notification
 from webhook.policy import Match, Policy, evaluate
@@ -57,6 +58,8 @@ class IntakeResult:
     jobs: list[JobSpec] = field(default_factory=list)
     stale: int = 0
     """Alerts dropped as older than what was already applied."""
+    policy: str | None = None
+    """Content hash of the policy set the notification was evaluated against."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Limits:
     """How long after a resolve a firing copy of the same instance counts as stale."""
     retention_seconds: int
     """How long a resolved incident, its timeline and its key index are kept."""
+    replay_size: int = 0
+    """How many accepted notifications to keep for `policy diff --replay` (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ class Intake:
             pipe.multi()
             for change in changes:
                 self._write(pipe, change)
+            if changes and self.limits.replay_size:
+                pipe.lpush(self.keys.replay, replay.record(ctx.notification))
+                pipe.ltrim(self.keys.replay, 0, self.limits.replay_size - 1)
             if not stale:
                 # Only a fully applied notification becomes the group's "last": after a
                 # stale copy, the next real resend must still be evaluated.
@@ -140,10 +148,11 @@ class Intake:
             pipe.execute()
         if stale:
             log.info("dropped %d stale alerts of %s", stale, ctx.notification.group_key)
+        used = ctx.policy.content_hash
         if not changes:
-            return IntakeResult("duplicate", stale=stale)
+            return IntakeResult("duplicate", stale=stale, policy=used)
         jobs = [job for change in changes for job in change.jobs]
-        return IntakeResult("accepted", [c.incident.id for c in changes], jobs, stale)
+        return IntakeResult("accepted", [c.incident.id for c in changes], jobs, stale, used)
 
     def _change(self, pipe: Pipeline, group: _Group, ctx: Context) -> tuple[Change | None, int]:
         """Read (under WATCH) the open or last incident of the group's key, then decide."""

@@ -60,10 +60,23 @@ class Metrics:
             ["action", "transition"],
             registry=registry,
         )
+        self.policy_reloads = Counter(
+            "alertpilot_policy_reloads_total",
+            "Policy sets loaded by hot reload.",
+            registry=registry,
+        )
+        self.policy_reload_failures = Counter(
+            "alertpilot_policy_reload_failures_total",
+            "Changed policy sets rejected by hot reload (the previous set stays in force).",
+            registry=registry,
+        )
         for outcome in ("accepted", "duplicate", "rejected", "unavailable"):
             self.notifications.labels(outcome)
         for status in ("firing", "resolved"):
             self.alerts.labels(status)
+
+    def policy_reloaded(self, ok: bool) -> None:
+        (self.policy_reloads if ok else self.policy_reload_failures).inc()
 
     def exposition(self, state: Collector) -> bytes:
         """The text format: this registry, or every process's files under gunicorn."""

@@ -56,6 +56,7 @@ def alertmanager() -> Response:
             "status": result.outcome,
             "incidents": result.incidents,
             "jobs": [j.job_id for j in result.jobs],
+            "policy": result.policy,
         }
     )
 

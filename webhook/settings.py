@@ -47,6 +47,10 @@ class Settings:
     instance is taken for a lagging HA twin or retry, and dropped."""
     retention_seconds: int = 90 * 24 * 3600
     """`ALERTPILOT_RETENTION`: how long a resolved incident and its timeline are kept."""
+    policy_reload_seconds: float = 10.0
+    """`ALERTPILOT_POLICY_RELOAD_INTERVAL`: how often the policy directory is checked."""
+    replay_size: int = 10_000
+    """`ALERTPILOT_REPLAY_SIZE`: accepted notifications kept for `policy diff --replay`."""
     log_level: str = "INFO"
     """`ALERTPILOT_LOG_LEVEL`."""
     bind: str = "0.0.0.0:9095"
@@ -80,6 +84,10 @@ class Settings:
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", "7d"),
             stale_window_seconds=_duration(env, "ALERTPILOT_STALE_WINDOW", "15m"),
             retention_seconds=_duration(env, "ALERTPILOT_RETENTION", "90d"),
+            policy_reload_seconds=_seconds(
+                env, "ALERTPILOT_POLICY_RELOAD_INTERVAL", "10s", minimum=0.1
+            ),
+            replay_size=_int(env, "ALERTPILOT_REPLAY_SIZE", 10_000, minimum=0),
             log_level=_log_level(env.get("ALERTPILOT_LOG_LEVEL", "INFO")),
             bind=env.get("ALERTPILOT_BIND", "0.0.0.0:9095"),
             web_concurrency=_int(env, "ALERTPILOT_WEB_CONCURRENCY", 2, minimum=1),
@@ -135,10 +143,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> int:
+    return int(_seconds(env, name, default, minimum=1))
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str, *, minimum: float) -> float:
+    raw = env.get(name) or default
     try:
-        return int(parse_duration(env.get(name) or default).total_seconds())
+        seconds = parse_duration(raw).total_seconds()
     except DurationError as exc:
         raise SettingsError(f"{name}: {exc}") from None
+    if seconds < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum:g}s, got {raw!r}")
+    return seconds
 
 
 def _prefix(value: str) -> str:

@@ -39,6 +39,11 @@ class Keys:
         """Digest of the last notification applied for an Alertmanager group (resends, HA twins)."""
         return f"{self.prefix}group:{group_hash}"
 
+    @property
+    def replay(self) -> str:
+        """List of the last accepted notifications (newest first), for `policy diff --replay`."""
+        return f"{self.prefix}replay"
+
     def effect(self, job_id: str) -> str:
         """Marker that a job's effect happened, so a rerun does not repeat it."""
         return f"{self.prefix}effect:{job_id}"

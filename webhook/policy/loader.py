@@ -21,7 +21,16 @@ from webhook.policy.engine import Policy, compile_policy
 from webhook.policy.model import Action, DefaultRoute, PolicyFile, Route, Severity
 from webhook.policy.problems import Location, Marks, PathKey, PolicyError, Problem
 
-__all__ = ["Marks", "PathKey", "PolicyError", "Problem", "load_policy", "policy_files"]
+__all__ = [
+    "Marks",
+    "PathKey",
+    "PolicyError",
+    "Problem",
+    "load_policy",
+    "policy_files",
+    "read_yaml",
+    "validation_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -36,24 +45,34 @@ def policy_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_policy(directory: Path) -> Policy:
+def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
+    """Every policy file's text, and the content hash of the whole set.
+
+    The hash covers names and contents, so `/readyz` and hot reload can tell
+    two sets apart without parsing them.
+    """
     if not directory.is_dir():
         raise PolicyError([Problem(str(directory), 0, 0, "policy directory not found")])
-    files = policy_files(directory)
-    if not files:
+    texts = {path: path.read_text(encoding="utf-8") for path in policy_files(directory)}
+    digest = hashlib.sha256()
+    for path, text in texts.items():
+        digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
+    return texts, digest.hexdigest()
+
+
+def load_policy(directory: Path) -> Policy:
+    texts, content_hash = read_policy_files(directory)
+    if not texts:
         raise PolicyError([Problem(str(directory), 0, 0, "no .yaml policy files")])
     problems: list[Problem] = []
     loaded: list[_Loaded] = []
-    digest = hashlib.sha256()
-    for path in files:
-        text = path.read_text(encoding="utf-8")
-        digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
+    for path, text in texts.items():
         result = _load_file(str(path), text, problems)
         if result is not None:
             loaded.append(result)
     if problems:  # a file that did not load would only add follow-on errors below
         raise PolicyError(problems)
-    policy = _assemble(loaded, str(directory), problems, digest.hexdigest())
+    policy = _assemble(loaded, str(directory), problems, content_hash)
     if problems or policy is None:
         raise PolicyError(problems)
     return policy
@@ -61,26 +80,36 @@ def load_policy(directory: Path) -> Policy:
 
 def _load_file(path: str, text: str, problems: list[Problem]) -> _Loaded | None:
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else {}
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problems.append(Problem(path, line, col, f"invalid YAML: {getattr(exc, 'problem', exc)}"))
+        data, marks = read_yaml(path, text)
+    except PolicyError as exc:
+        problems.extend(exc.problems)
         return None
-    marks: Marks = {}
-    if node is not None:
-        _collect_marks(node, (), marks)
     try:
         return _Loaded(path, PolicyFile.model_validate(data or {}), marks)
     except ValidationError as exc:
         for error in exc.errors():
-            problems.append(_problem(path, marks, tuple(error["loc"]), error))
+            problems.append(validation_problem(path, marks, tuple(error["loc"]), error))
         return None
+
+
+def read_yaml(path: str, text: str) -> tuple[Any, Marks]:
+    """One YAML document and the line:col of each of its keys and items."""
+    try:
+        reader = yaml.SafeLoader(text)
+        try:
+            node = reader.get_single_node()
+            data = reader.construct_document(node) if node is not None else None
+        finally:
+            reader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = Problem(path, line, col, f"invalid YAML: {getattr(exc, 'problem', exc)}")
+        raise PolicyError([problem]) from None
+    marks: Marks = {}
+    if node is not None:
+        _collect_marks(node, (), marks)
+    return data, marks
 
 
 def _collect_marks(node: yaml.Node, path: PathKey, marks: Marks) -> None:
@@ -118,7 +147,8 @@ def _did_you_mean(key: str, parent: PathKey) -> str:
 _FIELDS = {"severities", "routes", "default", "actions"}
 
 
-def _problem(path: str, marks: Marks, loc: PathKey, error: Any) -> Problem:
+def validation_problem(path: str, marks: Marks, loc: PathKey, error: Any) -> Problem:
+    """A pydantic error, located at the key it is about."""
     # pydantic puts validator names (e.g. "function-after[...]") into loc; drop them.
     loc = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith("function-"))
     at = next((marks[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in marks), (1, 1))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from webhook.durations import parse_duration
 from webhook.policy.matchers import parse_matcher
@@ -44,8 +44,16 @@ def _action_name(value: str) -> str:
     return value
 
 
-Duration = Annotated[str, AfterValidator(_duration)]
-MatcherText = Annotated[str, AfterValidator(_matcher)]
+Duration = Annotated[
+    str,
+    AfterValidator(_duration),
+    WithJsonSchema({"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w))+$"}),
+]
+MatcherText = Annotated[
+    str,
+    AfterValidator(_matcher),
+    WithJsonSchema({"type": "string", "description": 'Alertmanager matcher: name="value"'}),
+]
 
 
 class _Strict(BaseModel):
@@ -57,7 +65,25 @@ class Action(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-ActionEntry = Annotated[Action, BeforeValidator(_action)]
+ActionEntry = Annotated[
+    Action,
+    BeforeValidator(_action),
+    # The file form, not the parsed one: `page`, or `{scale_up: {by: 2}}`.
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"enum": list(ACTION_NAMES)},
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "maxProperties": 1,
+                    "propertyNames": {"enum": list(ACTION_NAMES)},
+                    "additionalProperties": {"type": ["object", "null"]},
+                },
+            ]
+        }
+    ),
+]
 
 
 class Severity(_Strict):

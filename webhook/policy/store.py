@@ -1,21 +1,97 @@
-"""The policy set in force: loaded whole, swapped whole.
+"""The policy set in force: loaded whole, swapped whole, reloaded without a restart.
 
-Readers take `store.current` once per notification, so a notification is always
-evaluated against one complete set.
+Readers take `store.get()` once per notification, so a notification is always
+evaluated against one complete set. A reload builds the new set aside and
+swaps one reference; a set that fails validation is logged, counted, shown in
+`/readyz` and otherwise ignored, and the set in force stays.
+
+`check()` (the periodic poll) reloads only once the directory's content hash
+has been the same on two polls in a row, so a file caught half-written by an
+editor or a copy is never even tried. `reload()` (SIGHUP) loads at once.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from webhook.policy.engine import Policy
-from webhook.policy.loader import load_policy
+from webhook.policy.loader import load_policy, read_policy_files
+from webhook.policy.problems import PolicyError
+
+log = logging.getLogger(__name__)
 
 
 class PolicyStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, on_reload: Callable[[bool], None] | None = None) -> None:
         self.directory = directory
         self.current: Policy = load_policy(directory)
+        self.last_error: str | None = None
+        """Why the newest files were rejected; None once a set loads again."""
+        self._on_reload = on_reload or (lambda ok: None)
+        self._pending: str | None = None
+        self._rejected: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     def get(self) -> Policy:
         return self.current
+
+    def reload(self) -> bool:
+        """Load the directory now; True if a new set is in force."""
+        with self._lock:
+            try:
+                _, content_hash = read_policy_files(self.directory)
+            except (OSError, PolicyError) as exc:
+                return self._failed(None, str(exc))
+            return self._load(content_hash)
+
+    def check(self) -> bool:
+        """One poll: reload when the files changed and have settled."""
+        with self._lock:
+            try:
+                _, content_hash = read_policy_files(self.directory)
+            except (OSError, PolicyError):
+                return False  # the directory is being replaced; look again next time
+            if content_hash in (self.current.content_hash, self._rejected):
+                self._pending = None
+                return False
+            if content_hash != self._pending:
+                self._pending = content_hash  # changed since last poll: let it settle
+                return False
+            return self._load(content_hash)
+
+    def watch(self, interval: float) -> threading.Thread:
+        """Poll every `interval` seconds in a daemon thread (one per process)."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.check()
+                except Exception:  # never let the watcher die silently
+                    log.exception("policy check failed")
+
+        thread = threading.Thread(target=loop, name="policy-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _load(self, content_hash: str) -> bool:
+        try:
+            policy = load_policy(self.directory)
+        except (OSError, PolicyError) as exc:
+            return self._failed(content_hash, str(exc))
+        self.current, self.last_error, self._pending = policy, None, None
+        log.info("policy reloaded: %s (%d routes)", policy.content_hash[:12], len(policy.routes))
+        self._on_reload(True)
+        return True
+
+    def _failed(self, content_hash: str | None, reason: str) -> bool:
+        self._rejected, self._pending, self.last_error = content_hash, None, reason
+        log.error("policy reload rejected, keeping %s:\n%s", self.current.content_hash[:12], reason)
+        self._on_reload(False)
+        return False

@@ -1,0 +1,153 @@
+"""`alertpilot policy diff`: what a policy change does to real alerts.
+
+Both policy sets (the base as a directory or a git ref, and the working one)
+evaluate one corpus: the alerts of the policy tests' cases, plus recorded
+notifications (`--replay`, JSON lines as `alertpilot replay export` writes).
+Every alert whose route, severity or actions differ is printed with the old
+and new value, then one summary line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from webhook.payload import PayloadError, parse
+from webhook.policy.engine import Match, Policy, evaluate
+from webhook.policy.loader import load_policy
+from webhook.policy.testing import load_cases
+
+
+class DiffError(ValueError):
+    """The base or the replay file cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    group_key: str
+    source: str
+    """Where the alert came from: a test case's file:line, or a replay file's file:line."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    route: str
+    severity: str
+    actions: str
+
+    @classmethod
+    def of(cls, matches: list[Match]) -> Plan:
+        return cls(
+            route=" + ".join(m.route for m in matches),
+            severity=" + ".join(m.severity for m in matches),
+            actions=" + ".join(", ".join(a.name for a in m.actions) or "none" for m in matches),
+        )
+
+
+def load_base(base: str, directory: Path) -> Policy:
+    """`base` is a policy directory, or a git ref at which `directory` is read."""
+    path = Path(base)
+    if path.is_dir():
+        return load_policy(path)
+    with tempfile.TemporaryDirectory(prefix="alertpilot-base-") as scratch:
+        _export(base, directory, Path(scratch))
+        return load_policy(Path(scratch))
+
+
+def _export(ref: str, directory: Path, into: Path) -> None:
+    top = Path(_git(["rev-parse", "--show-toplevel"], directory, ref=ref).strip())
+    relative = directory.resolve().relative_to(top.resolve()).as_posix()
+    # From the top: inside a subdirectory, ls-tree also filters by the working directory.
+    listing = _git(["ls-tree", "--name-only", f"{ref}:{relative}"], top, ref=ref)
+    for name in listing.split():
+        if name.endswith((".yaml", ".yml")):
+            text = _git(["show", f"{ref}:{relative}/{name}"], top, ref=ref)
+            (into / name).write_text(text)
+
+
+def _git(args: list[str], cwd: Path, *, ref: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+        )
+    except FileNotFoundError:
+        raise DiffError("git is not installed") from None
+    except subprocess.CalledProcessError as exc:
+        reason = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "git failed"
+        raise DiffError(f"{ref}: not a policy directory, nor a git ref here ({reason})") from None
+    return done.stdout
+
+
+def corpus(directory: Path, replay: Path | None = None) -> list[Sample]:
+    """The test cases' alerts and the replayed ones, each alert once."""
+    samples: list[Sample] = []
+    tests = directory / "tests"
+    if tests.is_dir():
+        for case in load_cases(tests):
+            for alert in case.alerts:
+                where = f"{case.file}:{case.line}"
+                samples.append(Sample(alert.labels, alert.annotations, alert.group_key, where))
+    if replay is not None:
+        samples += _replayed(replay)
+    unique: dict[str, Sample] = {}
+    for sample in samples:
+        unique.setdefault(json.dumps([sample.labels, sample.group_key], sort_keys=True), sample)
+    return list(unique.values())
+
+
+def _replayed(path: Path) -> Iterable[Sample]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise DiffError(f"{path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            notification = parse(json.loads(line))
+        except (ValueError, PayloadError) as exc:
+            raise DiffError(f"{path}:{number}:1: not an Alertmanager notification: {exc}") from None
+        for alert in notification.alerts:
+            yield Sample(
+                alert.labels, alert.annotations, notification.group_key, f"{path}:{number}"
+            )
+
+
+def diff(base: Policy, head: Policy, samples: list[Sample]) -> tuple[str, int]:
+    """The report and the number of alerts whose plan changes."""
+    lines: list[str] = []
+    counts = {"route": 0, "severity": 0, "actions": 0}
+    changed = 0
+    for sample in samples:
+        before, after = (_plan(policy, sample) for policy in (base, head))
+        if before == after:
+            continue
+        changed += 1
+        lines.append(f"~ {_labels(sample.labels)}  ({sample.source})")
+        for field in counts:
+            old, new = getattr(before, field), getattr(after, field)
+            if old != new:
+                counts[field] += 1
+                lines.append(f"    {field:<9} {old} -> {new}")
+    summary = ", ".join(f"{field} {count}" for field, count in counts.items() if count)
+    lines.append(f"{changed} of {len(samples)} alerts change" + (f": {summary}" if summary else ""))
+    return "\n".join(lines), changed
+
+
+def _plan(policy: Policy, sample: Sample) -> Plan:
+    return Plan.of(
+        evaluate(policy, sample.labels, annotations=sample.annotations, group_key=sample.group_key)
+    )
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+__all__ = ["DiffError", "Sample", "corpus", "diff", "load_base"]
