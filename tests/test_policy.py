@@ -123,7 +123,9 @@ def test_unknown_key_is_reported_at_its_line(tmp_path: Path) -> None:
 def test_unknown_severity_is_reported_at_its_line(tmp_path: Path) -> None:
     routes = "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV9\n"
     (problem,) = _problems(tmp_path, routes)
-    assert problem.startswith(f"{tmp_path}/10-routes.yaml:4:5: unknown severity 'SEV9'")
+    assert problem == (
+        f"{tmp_path}/10-routes.yaml:4:5: unknown severity 'SEV9' (defined: SEV0, SEV1, SEV2, SEV3)"
+    )
 
 
 def test_bad_regex_is_reported_at_the_matcher(tmp_path: Path) -> None:
@@ -132,9 +134,18 @@ def test_bad_regex_is_reported_at_the_matcher(tmp_path: Path) -> None:
         "      - 'a=\"b\"'\n      - 'c=~\"(\"'\n    severity: SEV1\n"
     )
     (problem,) = _problems(tmp_path, routes)
-    assert problem.startswith(
-        f"{tmp_path}/10-routes.yaml:5:9: routes.0.matchers.1: invalid regular"
+    assert problem == (
+        f"{tmp_path}/10-routes.yaml:5:9: routes.0.matchers.1: invalid regular expression '(': "
+        "missing ), unterminated subpattern at position 0"
     )
+
+
+def test_bad_matcher_syntax_is_reported_at_the_matcher(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: r\n    matchers: ['service']\n    severity: SEV1\n"
+    assert _problems(tmp_path, routes) == [
+        f'{tmp_path}/10-routes.yaml:3:16: routes.0.matchers.0: expected name="value" '
+        "(or !=, =~, !~), got 'service'"
+    ]
 
 
 def test_unknown_action_is_reported_at_its_item(tmp_path: Path) -> None:
