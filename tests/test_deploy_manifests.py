@@ -22,10 +22,12 @@ BASE = DEPLOY / "base"
 KUSTOMIZATION = BASE / "kustomization.yaml"
 RULES = DEPLOY / "prometheus" / "alertpilot-rules.yaml"
 
-# Every variable the app's settings read (taken from webhook/settings.py itself, with the
+# Every variable the settings read (taken from webhook/settings.py and workers/config.py, with the
 # `_FILE` form of each secret); anything else in a manifest is a typo or a missing setting.
-_SETTINGS_SOURCE = (DEPLOY.parent / "webhook" / "settings.py").read_text()
-_SECRETS = set(re.findall(r'_secret\(env, "([A-Z_]+)"\)', _SETTINGS_SOURCE))
+_SETTINGS_SOURCE = "\n".join(
+    (DEPLOY.parent / path).read_text() for path in ("webhook/settings.py", "workers/config.py")
+)
+_SECRETS = set(re.findall(r'\bsecret\(env, "([A-Z_]+)"\)', _SETTINGS_SOURCE))
 APP_ENV_VARS = frozenset(
     set(re.findall(r'"((?:ALERTPILOT_[A-Z_]+)|REDIS_URL)"', _SETTINGS_SOURCE))
     | {f"{name}_FILE" for name in _SECRETS}

@@ -38,6 +38,8 @@ class JobSpec:
     transition: Transition
     severity: str
     dry_run: bool
+    public: bool = False
+    """The severity goes on the status page."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
         alerts=states,
         actions=tuple(a.name for a in top.actions),
         dry_run=ctx.dry_run or bool(top.dry_run),
+        action_params={a.name: dict(a.params) for a in top.actions},
     )
-    jobs = [_job(incident, action, "declared") for action in top.actions]
+    jobs = [_job(incident, action, "declared", ctx) for action in top.actions]
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     entry = _entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
     return Change(incident, "declared", [entry], jobs)
@@ -166,8 +169,9 @@ def _escalate(
         route=top.route,
         actions=incident.actions + tuple(a.name for a in actions if a.name not in incident.actions),
         dry_run=incident.dry_run or bool(top.dry_run),
+        action_params={**incident.action_params, **{a.name: dict(a.params) for a in actions}},
     )
-    jobs = [_job(escalated, action, "escalated") for action in actions]
+    jobs = [_job(escalated, action, "escalated", ctx) for action in actions]
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
     entries.append(_entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
     return Change(escalated, "escalated", entries, jobs)
@@ -181,12 +185,11 @@ def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) ->
     """
     resolved = incident.with_changes(status="resolved", resolved_at=ctx.now)
     jobs = [
-        JobSpec(
-            job_id=_job_id(incident.id, "resolved", name),
-            action=Action(name=name),
-            transition="resolved",
-            severity=incident.severity,
-            dry_run=incident.dry_run,
+        _job(
+            resolved,
+            Action(name=name, params=incident.action_params.get(name, {})),
+            "resolved",
+            ctx,
         )
         for name in incident.actions
         if name in COMMUNICATION_ACTIONS
@@ -219,14 +222,16 @@ def _state(alert: Alert, match: Match, before: AlertState | None, ctx: Context) 
     )
 
 
-def _job(incident: Incident, action: Action, transition: Transition) -> JobSpec:
+def _job(incident: Incident, action: Action, transition: Transition, ctx: Context) -> JobSpec:
     tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
+    severity = ctx.policy.severities.get(incident.severity)
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
         action=action,
         transition=transition,
         severity=incident.severity,
         dry_run=incident.dry_run,  # sticky: a dry-run route's incident never acts for real
+        public=bool(severity and severity.public),
     )
 
 

@@ -38,7 +38,7 @@ from workers.keys import Keys, text
 
 log = logging.getLogger(__name__)
 
-JOB_FUNCTION = "workers.jobs.run_action"
+JOB_FUNCTION = "workers.entry.run_action"
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 30 * 24 * 3600
 MAX_ATTEMPTS = 20
@@ -213,6 +213,7 @@ class Intake:
             "transition": job.transition,
             "severity": job.severity,
             "dry_run": job.dry_run,
+            "public": job.public,
         }
 
 

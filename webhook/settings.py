@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webhook.durations import DurationError, parse_duration
+from workers.config import SettingsError, boolean, secret
 
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+__all__ = ["Settings", "SettingsError"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +64,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         username = env.get("ALERTPILOT_WEBHOOK_USERNAME") or None
-        password = _secret(env, "ALERTPILOT_WEBHOOK_PASSWORD")
+        password = secret(env, "ALERTPILOT_WEBHOOK_PASSWORD")
         if bool(username) != bool(password):
             raise SettingsError(
                 "ALERTPILOT_WEBHOOK_USERNAME and ALERTPILOT_WEBHOOK_PASSWORD go together"
@@ -73,14 +72,14 @@ class Settings:
         return cls(
             redis_url=_redis_url(env.get("REDIS_URL")),
             policies_dir=Path(env.get("ALERTPILOT_POLICIES_DIR", "policies")),
-            webhook_token=_secret(env, "ALERTPILOT_WEBHOOK_TOKEN"),
-            webhook_previous_token=_secret(env, "ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS"),
+            webhook_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN"),
+            webhook_previous_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS"),
             webhook_username=username,
             webhook_password=password,
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX", "alertpilot:")),
             queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),
-            dry_run=_bool(env, "ALERTPILOT_DRY_RUN", True),
+            dry_run=boolean(env, "ALERTPILOT_DRY_RUN", True),
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", "7d"),
             stale_window_seconds=_duration(env, "ALERTPILOT_STALE_WINDOW", "15m"),
             retention_seconds=_duration(env, "ALERTPILOT_RETENTION", "90d"),
@@ -92,22 +91,6 @@ class Settings:
             bind=env.get("ALERTPILOT_BIND", "0.0.0.0:9095"),
             web_concurrency=_int(env, "ALERTPILOT_WEB_CONCURRENCY", 2, minimum=1),
         )
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    """The value of NAME, or the contents of the file NAME_FILE (Kubernetes secrets)."""
-    if env.get(name):
-        return env[name]
-    path = env.get(f"{name}_FILE")
-    if not path:
-        return None
-    try:
-        value = Path(path).read_text().strip()
-    except OSError as exc:
-        raise SettingsError(f"{name}_FILE: cannot read {path!r}: {exc.strerror}") from None
-    if not value:
-        raise SettingsError(f"{name}_FILE: {path!r} is empty")
-    return value
 
 
 def _redis_url(value: str | None) -> str | None:
@@ -129,17 +112,6 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
     return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}: must be true or false, got {raw!r}")
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> int:

@@ -35,6 +35,8 @@ class ActionRequest:
     severity: str
     params: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = True
+    public: bool = False
+    """The severity goes on the status page."""
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
@@ -50,6 +52,7 @@ class ActionRequest:
             severity=str(doc["severity"]),
             params=dict(doc.get("params") or {}),
             dry_run=bool(doc.get("dry_run", True)),
+            public=bool(doc.get("public", False)),
         )
 
 

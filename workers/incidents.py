@@ -55,6 +55,8 @@ class Incident:
     """Action names enqueued so far, so escalation and resolve know what ran."""
     dry_run: bool = False
     """A route of this incident asked for dry run; its resolve jobs stay in dry run too."""
+    action_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Parameters of each action queued, so resolve jobs carry them too (routing keys)."""
 
     @property
     def firing(self) -> list[AlertState]:

@@ -1,7 +1,8 @@
 """The RQ job behind every action, and the one dispatch point all actions share.
 
-`run_action` is what the webhook enqueues (by dotted name, with a plain JSON
-payload). It keeps these promises whatever the handler does:
+`perform` runs every job (workers/entry.py is the RQ entry point the webhook
+enqueues by dotted name, with a plain JSON payload). It keeps these promises
+whatever the handler does:
 
 - one run at a time per (incident, action): a lock orders the declared and
   the resolve job of one action across workers, and serialises reruns;
@@ -28,7 +29,7 @@ from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
 from workers import timeline
-from workers.actions import HANDLERS, ActionRequest, Handler, Outcome
+from workers.actions import ActionRequest, Handler, Outcome
 from workers.errors import PermanentError, TransientError
 from workers.incidents import load_incident
 from workers.keys import Keys
@@ -58,15 +59,10 @@ class Decision:
     retry_in: int | None = None
 
 
-def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
-    """RQ entry point (`workers.jobs.run_action`)."""
-    return perform(payload, HANDLERS)
-
-
 def perform(payload: dict[str, Any], handlers: Mapping[str, Handler]) -> dict[str, Any] | Retry:
     """Run inside the current RQ job: a retry becomes RQ's `Retry`, a failure an exception."""
     job = get_current_job()
-    assert job is not None, "run_action runs inside an RQ job"
+    assert job is not None, "perform runs inside an RQ job"
     decision = execute(
         job.connection, payload, handlers, job_id=job.id, attempt=job.number_of_retries or 0
     )

@@ -17,6 +17,10 @@ class Keys:
         """JSON document of one incident (severity, route, alerts, times)."""
         return f"{self.prefix}incident:{incident_id}"
 
+    def external(self, incident_id: str) -> str:
+        """Hash of the incident's ids at vendors (statuspage -> incident id)."""
+        return f"{self.prefix}incident:{incident_id}:external"
+
     def timeline(self, incident_id: str) -> str:
         """List of JSON timeline entries, oldest first."""
         return f"{self.prefix}incident:{incident_id}:timeline"

@@ -1,0 +1,184 @@
+"""The communication actions: page (PagerDuty), statuspage, notify (chat).
+
+Each takes the job's request and the incident as it is now, calls its adapter,
+and returns what happened for the timeline. Exactly-once comes from three
+places: the job's effect marker (workers/jobs.py), PagerDuty's dedup_key (the
+incident id), and the Statuspage incident tagged with alertpilot's id, looked
+up before any create so a crash between the POST and storing its id never
+opens a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from redis import Redis
+
+from workers.actions import PAGERDUTY_SEVERITY, ActionRequest, Outcome
+from workers.chat import Chat
+from workers.config import Integrations
+from workers.errors import PermanentError
+from workers.incidents import AlertState, Incident
+from workers.keys import Keys, text
+from workers.pagerduty import Event, PagerDuty
+from workers.statuspage import Statuspage
+
+DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
+IMPACT = {"SEV0": "critical", "SEV1": "major", "SEV2": "minor", "SEV3": "none"}
+
+
+@dataclass(frozen=True)
+class Vendors:
+    integrations: Integrations
+    redis: Redis
+    pagerduty: PagerDuty
+    statuspage: Statuspage | None
+    chat: Chat | None
+
+
+def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
+    reference = str(request.params.get("routing_key_env") or DEFAULT_ROUTING_KEY)
+    routing_key = vendors.integrations.routing_key(reference)
+    if not routing_key:
+        raise PermanentError(f"no PagerDuty routing key: {reference} is not set")
+    if request.transition == "resolved":
+        event = Event("resolve", incident.id)
+    else:
+        event = _trigger(request, incident, vendors.integrations)
+    vendors.pagerduty.send(routing_key, event)
+    verb = "resolved" if event.action == "resolve" else f"triggered ({event.severity})"
+    return Outcome("succeeded", f"PagerDuty {verb}, dedup_key {incident.id}")
+
+
+def _trigger(request: ActionRequest, incident: Incident, integrations: Integrations) -> Event:
+    first = _first_firing(incident)
+    labels = first.labels if first else {}
+    return Event(
+        "trigger",
+        incident.id,
+        summary=f"[{request.severity}] {incident.title}",
+        source=labels.get("service") or labels.get("instance") or "alertpilot",
+        severity=PAGERDUTY_SEVERITY.get(request.severity, "critical"),  # type: ignore[arg-type]
+        links=_links(incident, first),
+        custom_details={
+            "severity": request.severity,
+            "route": incident.route,
+            "alerts_firing": len(incident.firing),
+            "labels": labels,
+            "incident": _incident_url(integrations, incident),
+        },
+    )
+
+
+def _links(incident: Incident, alert: AlertState | None) -> list[dict[str, str]]:
+    links = []
+    if alert and alert.annotations.get("runbook_url"):
+        links.append({"href": alert.annotations["runbook_url"], "text": "Runbook"})
+    if alert and alert.generator_url:
+        links.append({"href": alert.generator_url, "text": "Prometheus"})
+    if alert and incident.external_url:
+        matchers = ",".join(f'{k}="{v}"' for k, v in sorted(alert.labels.items()))
+        href = f"{incident.external_url}/#/silences/new?filter={quote('{' + matchers + '}')}"
+        links.append({"href": href, "text": "Silence in Alertmanager"})
+    return links
+
+
+def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
+    if vendors.statuspage is None:
+        raise PermanentError(
+            "Statuspage is not configured (ALERTPILOT_STATUSPAGE_PAGE_ID, _API_KEY)"
+        )
+    keys = Keys(request.prefix)
+    stored = vendors.redis.hget(keys.external(incident.id), "statuspage")
+    existing = text(stored) if stored is not None else None
+    if existing is None:
+        found = vendors.statuspage.find_unresolved(incident.id)
+        existing = str(found["id"]) if found else None
+        if existing:
+            vendors.redis.hset(keys.external(incident.id), "statuspage", existing)
+    components = _components(request.params)
+    if request.transition == "resolved":
+        if existing is None:
+            return Outcome("skipped", "no Statuspage incident to resolve")
+        fields: dict[str, Any] = {"status": "resolved", "body": "This incident has been resolved."}
+        fields["components"] = {c: "operational" for c in components}
+        vendors.statuspage.update(existing, fields)
+        return Outcome("succeeded", f"Statuspage incident {existing} resolved")
+    if not request.public:
+        return Outcome("skipped", f"{request.severity} is not public: no Statuspage incident")
+    if existing is not None:
+        update: dict[str, Any] = {
+            "body": _status_body(request, incident),
+            "impact_override": IMPACT.get(request.severity, "major"),
+            "components": components,
+        }
+        vendors.statuspage.update(existing, update)
+        return Outcome("succeeded", f"Statuspage incident {existing} updated ({request.severity})")
+    created = vendors.statuspage.create(
+        {
+            "name": incident.title[:255],
+            "status": "investigating",
+            "impact_override": IMPACT.get(request.severity, "major"),
+            "body": _status_body(request, incident),
+            "components": components,
+            "component_ids": list(components),
+            "metadata": {"alertpilot": {"incident_id": incident.id}},
+        }
+    )
+    vendors.redis.hset(keys.external(incident.id), "statuspage", str(created["id"]))
+    return Outcome("succeeded", f"Statuspage incident {created['id']} opened (investigating)")
+
+
+def _components(params: Mapping[str, Any]) -> dict[str, str]:
+    """`{statuspage: {components: {<component id>: partial_outage}}}` from the policy."""
+    found = params.get("components") or {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _status_body(request: ActionRequest, incident: Incident) -> str:
+    if request.transition == "escalated":
+        return f"The impact has grown ({request.severity}). We are working on it."
+    return "We are investigating reports of degraded service and will post updates here."
+
+
+def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
+    if vendors.chat is None:
+        raise PermanentError("chat is not configured (ALERTPILOT_CHAT_WEBHOOK_URL)")
+    vendors.chat.post({"text": chat_message(request, incident, vendors.integrations)})
+    return Outcome("succeeded", f"posted the {request.transition} message to chat")
+
+
+def chat_message(request: ActionRequest, incident: Incident, integrations: Integrations) -> str:
+    services = sorted({a.labels.get("service", "?") for a in incident.firing}) or ["-"]
+    head = {
+        "declared": f":rotating_light: *{request.severity} declared*: {incident.title}",
+        "escalated": f":arrow_double_up: *Escalated to {request.severity}*: {incident.title}",
+        "resolved": f":white_check_mark: *Resolved*: {incident.title}",
+    }[request.transition]
+    lines = [
+        head,
+        f"Impact: {len(incident.firing)} of {len(incident.alerts)} alerts firing; "
+        f"services: {', '.join(services)}",
+        f"Started: {incident.started_at}",
+        f"Actions: {', '.join(incident.actions) or 'none'}",
+    ]
+    if incident.resolved_at:
+        lines.append(f"Resolved: {incident.resolved_at}")
+    link = _incident_url(integrations, incident)
+    if link:
+        lines.append(f"Incident: {link}")
+    return "\n".join(lines)
+
+
+def _first_firing(incident: Incident) -> AlertState | None:
+    firing = sorted(incident.firing, key=lambda a: a.starts_at)
+    return firing[0] if firing else next(iter(incident.alerts.values()), None)
+
+
+def _incident_url(integrations: Integrations, incident: Incident) -> str:
+    if not integrations.public_url:
+        return ""
+    return f"{integrations.public_url}/api/v1/incidents/{incident.id}"

@@ -1,0 +1,27 @@
+"""The RQ entry point the webhook enqueues: `workers.entry.run_action`.
+
+It reads the vendors' configuration from the environment for each job (so a
+rotated secret file is picked up) and runs the job through `jobs.perform`.
+Kept apart from workers/jobs.py so that importing the job machinery (as the
+webhook does for its constants) never imports a vendor SDK.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rq import Retry, get_current_job
+
+from workers.actions import ActionRequest
+from workers.config import Integrations
+from workers.handlers import build_handlers
+from workers.jobs import perform
+
+
+def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
+    job = get_current_job()
+    assert job is not None, "run_action runs inside an RQ job"
+    prefix = str(payload.get("prefix", ActionRequest.__dataclass_fields__["prefix"].default))
+    handlers = build_handlers(Integrations.from_env(os.environ), job.connection, prefix)
+    return perform(payload, handlers)

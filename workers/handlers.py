@@ -1,0 +1,63 @@
+"""The handler of each action for one job run: real adapters, or dry run.
+
+Dry run wins when the worker says so (ALERTPILOT_DRY_RUN) or the job does (a
+dry-run route, or a dry-run webhook); mitigations stay in dry run until their
+adapter lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from redis import Redis
+
+from workers.actions import ACTION_NAMES, ActionRequest, Handler, Outcome, dry_run
+from workers.chat import Chat
+from workers.communication import Vendors, notify, page, statuspage
+from workers.config import Integrations
+from workers.incidents import Incident
+from workers.pagerduty import PagerDuty
+from workers.statuspage import RateLimiter, Statuspage
+
+Live = Callable[[ActionRequest, Incident, Vendors], Outcome]
+LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notify}
+
+
+def build_handlers(integrations: Integrations, redis: Redis, prefix: str) -> dict[str, Handler]:
+    vendors = vendors_for(integrations, redis, prefix)
+
+    def handler(name: str) -> Handler:
+        def run(request: ActionRequest, incident: Incident) -> Outcome:
+            live = LIVE.get(name)
+            if live is None or request.dry_run or integrations.dry_run:
+                return dry_run(request, incident)
+            return live(request, incident, vendors)
+
+        return run
+
+    return {name: handler(name) for name in ACTION_NAMES}
+
+
+def vendors_for(integrations: Integrations, redis: Redis, prefix: str) -> Vendors:
+    status = None
+    if integrations.statuspage_page_id and integrations.statuspage_api_key:
+        key = Statuspage.limiter_key(prefix, integrations.statuspage_api_key)
+        status = Statuspage(
+            base_url=integrations.statuspage_api_url,
+            page_id=integrations.statuspage_page_id,
+            api_key=integrations.statuspage_api_key,
+            ca_bundle=integrations.ca_bundle,
+            limiter=RateLimiter(redis, key),
+        )
+    chat = None
+    if integrations.chat_webhook_url:
+        chat = Chat(webhook_url=integrations.chat_webhook_url, ca_bundle=integrations.ca_bundle)
+    return Vendors(
+        integrations=integrations,
+        redis=redis,
+        pagerduty=PagerDuty(
+            base_url=integrations.pagerduty_events_url, ca_bundle=integrations.ca_bundle
+        ),
+        statuspage=status,
+        chat=chat,
+    )
