@@ -325,3 +325,15 @@ def test_unknown_severity_field_suggests_the_known_one(tmp_path: Path) -> None:
         f"{directory}/00-severities.yaml:3:42: severities.SEV1.updates: unknown key 'updates'; "
         "did you mean 'update_every'?"
     ]
+
+
+def test_unset_routing_key_reference_is_a_warning_at_its_action(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: r\n    matchers: ['a=\"b\"']\n    severity: SEV1\n"
+    routes += "    actions: [notify, {page: {routing_key_env: PD_KEY_PAYMENTS}}]\n"
+    directory = write_policy(tmp_path, routes)
+    unset = load_policy(directory, env={})
+    assert [str(w) for w in unset.warnings] == [
+        f"{tmp_path}/10-routes.yaml:5:23: warning: page: routing key PD_KEY_PAYMENTS "
+        "(or PD_KEY_PAYMENTS_FILE) is not set"
+    ]
+    assert load_policy(directory, env={"PD_KEY_PAYMENTS_FILE": "/run/secrets/pd"}).warnings == ()

@@ -651,3 +651,11 @@ def test_serve_picks_up_a_changed_policy_directory_without_a_signal(
             lambda: _all_workers_report(base, lambda p: p["hash"] != first), "the polled reload"
         )
         assert serve.stop(signal.SIGTERM) == 0, serve.logs()
+
+
+def test_live_worker_refuses_to_start_with_an_unset_routing_key(tmp_path: Path) -> None:
+    env = _serve_env(tmp_path, _free_port(), ALERTPILOT_DRY_RUN="false")
+    env.pop("ALERTPILOT_PAGERDUTY_ROUTING_KEY", None)
+    refused = _cli(["worker", "--burst"], env)
+    assert refused.returncode == 2, refused
+    assert "routing key ALERTPILOT_PAGERDUTY_ROUTING_KEY" in refused.stderr

@@ -74,7 +74,9 @@ def _policy_parsers(commands: Any) -> None:
     validate = policy.add_parser("validate", help="check a policy directory")
     validate.add_argument("directory", nargs="?", type=Path, default=None)
     validate.set_defaults(
-        run=lambda a, s: commands_.validate(a.directory or s.policies_dir, sys.stdout, sys.stderr)
+        run=lambda a, s: commands_.validate(
+            a.directory or s.policies_dir, sys.stdout, sys.stderr, env=os.environ
+        )
     )
     test = policy.add_parser("test", help="run the policy unit tests in DIR/tests")
     test.add_argument("directory", nargs="?", type=Path, default=None)
@@ -142,13 +144,17 @@ def _replay_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _check_policies(directory: Path) -> bool:
+def _check_policies(directory: Path, *, secrets: bool = False) -> bool:
+    """Refuse to start on an invalid set; with `secrets`, on an unset secret reference too."""
     try:
-        load_policy(directory)
+        policy = load_policy(directory, env=os.environ if secrets else None)
     except PolicyError as exc:
         print(f"alertpilot: invalid policies in {directory}:\n{exc}", file=sys.stderr)
         return False
-    return True
+    unset = [p for p in policy.warnings if p.code == "secret"]
+    for problem in unset:
+        print(f"alertpilot: {problem}", file=sys.stderr)
+    return not unset
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -174,6 +180,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.redis_url is None:
         print("alertpilot: REDIS_URL: required for worker", file=sys.stderr)
+        return 2
+    if not _check_policies(settings.policies_dir, secrets=not settings.dry_run):
         return 2
     return run_worker(settings.redis_url, settings.queue_name, burst=args.burst)
 

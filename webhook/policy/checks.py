@@ -10,6 +10,7 @@ would.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jinja2 import TemplateError, TemplateSyntaxError
@@ -20,6 +21,9 @@ from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
 from webhook.policy.problems import Location, Problem
 
 MATCH_ALL = frozenset({".*", "(.*)", "(?:.*)", ".*?"})
+
+
+DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,35 @@ class Draft:
     """"severity:NAME", "route:NAME" and "default" -> where each was written."""
 
 
-def check(draft: Draft) -> list[Problem]:
+def check(draft: Draft, env: Mapping[str, str] | None = None) -> list[Problem]:
     return [
         *_severity_names(draft),
         *_references(draft),
         *_templates(draft),
         *_duplicate_actions(draft),
         *_unreachable(draft),
+        *(_secrets(draft, env) if env is not None else []),
     ]
+
+
+def _secrets(draft: Draft, env: Mapping[str, str]) -> list[Problem]:
+    """Secret references (PagerDuty routing keys) that name no variable or file here.
+
+    A warning: `validate` runs where secrets may not be (a laptop, CI); the
+    worker, which pages, refuses to start on them.
+    """
+    problems: list[Problem] = []
+    for at, route in _all_routes(draft):
+        for index, action in enumerate(route.actions):
+            if action.name != "page":
+                continue
+            name = str(action.params.get("routing_key_env") or DEFAULT_ROUTING_KEY)
+            if not env.get(name) and not env.get(f"{name}_FILE"):
+                message = f"page: routing key {name} (or {name}_FILE) is not set"
+                problems.append(
+                    at.problem(message, key=("actions", index), level="warning", code="secret")
+                )
+    return problems
 
 
 def _severity_names(draft: Draft) -> list[Problem]:

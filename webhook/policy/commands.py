@@ -20,9 +20,11 @@ SCHEMA_ID = "https://alertpilot.dev/schemas/policy.json"
 __all__ = ["explain_alerts", "policy_diff", "run_policy_tests", "schema", "validate"]
 
 
-def validate(directory: Path, out: TextIO, err: TextIO) -> int:
+def validate(
+    directory: Path, out: TextIO, err: TextIO, *, env: Mapping[str, str] | None = None
+) -> int:
     try:
-        policy = load_policy(directory)
+        policy = load_policy(directory, env=env)
     except PolicyError as exc:
         for problem in exc.problems:
             print(problem, file=err)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
     return texts, digest.hexdigest()
 
 
-def load_policy(directory: Path) -> Policy:
+def load_policy(directory: Path, *, env: Mapping[str, str] | None = None) -> Policy:
+    """The validated set; with `env`, unset secret references become warnings."""
     texts, content_hash = read_policy_files(directory)
     if not texts:
         raise PolicyError([Problem(str(directory), 0, 0, "no .yaml policy files")])
@@ -72,7 +74,7 @@ def load_policy(directory: Path) -> Policy:
             loaded.append(result)
     if problems:  # a file that did not load would only add follow-on errors below
         raise PolicyError(problems)
-    policy = _assemble(loaded, str(directory), problems, content_hash)
+    policy = _assemble(loaded, str(directory), problems, content_hash, env)
     if problems or policy is None:
         raise PolicyError(problems)
     return policy
@@ -160,7 +162,11 @@ def validation_problem(path: str, marks: Marks, loc: PathKey, error: Any) -> Pro
 
 
 def _assemble(
-    loaded: list[_Loaded], directory: str, problems: list[Problem], content_hash: str
+    loaded: list[_Loaded],
+    directory: str,
+    problems: list[Problem],
+    content_hash: str,
+    env: Mapping[str, str] | None,
 ) -> Policy | None:
     severities: dict[str, Severity] = {}
     routes: list[Route] = []
@@ -190,7 +196,7 @@ def _assemble(
     if default is None:
         problems.append(Problem(directory, 0, 0, "no `default` route in any policy file"))
         return None
-    found = check(Draft(severities, routes, default, where))
+    found = check(Draft(severities, routes, default, where), env)
     problems.extend(p for p in found if p.level == "error")
     if any(p.level == "error" for p in problems):
         return None

@@ -21,6 +21,8 @@ class Problem:
     col: int
     message: str
     level: Literal["error", "warning"] = "error"
+    code: str = ""
+    """A short tag for problems callers treat specially ("secret": an unset secret reference)."""
 
     def __str__(self) -> str:
         prefix = "warning: " if self.level == "warning" else ""
@@ -40,7 +42,12 @@ class Location:
         return self.problem("").line
 
     def problem(
-        self, message: str, *, key: PathKey = (), level: Literal["error", "warning"] = "error"
+        self,
+        message: str,
+        *,
+        key: PathKey = (),
+        level: Literal["error", "warning"] = "error",
+        code: str = "",
     ) -> Problem:
         """A problem at `key` below this object (or at the object itself)."""
         target = (*self.path, *key)
@@ -52,7 +59,7 @@ class Location:
             ),
             (1, 1),
         )
-        return Problem(self.file, line, col, message, level)
+        return Problem(self.file, line, col, message, level, code)
 
 
 class PolicyError(ValueError):
