@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -123,8 +124,11 @@ def test_notifications_under_reload_are_each_evaluated_by_one_whole_set(
             request = urllib.request.Request(
                 url, _notification(batch), {**AUTH, "Content-Type": "application/json"}
             )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                replies.append((response.status, json.loads(response.read())))
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    replies.append((response.status, json.loads(response.read())))
+            except urllib.error.HTTPError as error:  # a non-2xx must fail the test, not the thread
+                replies.append((error.code, {}))
             batch += 1
 
     poster = threading.Thread(target=post_continuously)
@@ -150,3 +154,12 @@ def test_notifications_under_reload_are_each_evaluated_by_one_whole_set(
         severities = {alert["severity"] for alert in doc["alerts"].values()}
         expected = "SEV1" if body["policy"] == hashes["A"] else "SEV2"
         assert severities == {expected}, (body, doc["alerts"])
+
+
+def test_unreadable_file_is_rejected_like_an_invalid_one(tmp_path: Path) -> None:
+    store = PolicyStore(write_policy(tmp_path, A))
+    before = store.get()
+    (tmp_path / "10-routes.yaml").write_bytes(b"routes: [\xff\xfe]\n")
+    assert store.reload() is False
+    assert store.get() is before
+    assert store.last_error is not None and "not UTF-8 text" in store.last_error

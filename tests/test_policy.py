@@ -223,7 +223,7 @@ def test_route_after_a_catch_all_is_reported_unreachable(tmp_path: Path) -> None
     routes = """\
 routes:
   - name: everything
-    matchers: ['alertname=~".*"']
+    matchers: ['alertname=~"(?s).*"']
     severity: SEV2
   - name: payments
     matchers: ['service="payments"']
@@ -233,6 +233,27 @@ routes:
         f"{tmp_path}/10-routes.yaml:5:5: route 'payments' is never reached: route 'everything' "
         f"({tmp_path}/10-routes.yaml:2) matches every alert and does not continue"
     ]
+
+
+def test_route_after_a_dot_star_catch_all_is_a_warning(tmp_path: Path) -> None:
+    """'.' stops at a line break, so a label value with one still gets past `=~".*"`."""
+    routes = """\
+routes:
+  - name: any-summary
+    matchers: ['alertname="Disk"', 'summary=~".*"']
+    severity: SEV2
+  - name: disk
+    matchers: ['alertname="Disk"']
+    severity: SEV1
+"""
+    policy = load_policy(write_policy(tmp_path, routes))
+    assert [str(w) for w in policy.warnings] == [
+        f"{tmp_path}/10-routes.yaml:5:5: warning: route 'disk' is never reached: route "
+        f"'any-summary' ({tmp_path}/10-routes.yaml:2) matches every alert it would and does "
+        "not continue (except alerts whose label values contain a line break: '.' stops there)"
+    ]
+    labels = {"alertname": "Disk", "summary": "line one\nline two"}
+    assert [m.route for m in evaluate(policy, labels)] == ["disk"]
 
 
 def test_route_narrower_than_an_earlier_one_is_reported_unreachable(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ from redis import Redis
 
 from tests.conftest import REPO, fixture, post
 from tests.test_policy import write_policy
+from webhook.payload import parse
 from webhook.policy.commands import explain_alerts, parse_labels, policy_diff, schema, validate
-from webhook.replay import export
+from webhook.replay import export, record
 from workers.keys import Keys
 
 ROUTES = """\
@@ -193,3 +194,32 @@ def test_schema_accepts_the_shipped_files_and_rejects_an_unknown_key() -> None:
     assert [e.validator for e in validator.iter_errors(wrong)] == ["additionalProperties"]
     bad_action = {"default": {"severity": "SEV3", "actions": ["teleport"]}}
     assert list(validator.iter_errors(bad_action))
+
+
+def test_diff_against_a_git_ref_with_the_policies_at_the_repository_root(
+    tmp_path: Path,
+) -> None:
+    repo = policy_with_tests(tmp_path / "repo")
+    (repo / "20 extra routes.yaml").write_text("routes: []\n")  # a name with spaces
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    (repo / "10-routes.yaml").write_text(ROUTES.replace("SEV2", "SEV3"))
+    out = io.StringIO()
+    assert policy_diff("HEAD", repo, out, io.StringIO()) == 0
+    assert out.getvalue().splitlines()[-1] == "1 of 3 alerts change: severity 1"
+
+
+def test_recorded_notification_reads_back_as_the_same_alerts() -> None:
+    notification = parse(fixture("firing-two-alerts.json"))
+    assert parse(json.loads(record(notification))).alerts == notification.alerts
+
+
+def test_credentials_in_urls_are_not_recorded() -> None:
+    doc = fixture("firing-two-alerts.json")
+    doc["alerts"][0]["generatorURL"] = "https://user:p@ss@prom.example/graph?g0.expr=up&token=abc"
+    doc["alerts"][0]["annotations"]["dashboard"] = "https://grafana.example/d/x?X-Amz-Signature=zz"
+    kept = json.loads(record(parse(doc)))["alerts"][0]
+    assert kept["generatorURL"] == "https://prom.example/graph?g0.expr=up"
+    assert kept["annotations"]["dashboard"] == "https://grafana.example/d/x"

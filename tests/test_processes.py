@@ -628,6 +628,38 @@ def test_serve_reloads_policies_on_sighup_and_keeps_the_old_set_when_invalid(
         assert serve.stop(signal.SIGTERM) == 0, serve.logs()
 
 
+def test_sighup_after_a_polled_change_never_brings_back_an_older_set(
+    tmp_path: Path, redis: Redis
+) -> None:
+    """Workers poll a valid change in, then the files break and SIGHUP re-forks them."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = _serve_env(
+        tmp_path,
+        port,
+        ALERTPILOT_WEB_CONCURRENCY="2",
+        ALERTPILOT_POLICIES_DIR=str(policies),
+        ALERTPILOT_POLICY_RELOAD_INTERVAL="200ms",
+    )
+    routes = policies / "10-api-latency.yaml"
+    with _running(["serve"], env, tmp_path / "serve") as serve:
+        serve.wait_for(f"{base}/readyz")
+        first = _ready_policy(base)["hash"]
+        routes.write_text(routes.read_text().replace("max_replicas: 20", "max_replicas: 30"))
+        serve.wait_until(
+            lambda: _all_workers_report(base, lambda p: p["hash"] != first), "the polled set"
+        )
+        polled = _ready_policy(base)["hash"]
+        time.sleep(1.0)  # the master's own poll has it too
+        routes.write_text("routes: [\n")
+        serve.process.send_signal(signal.SIGHUP)
+        time.sleep(2.0)  # new workers forked, old ones gone
+        assert _all_workers_report(base, lambda p: p["hash"] == polled), serve.logs()
+        assert serve.stop(signal.SIGTERM) == 0, serve.logs()
+
+
 def test_serve_picks_up_a_changed_policy_directory_without_a_signal(
     tmp_path: Path, redis: Redis
 ) -> None:

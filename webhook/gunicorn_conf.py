@@ -30,12 +30,23 @@ def post_fork(server: Any, worker: Any) -> None:
     services_of(app).policies.watch(settings.policy_reload_seconds)
 
 
+def when_ready(server: Any) -> None:
+    """The master watches too, so a worker it forks later starts with the newest good set."""
+    from webhook.app_services import services_of
+    from webhook.wsgi import app, settings
+
+    services_of(app).policies.watch(settings.policy_reload_seconds)
+
+
 def on_reload(server: Any) -> None:
     """SIGHUP: reload the master's set, which the workers forked next inherit."""
     from webhook.app_services import services_of
     from webhook.wsgi import app
 
-    services_of(app).policies.reload()
+    try:
+        services_of(app).policies.reload()
+    except Exception:  # an exception here would stop gunicorn's master
+        server.log.exception("policy reload on SIGHUP failed; the previous set stays")
 
 
 def child_exit(server: Any, worker: Any) -> None:

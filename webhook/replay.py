@@ -13,13 +13,14 @@ import json
 import re
 from dataclasses import asdict
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import Redis
 
 from webhook.payload import Alert, Notification
 from workers.keys import Keys
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(r"token|key|secret|passw|auth|sig|credential|session", re.IGNORECASE)
 
 
 def record(notification: Notification) -> str:
@@ -53,7 +54,20 @@ def _alert(alert: Alert) -> dict[str, Any]:
 
 
 def strip_credentials(text: str) -> str:
-    return _USERINFO.sub(r"\g<scheme>", text)
+    """A URL without user:password@ and without query parameters named like secrets.
+
+    Anything that is not an http(s) URL is kept as sent (label values are data).
+    """
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return text
+    host = parts.netloc.rpartition("@")[2]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    kept = urlencode([(k, v) for k, v in query if not _SECRET_QUERY.search(k)])
+    return urlunsplit((parts.scheme, host, parts.path, kept, parts.fragment))
 
 
 def _clean(values: dict[str, str]) -> dict[str, str]:

@@ -20,7 +20,10 @@ from webhook.policy.matchers import Matcher, parse_matcher
 from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
 from webhook.policy.problems import Location, Problem
 
-MATCH_ALL = frozenset({".*", "(.*)", "(?:.*)", ".*?"})
+MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
+"""Regexes that match every value, line breaks included."""
+LOOSE = MATCH_ALL | {".*", "(.*)", "(?:.*)", ".*?"}
+"""...and the usual spellings of "anything", which stop at a line break."""
 
 
 DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
@@ -162,27 +165,35 @@ def _unreachable(draft: Draft) -> list[Problem]:
 
     That holds when every matcher of the earlier route (other than match-all
     regexes) is also a matcher of the later one: a catch-all shadows everything
-    after it, `alertname="X"` shadows `alertname="X", service="y"`.
+    after it, `alertname="X"` shadows `alertname="X", service="y"`. A plain
+    `=~".*"` does not match a value with a line break (in Alertmanager either),
+    so shadowing that rests on one is a warning, not an error.
     """
     problems: list[Problem] = []
-    earlier: list[tuple[Route, frozenset[str]]] = []
+    earlier: list[tuple[Route, frozenset[str], frozenset[str]]] = []
     for route in draft.routes:
         own = frozenset(str(parse_matcher(m)) for m in route.matchers)
-        for before, needs in earlier:
-            if needs <= own:
-                where = draft.where[f"route:{before.name}"]
-                reason = "matches every alert" if not needs else "matches every alert it would"
-                message = (
-                    f"route {route.name!r} is never reached: route {before.name!r} "
-                    f"({where.file}:{where.line}) {reason} and does not continue"
-                )
-                problems.append(draft.where[f"route:{route.name}"].problem(message))
-                break
+        for before, strict, loose in earlier:
+            if not loose <= own:
+                continue
+            where = draft.where[f"route:{before.name}"]
+            reason = "matches every alert" if not strict else "matches every alert it would"
+            message = (
+                f"route {route.name!r} is never reached: route {before.name!r} "
+                f"({where.file}:{where.line}) {reason} and does not continue"
+            )
+            at = draft.where[f"route:{route.name}"]
+            if strict <= own:
+                problems.append(at.problem(message))
+            else:
+                note = " (except alerts whose label values contain a line break: '.' stops there)"
+                problems.append(at.problem(message + note, level="warning"))
+            break
         if not route.continue_:
-            earlier.append((route, _significant(route)))
+            earlier.append((route, _significant(route, MATCH_ALL), _significant(route, LOOSE)))
     return problems
 
 
-def _significant(route: Route) -> frozenset[str]:
+def _significant(route: Route, match_all: frozenset[str]) -> frozenset[str]:
     matchers = [parse_matcher(m) for m in route.matchers]
-    return frozenset(str(m) for m in matchers if not (m.op == "=~" and m.value in MATCH_ALL))
+    return frozenset(str(m) for m in matchers if not (m.op == "=~" and m.value in match_all))

@@ -63,21 +63,32 @@ def load_base(base: str, directory: Path) -> Policy:
 def _export(ref: str, directory: Path, into: Path) -> None:
     top = Path(_git(["rev-parse", "--show-toplevel"], directory, ref=ref).strip())
     relative = directory.resolve().relative_to(top.resolve()).as_posix()
+    tree = f"{ref}:" if relative == "." else f"{ref}:{relative}"
+    _git(["rev-parse", "--verify", "--end-of-options", f"{ref}^{{tree}}"], top, ref=ref)
     # From the top: inside a subdirectory, ls-tree also filters by the working directory.
-    listing = _git(["ls-tree", "--name-only", f"{ref}:{relative}"], top, ref=ref)
-    for name in listing.split():
-        if name.endswith((".yaml", ".yml")):
-            text = _git(["show", f"{ref}:{relative}/{name}"], top, ref=ref)
-            (into / name).write_text(text)
+    listing = _git(["ls-tree", "-z", "--end-of-options", tree], top, ref=ref)
+    for entry in filter(None, listing.split("\0")):
+        meta, _, name = entry.partition("\t")
+        if meta.split()[1] == "blob" and name.endswith((".yaml", ".yml")):
+            path = f"{tree}{name}" if relative == "." else f"{tree}/{name}"
+            (into / name).write_text(_git(["show", path], top, ref=ref), encoding="utf-8")
 
 
 def _git(args: list[str], cwd: Path, *, ref: str) -> str:
     try:
         done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            check=True,
+            timeout=30,
         )
     except FileNotFoundError:
         raise DiffError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise DiffError(f"{ref}: git did not answer within 30s") from None
     except subprocess.CalledProcessError as exc:
         reason = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "git failed"
         raise DiffError(f"{ref}: not a policy directory, nor a git ref here ({reason})") from None

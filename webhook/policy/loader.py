@@ -54,7 +54,13 @@ def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
     """
     if not directory.is_dir():
         raise PolicyError([Problem(str(directory), 0, 0, "policy directory not found")])
-    texts = {path: path.read_text(encoding="utf-8") for path in policy_files(directory)}
+    texts: dict[Path, str] = {}
+    for path in policy_files(directory):
+        try:
+            texts[path] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            problem = Problem(str(path), 1, 1, f"not UTF-8 text ({exc.reason})")
+            raise PolicyError([problem]) from None
     digest = hashlib.sha256()
     for path, text in texts.items():
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
@@ -103,6 +109,8 @@ def read_yaml(path: str, text: str) -> tuple[Any, Marks]:
             data = reader.construct_document(node) if node is not None else None
         finally:
             reader.dispose()
+    except RecursionError:
+        raise PolicyError([Problem(path, 1, 1, "invalid YAML: nested too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

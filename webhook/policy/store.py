@@ -13,6 +13,7 @@ editor or a copy is never even tried. `reload()` (SIGHUP) loads at once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,13 @@ class PolicyStore:
         self._rejected: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # A watcher thread may hold the lock when the gunicorn master forks a worker:
+        # take it around fork so no child starts with a lock nobody will release.
+        os.register_at_fork(
+            before=self._lock.acquire,
+            after_in_parent=self._lock.release,
+            after_in_child=self._lock.release,
+        )
 
     def get(self) -> Policy:
         return self.current
@@ -44,8 +52,8 @@ class PolicyStore:
         with self._lock:
             try:
                 _, content_hash = read_policy_files(self.directory)
-            except (OSError, PolicyError) as exc:
-                return self._failed(None, str(exc))
+            except Exception as exc:  # an unreadable set must never take the server down
+                return self._failed(None, _reason(exc))
             return self._load(content_hash)
 
     def check(self) -> bool:
@@ -53,8 +61,8 @@ class PolicyStore:
         with self._lock:
             try:
                 _, content_hash = read_policy_files(self.directory)
-            except (OSError, PolicyError):
-                return False  # the directory is being replaced; look again next time
+            except Exception:
+                return False  # being replaced, or unreadable: reload() reports it
             if content_hash in (self.current.content_hash, self._rejected):
                 self._pending = None
                 return False
@@ -83,8 +91,14 @@ class PolicyStore:
     def _load(self, content_hash: str) -> bool:
         try:
             policy = load_policy(self.directory)
-        except (OSError, PolicyError) as exc:
-            return self._failed(content_hash, str(exc))
+            _, after = read_policy_files(self.directory)
+        except Exception as exc:
+            return self._failed(content_hash, _reason(exc))
+        if policy.content_hash != after:
+            # The files changed while they were read (a swap in progress): the set
+            # loaded may never have existed as a whole. Try again on the next poll.
+            self._pending = None
+            return False
         self.current, self.last_error, self._pending = policy, None, None
         log.info("policy reloaded: %s (%d routes)", policy.content_hash[:12], len(policy.routes))
         self._on_reload(True)
@@ -95,3 +109,7 @@ class PolicyStore:
         log.error("policy reload rejected, keeping %s:\n%s", self.current.content_hash[:12], reason)
         self._on_reload(False)
         return False
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, PolicyError | OSError) else f"{type(exc).__name__}: {exc}"
