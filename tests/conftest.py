@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
+from tests.support.chat_standin import ChatStandIn
+from tests.support.pagerduty_standin import PagerDutyStandIn
+from tests.support.statuspage_standin import StatuspageStandIn
 from webhook.app import create_app
 from webhook.settings import Settings
 from workers.keys import Keys
@@ -99,3 +103,42 @@ def live_server(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, like a real one
+STATUSPAGE_KEY = "sp-key-4c1d"
+
+
+@pytest.fixture
+def vendors() -> Iterator[tuple[PagerDutyStandIn, StatuspageStandIn, ChatStandIn]]:
+    with (
+        PagerDutyStandIn() as pd,
+        StatuspageStandIn(page_id="pg1", api_key=STATUSPAGE_KEY, min_interval=0) as sp,
+        ChatStandIn() as chat,
+    ):
+        yield pd, sp, chat
+
+
+@pytest.fixture
+def live(
+    monkeypatch: pytest.MonkeyPatch,
+    vendors: tuple[PagerDutyStandIn, StatuspageStandIn, ChatStandIn],
+    settings: Settings,
+    redis: Redis,
+) -> FlaskClient:
+    """The app and the worker's environment with dry run off and the stand-ins as vendors."""
+    pd, sp, chat = vendors
+    for name, value in {
+        "ALERTPILOT_DRY_RUN": "false",
+        "ALERTPILOT_PAGERDUTY_EVENTS_URL": pd.base_url,
+        "ALERTPILOT_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+        "ALERTPILOT_STATUSPAGE_API_URL": sp.base_url,
+        "ALERTPILOT_STATUSPAGE_PAGE_ID": "pg1",
+        "ALERTPILOT_STATUSPAGE_API_KEY": STATUSPAGE_KEY,
+        "ALERTPILOT_CHAT_WEBHOOK_URL": chat.slack_url,
+        "ALERTPILOT_CA_BUNDLE": pd.ca_path,
+        "ALERTPILOT_PUBLIC_URL": "https://alertpilot.example",
+    }.items():
+        monkeypatch.setenv(name, value)
+    app = create_app(replace(settings, dry_run=False), redis=redis, registry=CollectorRegistry())
+    return app.test_client()

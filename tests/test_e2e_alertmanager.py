@@ -6,6 +6,7 @@ alertpilot must turn that into one incident, one set of jobs, and a resolve.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
+from werkzeug.serving import make_server
 
 from tests.conftest import AUTH, TOKEN, run_jobs
 from tests.support.alertmanager import run_alertmanager
@@ -81,3 +83,51 @@ def test_alertmanager_notifications_become_one_incident_and_resolve_it(
         assert resolve_jobs == sorted(
             f"{incident['id']}-resolved-{action}" for action in ("page", "statuspage", "notify")
         )
+
+
+def test_ha_pair_of_alertmanagers_pages_and_opens_the_status_page_once(
+    live: FlaskClient, queue: Queue, vendors: Any, redis: Redis, tmp_path: Path
+) -> None:
+    """Two Alertmanagers both post every notification (and repeat it); each effect happens once."""
+    pd, sp, chat = vendors
+    app = live.application
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/api/v1/alertmanager"
+    try:
+        with (
+            run_alertmanager(url, bearer_token=TOKEN, workdir=tmp_path / "am1") as am1,
+            run_alertmanager(url, bearer_token=TOKEN, workdir=tmp_path / "am2") as am2,
+        ):
+            labels = {"alertname": "HighLatency", "service": "payments", "namespace": "prod"}
+            alert = am1.firing({**labels, "deployment": "payments-api"}, {"summary": "slow"})
+            for am in (am1, am2):
+                am.post_alerts([alert])
+            (incident,) = wait_for("the incident", lambda: _incidents(live, "open"))
+            registry = app.extensions["alertpilot"].metrics.registry
+
+            def received(outcome: str) -> float:
+                value = registry.get_sample_value(
+                    "alertpilot_notifications_received_total", {"outcome": outcome}
+                )
+                return value or 0.0
+
+            # Both peers' first sends and at least one repeat each have arrived.
+            wait_for("repeats from both peers", lambda: received("duplicate") >= 3, timeout=30)
+            run_jobs(queue)
+            assert len(pd.events("trigger")) == 1
+            assert len(sp.incidents) == 1
+
+            for am in (am1, am2):
+                am.post_alerts([am.resolved(alert)])
+            wait_for("the resolve", lambda: _incidents(live, "resolved"))
+            time.sleep(3)  # the other peer's resolve, and any repeat, arrive too
+            run_jobs(queue)
+    finally:
+        server.shutdown()
+    assert [e["event_action"] for e in pd.events()] == ["trigger", "resolve"]
+    assert pd.events()[0]["dedup_key"] == incident["id"]
+    (status_incident,) = sp.incidents.values()
+    assert status_incident["status"] == "resolved"
+    assert len([r for r in sp.requests if r.method == "POST"]) == 1
+    assert len(chat.messages) == 2  # declared, resolved

@@ -75,8 +75,16 @@ def _trigger(request: ActionRequest, incident: Incident, integrations: Integrati
 
 def _links(incident: Incident, alert: AlertState | None) -> list[dict[str, str]]:
     links = []
-    if alert and alert.annotations.get("runbook_url"):
-        links.append({"href": alert.annotations["runbook_url"], "text": "Runbook"})
+    runbook = next(
+        (
+            a.annotations["runbook_url"]
+            for a in incident.alerts.values()
+            if "runbook_url" in a.annotations
+        ),
+        None,
+    )
+    if runbook:
+        links.append({"href": runbook, "text": "Runbook"})
     if alert and alert.generator_url:
         links.append({"href": alert.generator_url, "text": "Prometheus"})
     if alert and incident.external_url:

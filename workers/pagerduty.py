@@ -32,7 +32,7 @@ class Event:
 
 
 class PagerDuty:
-    def __init__(self, *, base_url: str, ca_bundle: str | None, timeout: float = 10.0) -> None:
+    def __init__(self, *, base_url: str, ca_bundle: str | None, timeout: int = 10) -> None:
         self.base_url = base_url
         self.context = ssl_context(ca_bundle)
         self.timeout = timeout
@@ -40,11 +40,10 @@ class PagerDuty:
     def send(self, routing_key: str, event: Event) -> str:
         """Send one event; the dedup_key PagerDuty answered with."""
         try:
-            client = EventsApiV2Client(
-                routing_key, base_url=self.base_url, verify=self.context, timeout=self.timeout
-            )
+            client = EventsApiV2Client(routing_key, base_url=self.base_url, verify=self.context)
         except UrlError:
             raise PermanentError(f"PagerDuty events URL is not usable: {self.base_url}") from None
+        client.timeout = int(self.timeout)  # the client reads this attribute, not the kwarg
         client.retry = {429: 1, 500: 1, 502: 1, 503: 1, 504: 1}
         client.sleep_timer = 1.0
         client.max_http_attempts = 3

@@ -1,0 +1,140 @@
+"""page, statuspage and notify for real, against stand-ins that speak the vendors' contracts.
+
+The jobs run through the production entry point (workers.entry.run_action),
+which reads its configuration from the environment as a deployed worker does.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
+
+from tests.conftest import AUTH, ROUTING_KEY, STATUSPAGE_KEY, fixture, post, run_jobs
+
+
+def payments(status: str = "firing") -> dict[str, Any]:
+    doc = copy.deepcopy(fixture("firing-two-alerts.json"))
+    doc["groupKey"] = '{}:{alertname="HighLatency", service="payments"}'
+    for alert in doc["alerts"]:
+        alert["labels"]["service"] = "payments"
+        alert["status"] = status
+        if status == "resolved":
+            alert["endsAt"] = "2026-11-27T00:10:00Z"
+    doc["status"] = status
+    return doc
+
+
+def timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = client.get(
+        f"/api/v1/incidents/{incident_id}", headers=AUTH
+    ).json["timeline"]
+    return entries
+
+
+def test_declared_incident_pages_once_with_dedup_key_links_and_details(
+    live: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    pd, _, _ = vendors
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    (event,) = pd.events("trigger")
+    assert event["routing_key"] == ROUTING_KEY
+    assert event["dedup_key"] == incident_id
+    assert event["payload"]["severity"] == "critical"  # SEV1
+    assert event["payload"]["summary"] == "[SEV1] p95 latency above 2s for 5m"
+    assert event["payload"]["source"] == "payments"
+    details = event["payload"]["custom_details"]
+    assert details["incident"] == f"https://alertpilot.example/api/v1/incidents/{incident_id}"
+    assert (details["route"], details["alerts_firing"]) == ("payments-latency", 2)
+    texts = {link["text"]: link["href"] for link in event["links"]}
+    assert texts["Runbook"] == "https://runbooks.example.com/high-api-latency"
+    assert texts["Silence in Alertmanager"].startswith("http://vm:19093/#/silences/new?filter=")
+    pages = [e for e in timeline(live, incident_id) if e.get("action") == "page"]
+    assert [(e["kind"], e["message"]) for e in pages] == [
+        ("succeeded", f"PagerDuty triggered (critical), dedup_key {incident_id}")
+    ]
+
+
+def test_resolving_resolves_the_page_the_status_page_and_posts_to_chat(
+    live: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    pd, sp, chat = vendors
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    post(live, payments("resolved"))
+    run_jobs(queue)
+    assert [e["event_action"] for e in pd.events()] == ["trigger", "resolve"]
+    assert pd.alerts[(ROUTING_KEY, incident_id)] == "resolved"
+    (incident,) = sp.incidents.values()
+    assert incident["status"] == "resolved"
+    assert incident["metadata"] == {"alertpilot": {"incident_id": incident_id}}
+    texts = [m.body["text"].splitlines()[0] for m in chat.messages]
+    assert texts == [
+        ":rotating_light: *SEV1 declared*: p95 latency above 2s for 5m",
+        ":white_check_mark: *Resolved*: p95 latency above 2s for 5m",
+    ]
+
+
+def test_statuspage_create_sends_the_oauth_key_and_tags_the_incident(
+    live: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    _, sp, _ = vendors
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    (create,) = [r for r in sp.requests if r.method == "POST"]
+    assert create.path == "/v1/pages/pg1/incidents"
+    assert create.headers["authorization"] == f"OAuth {STATUSPAGE_KEY}"
+    fields = create.body["incident"]
+    assert (fields["status"], fields["impact_override"]) == ("investigating", "major")
+    assert fields["metadata"] == {"alertpilot": {"incident_id": incident_id}}
+
+
+def test_a_429_then_202_pages_once(live: FlaskClient, queue: Queue, vendors: Any) -> None:
+    pd, _, _ = vendors
+    pd.fail_next(429)
+    post(live, payments())
+    run_jobs(queue)
+    assert len(pd.events("trigger")) == 1
+    assert [r.status for r in pd.requests if r.path == "/v2/enqueue"] == [429, 202]
+
+
+def test_a_400_is_permanent_with_pagerduty_error_text_and_no_key(
+    live: FlaskClient, queue: Queue, vendors: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pd, _, _ = vendors
+    pd.fail_next(400)
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    (failed,) = [e for e in timeline(live, incident_id) if e["kind"] == "failed"]
+    assert failed["action"] == "page"
+    assert failed["message"].startswith("PagerDuty answered 400")
+    assert any(j.endswith("-declared-page") for j in queue.failed_job_registry.get_job_ids())
+    everything = str(timeline(live, incident_id)) + caplog.text
+    assert ROUTING_KEY not in everything and STATUSPAGE_KEY not in everything
+
+
+def test_crash_between_statuspage_create_and_store_opens_one_incident(
+    live: FlaskClient, queue: Queue, vendors: Any, redis: Redis
+) -> None:
+    """The POST reached Statuspage, the answer never came back: the retry must adopt it."""
+    _, sp, _ = vendors
+    sp.fail_after_create()
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    job_id = f"{incident_id}-declared-statuspage"
+    scheduled = queue.scheduled_job_registry
+    assert job_id in scheduled.get_job_ids()  # transient: retried later
+    job = queue.fetch_job(job_id)
+    assert job is not None
+    scheduled.remove(job)
+    queue.enqueue_job(job)
+    run_jobs(queue)
+    assert len(sp.incidents) == 1
+    assert len([r for r in sp.requests if r.method == "POST"]) == 1
+    stored = redis.hget(f"aptest:incident:{incident_id}:external", "statuspage")
+    assert stored is not None and stored.decode() in sp.incidents
