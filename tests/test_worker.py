@@ -95,7 +95,7 @@ def test_transient_failure_is_retried_with_backoff_then_succeeds(
     job.refresh()
     assert job.get_status() == JobStatus.SCHEDULED
     scheduled = queue.scheduled_job_registry
-    assert scheduled.get_job_ids() == ["flaky-page"]
+    assert "flaky-page" in scheduled.get_job_ids()
     retry_at = scheduled.get_scheduled_time(job)
     assert retry_at is not None
     scheduled.remove(job)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from webhook.durations import parse_duration
 from webhook.payload import Alert, Notification
 from webhook.policy import Match, Policy
 from webhook.policy.model import Action
@@ -40,6 +41,20 @@ class JobSpec:
     dry_run: bool
     public: bool = False
     """The severity goes on the status page."""
+    delay_seconds: int = 0
+    """Run this long after the transition (`page_after`); 0: at once."""
+    update_every: int | None = None
+    """The severity's status-update cadence in seconds, for "next update" lines."""
+
+
+@dataclass(frozen=True)
+class TickSpec:
+    """The next status-update tick of an open incident (workers.entry.run_tick)."""
+
+    job_id: str
+    delay_seconds: int
+    severity: str
+    public: bool
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,7 @@ class Change:
     transition: Transition | None
     entries: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[JobSpec] = field(default_factory=list)
+    tick: TickSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +142,7 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
     jobs = [_job(incident, action, "declared", ctx) for action in top.actions]
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     entry = _entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
-    return Change(incident, "declared", [entry], jobs)
+    return Change(incident, "declared", [entry], jobs, _tick(incident, ctx))
 
 
 def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
@@ -174,7 +190,7 @@ def _escalate(
     jobs = [_job(escalated, action, "escalated", ctx) for action in actions]
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
     entries.append(_entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
-    return Change(escalated, "escalated", entries, jobs)
+    return Change(escalated, "escalated", entries, jobs, _tick(escalated, ctx))
 
 
 def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) -> Change:
@@ -225,6 +241,12 @@ def _state(alert: Alert, match: Match, before: AlertState | None, ctx: Context) 
 def _job(incident: Incident, action: Action, transition: Transition, ctx: Context) -> JobSpec:
     tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
     severity = ctx.policy.severities.get(incident.severity)
+    delay = 0
+    if action.name == "page" and transition == "declared":
+        # page_after: a flapping alert that resolves inside the window never pages
+        # (the delayed job finds the incident resolved and does nothing).
+        wait = action.params.get("page_after") or (severity.page_after if severity else None)
+        delay = _seconds(wait)
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
         action=action,
@@ -232,7 +254,23 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         severity=incident.severity,
         dry_run=incident.dry_run,  # sticky: a dry-run route's incident never acts for real
         public=bool(severity and severity.public),
+        delay_seconds=delay,
+        update_every=_seconds(severity.update_every if severity else None) or None,
     )
+
+
+def _tick(incident: Incident, ctx: Context) -> TickSpec | None:
+    """The first status-update tick at the severity's cadence, if it has one."""
+    severity = ctx.policy.severities.get(incident.severity)
+    every = _seconds(severity.update_every if severity else None)
+    if not every or not {"notify", "statuspage"} & set(incident.actions):
+        return None
+    public = bool(severity and severity.public)
+    return TickSpec(f"{incident.id}-tick-{incident.severity}-1", every, incident.severity, public)
+
+
+def _seconds(duration: object) -> int:
+    return int(parse_duration(str(duration)).total_seconds()) if duration else 0
 
 
 def _job_id(incident_id: str, tag: str, action: str) -> str:

@@ -18,8 +18,8 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from redis import Redis
 from redis.client import Pipeline
@@ -39,6 +39,7 @@ from workers.keys import Keys, text
 log = logging.getLogger(__name__)
 
 JOB_FUNCTION = "workers.entry.run_action"
+TICK_FUNCTION = "workers.entry.run_tick"
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 30 * 24 * 3600
 MAX_ATTEMPTS = 20
@@ -181,17 +182,52 @@ class Intake:
             self._retire(pipe, incident, index)
         timeline.append(pipe, self.keys, incident.id, *change.entries)
         for job in change.jobs:
-            self.queue.enqueue_call(
-                JOB_FUNCTION,
-                args=(self._payload(incident, job),),
-                job_id=job.job_id,
-                timeout=JOB_TIMEOUT,
-                result_ttl=RESULT_TTL,
-                failure_ttl=FAILURE_TTL,
-                retry=CRASH_RETRIES,
-                description=f"{job.action.name} {job.transition} {incident.id}",
-                pipeline=pipe,
+            payload = self._payload(incident, job)
+            description = f"{job.action.name} {job.transition} {incident.id}"
+            self._enqueue(pipe, JOB_FUNCTION, payload, job.job_id, job.delay_seconds, description)
+        if change.tick is not None:
+            tick = {
+                "prefix": self.keys.prefix,
+                "incident_id": incident.id,
+                "severity": change.tick.severity,
+                "n": 1,
+                "every": change.tick.delay_seconds,
+                "public": change.tick.public,
+            }
+            description = f"status update tick {incident.id}"
+            self._enqueue(
+                pipe,
+                TICK_FUNCTION,
+                tick,
+                change.tick.job_id,
+                change.tick.delay_seconds,
+                description,
             )
+
+    def _enqueue(
+        self,
+        pipe: Pipeline,
+        function: str,
+        payload: dict[str, object],
+        job_id: str,
+        delay_seconds: int,
+        description: str,
+    ) -> None:
+        """Into the same MULTI as the state change: now, or at a time (RQ's scheduler)."""
+        options: dict[str, Any] = {
+            "job_id": job_id,
+            "job_timeout": JOB_TIMEOUT,
+            "result_ttl": RESULT_TTL,
+            "failure_ttl": FAILURE_TTL,
+            "retry": CRASH_RETRIES,
+            "description": description,
+            "pipeline": pipe,
+        }
+        if delay_seconds:
+            when = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+            self.queue.enqueue_at(when, function, payload, **options)
+        else:
+            self.queue.enqueue(function, payload, **options)
 
     def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
         """Close the incident: off the open index, kept for the retention period, then gone."""
@@ -214,6 +250,7 @@ class Intake:
             "severity": job.severity,
             "dry_run": job.dry_run,
             "public": job.public,
+            "update_every": job.update_every,
         }
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from workers.incidents import Incident
 
-Transition = Literal["declared", "escalated", "resolved"]
+Transition = Literal["declared", "escalated", "update", "resolved"]
 OutcomeKind = Literal["succeeded", "dry_run", "skipped"]
 
 COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
@@ -37,12 +37,14 @@ class ActionRequest:
     dry_run: bool = True
     public: bool = False
     """The severity goes on the status page."""
+    update_every: int | None = None
+    """Seconds between status updates at this severity (None: no cadence)."""
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
         if doc.get("action") not in ACTION_NAMES:
             raise ValueError(f"unknown action, got {doc.get('action')!r}")
-        if doc.get("transition") not in ("declared", "escalated", "resolved"):
+        if doc.get("transition") not in ("declared", "escalated", "update", "resolved"):
             raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
         return cls(
             prefix=str(doc["prefix"]),
@@ -53,6 +55,7 @@ class ActionRequest:
             params=dict(doc.get("params") or {}),
             dry_run=bool(doc.get("dry_run", True)),
             public=bool(doc.get("public", False)),
+            update_every=int(doc["update_every"]) if doc.get("update_every") else None,
         )
 
 
@@ -68,7 +71,9 @@ Handler = Callable[[ActionRequest, Incident], Outcome]
 
 def describe(request: ActionRequest, incident: Incident) -> str:
     """The call an action would make, in words an on-call engineer reads."""
-    verb = {"declared": "open", "escalated": "update", "resolved": "resolve"}[request.transition]
+    verb = {"declared": "open", "escalated": "update", "update": "update", "resolved": "resolve"}[
+        request.transition
+    ]
     if request.action == "page":
         if request.transition == "resolved":
             return f"would resolve the PagerDuty alert with dedup_key {incident.id}"

@@ -44,11 +44,16 @@ def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcom
     routing_key = vendors.integrations.routing_key(reference)
     if not routing_key:
         raise PermanentError(f"no PagerDuty routing key: {reference} is not set")
+    external = Keys(request.prefix).external(incident.id)
     if request.transition == "resolved":
+        if not vendors.redis.hexists(external, "paged"):
+            return Outcome("skipped", "never paged (resolved inside page_after, or not sent)")
         event = Event("resolve", incident.id)
     else:
         event = _trigger(request, incident, vendors.integrations)
     vendors.pagerduty.send(routing_key, event)
+    if event.action == "trigger":
+        vendors.redis.hset(external, "paged", request.severity)
     verb = "resolved" if event.action == "resolve" else f"triggered ({event.severity})"
     return Outcome("succeeded", f"PagerDuty {verb}, dedup_key {incident.id}")
 
@@ -115,7 +120,9 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
         fields["components"] = {c: "operational" for c in components}
         vendors.statuspage.update(existing, fields)
         return Outcome("succeeded", f"Statuspage incident {existing} resolved")
-    if not request.public:
+    if request.transition == "update" and existing is None:
+        return Outcome("skipped", "no Statuspage incident to update")
+    if not request.public and existing is None:
         return Outcome("skipped", f"{request.severity} is not public: no Statuspage incident")
     if existing is not None:
         update: dict[str, Any] = {
@@ -149,6 +156,8 @@ def _components(params: Mapping[str, Any]) -> dict[str, str]:
 def _status_body(request: ActionRequest, incident: Incident) -> str:
     if request.transition == "escalated":
         return f"The impact has grown ({request.severity}). We are working on it."
+    if request.transition == "update":
+        return "We are continuing to work on this issue and will post another update."
     return "We are investigating reports of degraded service and will post updates here."
 
 
@@ -164,6 +173,7 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
     head = {
         "declared": f":rotating_light: *{request.severity} declared*: {incident.title}",
         "escalated": f":arrow_double_up: *Escalated to {request.severity}*: {incident.title}",
+        "update": f":information_source: *Update ({request.severity})*: {incident.title}",
         "resolved": f":white_check_mark: *Resolved*: {incident.title}",
     }[request.transition]
     lines = [
@@ -178,7 +188,16 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
     link = _incident_url(integrations, incident)
     if link:
         lines.append(f"Incident: {link}")
+    if request.update_every and request.transition != "resolved":
+        lines.append(f"Next update: in {_human(request.update_every)}")
     return "\n".join(lines)
+
+
+def _human(seconds: int) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _first_firing(incident: Incident) -> AlertState | None:

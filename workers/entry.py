@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rq import Retry, get_current_job
+from rq import Queue, Retry, get_current_job
+from rq.serializers import JSONSerializer
 
+from workers import cadence
 from workers.actions import ActionRequest
 from workers.config import Integrations
 from workers.handlers import build_handlers
@@ -25,3 +27,11 @@ def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     prefix = str(payload.get("prefix", ActionRequest.__dataclass_fields__["prefix"].default))
     handlers = build_handlers(Integrations.from_env(os.environ), job.connection, prefix)
     return perform(payload, handlers)
+
+
+def run_tick(payload: dict[str, Any]) -> dict[str, Any]:
+    """A status-update tick (workers/cadence.py)."""
+    job = get_current_job()
+    assert job is not None, "run_tick runs inside an RQ job"
+    queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
+    return cadence.tick(job.connection, queue, payload)

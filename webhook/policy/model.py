@@ -95,6 +95,9 @@ class Severity(_Strict):
     public: bool = Field(
         False, description="Whether incidents of this severity go on the status page."
     )
+    page_after: Duration | None = Field(
+        None, description="Page only if the incident still fires this long after it is declared."
+    )
 
 
 class Route(_Strict):

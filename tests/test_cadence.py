@@ -1,0 +1,115 @@
+"""The communication rhythm: status updates at the severity's cadence, page_after.
+
+The clock is shortened, not mocked: a policy with a 1s cadence, and RQ's own
+scheduler moving due jobs onto the queue.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from rq import Queue
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+
+from tests.conftest import AUTH, post, run_jobs
+from tests.test_communication import payments
+from tests.test_policy import write_policy
+from webhook.app import create_app
+from webhook.settings import Settings
+
+FAST = """\
+severities:
+  SEV0: {name: Critical, response_time: 5m, update_every: 1s, public: true}
+  SEV1: {name: High, response_time: 15m, update_every: 1s, public: true}
+  SEV2: {name: Medium, response_time: 1h, update_every: 4h}
+  SEV3: {name: Low, response_time: 1d}
+default: {severity: SEV3, actions: [notify]}
+"""
+ROUTES = """\
+routes:
+  - name: payments
+    matchers: ['alertname="HighLatency"', 'service="payments"']
+    severity: SEV1
+    actions: [{page: {page_after: 2s}}, statuspage, notify]
+"""
+
+
+@pytest.fixture
+def fast(live: FlaskClient, settings: Settings, redis: Redis, tmp_path: Path) -> FlaskClient:
+    """The live app (vendors' stand-ins, dry run off) on a policy with a 1s cadence."""
+    directory = write_policy(tmp_path / "policies", ROUTES)
+    (directory / "00-severities.yaml").write_text(FAST)
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+
+
+def due(queue: Queue, seconds: float) -> None:
+    """Let `seconds` pass, then do what the worker's scheduler does: queue what is due."""
+    time.sleep(seconds)
+    scheduler = RQScheduler([queue], connection=queue.connection, serializer=JSONSerializer)
+    scheduler.acquire_locks()
+    try:
+        scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.release_locks()
+    run_jobs(queue)
+
+
+def test_updates_go_out_at_the_cadence_and_stop_at_resolve(
+    fast: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    _, sp, chat = vendors
+    (incident_id,) = post(fast, payments()).json["incidents"]
+    run_jobs(queue)
+    due(queue, 1.1)  # first tick: queues the update jobs and the next tick
+    due(queue, 1.1)
+    heads = [m.body["text"].splitlines()[0] for m in chat.messages]
+    assert heads[0].startswith(":rotating_light: *SEV1 declared*")
+    assert heads[1:] == [":information_source: *Update (SEV1)*: p95 latency above 2s for 5m"] * 2
+    assert "Next update: in 1s" in chat.messages[1].body["text"]
+    (status,) = sp.incidents.values()
+    assert len(status["incident_updates"]) == 3  # opened, and two updates
+
+    post(fast, payments("resolved"))
+    run_jobs(queue)
+    due(queue, 1.1)
+    due(queue, 1.1)
+    heads = [m.body["text"].splitlines()[0] for m in chat.messages]
+    assert heads[-1].startswith(":white_check_mark: *Resolved*")
+    assert sum(h.startswith(":information_source:") for h in heads) == 2  # none after resolve
+    assert queue.scheduled_job_registry.get_job_ids() == []  # the chain has stopped
+    assert incident_id
+
+
+def test_incident_resolved_inside_page_after_never_pages(
+    fast: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    pd, _, _ = vendors
+    (incident_id,) = post(fast, payments()).json["incidents"]
+    run_jobs(queue)
+    post(fast, payments("resolved"))
+    run_jobs(queue)
+    due(queue, 2.1)
+    assert pd.requests == []
+    timeline = fast.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json["timeline"]
+    pages = [(e["transition"], e["kind"]) for e in timeline if e.get("action") == "page"]
+    assert pages == [("resolved", "skipped"), ("declared", "skipped")]
+
+
+def test_incident_still_firing_after_page_after_pages_once(
+    fast: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    pd, _, _ = vendors
+    post(fast, payments())
+    run_jobs(queue)
+    assert pd.events() == []
+    due(queue, 2.1)
+    assert len(pd.events("trigger")) == 1
