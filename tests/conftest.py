@@ -113,7 +113,9 @@ STATUSPAGE_KEY = "sp-key-4c1d"
 def vendors() -> Iterator[tuple[PagerDutyStandIn, StatuspageStandIn, ChatStandIn]]:
     with (
         PagerDutyStandIn() as pd,
-        StatuspageStandIn(page_id="pg1", api_key=STATUSPAGE_KEY, min_interval=0) as sp,
+        StatuspageStandIn(
+            page_id="pg1", api_key=STATUSPAGE_KEY, components={"cmp1": "API"}, min_interval=0
+        ) as sp,
         ChatStandIn() as chat,
     ):
         yield pd, sp, chat

@@ -7,14 +7,20 @@ which reads its configuration from the environment as a deployed worker does.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
 from tests.conftest import AUTH, ROUTING_KEY, STATUSPAGE_KEY, fixture, post, run_jobs
+from tests.test_policy import write_policy
+from webhook.app import create_app
+from webhook.settings import Settings
 
 
 def payments(status: str = "firing") -> dict[str, Any]:
@@ -138,3 +144,41 @@ def test_crash_between_statuspage_create_and_store_opens_one_incident(
     assert len([r for r in sp.requests if r.method == "POST"]) == 1
     stored = redis.hget(f"aptest:incident:{incident_id}:external", "statuspage")
     assert stored is not None and stored.decode() in sp.incidents
+
+
+OVERRIDES = """\
+routes:
+  - name: payments
+    matchers: ['alertname="HighLatency"', 'service="payments"']
+    severity: SEV1
+    actions: [page, {statuspage: {components: [cmp1]}}]
+"""
+
+
+def test_severity_overrides_reach_pagerduty_and_statuspage_components(
+    live: FlaskClient, settings: Settings, redis: Redis, queue: Queue, vendors: Any, tmp_path: Path
+) -> None:
+    pd, sp, _ = vendors
+    directory = write_policy(tmp_path / "p", OVERRIDES)
+    severities = (directory / "00-severities.yaml").read_text()
+    severities = severities.replace(
+        "SEV1: {name: High, response_time: 15m, update_every: 1h, public: true}",
+        "SEV1: {name: High, response_time: 15m, public: true, pagerduty_severity: warning,"
+        " statuspage_impact: minor, component_status: degraded_performance}",
+    )
+    (directory / "00-severities.yaml").write_text(severities)
+    app = create_app(
+        replace(settings, policies_dir=directory, dry_run=False),
+        redis=redis,
+        registry=CollectorRegistry(),
+    ).test_client()
+    post(app, payments())
+    run_jobs(queue)
+    assert pd.events("trigger")[0]["payload"]["severity"] == "warning"
+    (create,) = [r.body["incident"] for r in sp.requests if r.method == "POST"]
+    assert create["components"] == {"cmp1": "degraded_performance"}
+    assert create["impact_override"] == "minor"
+    assert sp.components["cmp1"]["status"] == "degraded_performance"
+    post(app, payments("resolved"))
+    run_jobs(queue)
+    assert sp.components["cmp1"]["status"] == "operational"

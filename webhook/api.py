@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from webhook.app_services import require_auth, services
 from webhook.errors import BadRequest, NotFound, Unavailable
+from webhook.pagerduty_webhook import acknowledgement
 from workers import timeline
 from workers.incidents import Incident, list_incidents, load_incident
 
@@ -40,6 +41,7 @@ def incident(incident_id: str) -> Response:
     try:
         found = load_incident(s.redis, s.keys, incident_id)
         entries = timeline.read(s.redis, s.keys, incident_id) if found else []
+        ack = acknowledgement(s.redis, s.keys, incident_id) if found else {}
     except RedisError:
         raise Unavailable("incident store unavailable") from None
     if found is None:
@@ -54,6 +56,7 @@ def incident(incident_id: str) -> Response:
             "group_key": found.group_key,
             "alerts": [asdict(a) for a in found.alerts.values()],
             "actions": list(found.actions),
+            **ack,
             "timeline": entries,
         }
     )

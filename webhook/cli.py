@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     export = replay.add_parser("export", help="write them as JSON lines, oldest first")
     export.set_defaults(run=_replay_export)
+
+    jobs = commands.add_parser("jobs", help="jobs that failed for good").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    failed = jobs.add_parser("failed", help="list failed jobs with their reason")
+    failed.set_defaults(run=_jobs_failed)
+    retry = jobs.add_parser(
+        "retry", help="queue failed jobs again (an effect already made is not repeated)"
+    )
+    retry.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    retry.set_defaults(run=_jobs_retry)
     return parser
 
 
@@ -123,6 +134,46 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         notification=args.notification,
         dry_run=settings.dry_run,
     )
+
+
+def _failed_registry(settings: Settings) -> Any:
+    from redis import Redis
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url)
+    return Queue(
+        settings.queue_name, connection=redis, serializer=JSONSerializer
+    ).failed_job_registry
+
+
+def _jobs_failed(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.redis_url is None:
+        print("alertpilot: REDIS_URL: required for jobs", file=sys.stderr)
+        return 2
+    registry = _failed_registry(settings)
+    for job_id in registry.get_job_ids():
+        print(job_id)
+    return 0
+
+
+def _jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
+
+    if settings.redis_url is None:
+        print("alertpilot: REDIS_URL: required for jobs", file=sys.stderr)
+        return 2
+    registry = _failed_registry(settings)
+    code = 0
+    for job_id in args.job_ids:
+        try:
+            registry.requeue(job_id)
+            print(f"requeued {job_id}")
+        except (InvalidJobOperation, NoSuchJobError):
+            print(f"alertpilot: {job_id}: not in the failed registry", file=sys.stderr)
+            code = 1
+    return code
 
 
 def _replay_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from webhook.durations import parse_duration
 from webhook.payload import Alert, Notification
 from webhook.policy import Match, Policy
-from webhook.policy.model import Action
+from webhook.policy.model import Action, Severity
 from workers import timeline
 from workers.actions import COMMUNICATION_ACTIONS
 from workers.incidents import AlertState, Incident
@@ -249,7 +249,7 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         delay = _seconds(wait)
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
-        action=action,
+        action=_with_severity_defaults(action, severity),
         transition=transition,
         severity=incident.severity,
         dry_run=incident.dry_run,  # sticky: a dry-run route's incident never acts for real
@@ -257,6 +257,23 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         delay_seconds=delay,
         update_every=_seconds(severity.update_every if severity else None) or None,
     )
+
+
+def _with_severity_defaults(action: Action, severity: Severity | None) -> Action:
+    """The severity's vendor settings, as parameters the route's action did not set."""
+    if severity is None:
+        return action
+    defaults: dict[str, Any] = {}
+    if action.name == "page" and severity.pagerduty_severity:
+        defaults["pagerduty_severity"] = severity.pagerduty_severity
+    if action.name == "statuspage":
+        if severity.statuspage_impact:
+            defaults["impact"] = severity.statuspage_impact
+        if severity.component_status:
+            defaults["component_status"] = severity.component_status
+    if not defaults:
+        return action
+    return Action(name=action.name, params={**defaults, **action.params})
 
 
 def _tick(incident: Incident, ctx: Context) -> TickSpec | None:

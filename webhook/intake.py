@@ -19,12 +19,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
+from rq.job import JobStatus
 
 from webhook import replay
 from webhook.incidents import Change, Context, JobSpec, apply, drop_stale
@@ -213,21 +214,32 @@ class Intake:
         delay_seconds: int,
         description: str,
     ) -> None:
-        """Into the same MULTI as the state change: now, or at a time (RQ's scheduler)."""
-        options: dict[str, Any] = {
-            "job_id": job_id,
-            "job_timeout": JOB_TIMEOUT,
-            "result_ttl": RESULT_TTL,
-            "failure_ttl": FAILURE_TTL,
-            "retry": CRASH_RETRIES,
-            "description": description,
-            "pipeline": pipe,
-        }
-        if delay_seconds:
-            when = datetime.now(UTC) + timedelta(seconds=delay_seconds)
-            self.queue.enqueue_at(when, function, payload, **options)
-        else:
-            self.queue.enqueue(function, payload, **options)
+        """Into the same MULTI as the state change: now, or at a time (RQ's scheduler).
+
+        A delayed job is written here rather than by `queue.enqueue_at`: RQ 2.12's
+        ScheduledJobRegistry.schedule ignores its pipeline and ZADDs at once, which
+        would leave a scheduled job behind when the transaction does not commit.
+        """
+        status = JobStatus.SCHEDULED if delay_seconds else JobStatus.QUEUED
+        job = self.queue.create_job(
+            function,
+            args=(payload,),
+            job_id=job_id,
+            timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=CRASH_RETRIES,
+            description=description,
+            status=status,
+        )
+        if not delay_seconds:
+            self.queue.enqueue_job(job, pipeline=pipe)
+            return
+        when = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+        pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
+        job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
+        job.save(pipeline=pipe)
+        pipe.zadd(self.queue.scheduled_job_registry.key, {job.id: int(when.timestamp())})
 
     def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
         """Close the incident: off the open index, kept for the retention period, then gone."""
@@ -237,7 +249,14 @@ class Intake:
         pipe.zrem(self.keys.open_incidents, incident.id)
         pipe.zadd(self.keys.resolved_incidents, {incident.id: resolved_at})
         pipe.zremrangebyscore(self.keys.resolved_incidents, "-inf", resolved_at - retention)
-        for key in (index, self.keys.incident(incident.id), self.keys.timeline(incident.id)):
+        kept = (
+            index,
+            self.keys.incident(incident.id),
+            self.keys.timeline(incident.id),
+            self.keys.external(incident.id),
+            self.keys.acknowledgement(incident.id),
+        )
+        for key in kept:
             pipe.expire(key, retention)
 
     def _payload(self, incident: Incident, job: JobSpec) -> dict[str, object]:

@@ -70,6 +70,19 @@ class Metrics:
             "Changed policy sets rejected by hot reload (the previous set stays in force).",
             registry=registry,
         )
+        self.time_to_acknowledge = Histogram(
+            "alertpilot_time_to_acknowledge_seconds",
+            "From incident declared to its first acknowledgement in PagerDuty.",
+            ["severity"],
+            registry=registry,
+            buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
+        )
+        self.acknowledgements = Counter(
+            "alertpilot_acknowledgements_total",
+            "First acknowledgements in PagerDuty, by severity and within its response time.",
+            ["severity", "within"],
+            registry=registry,
+        )
         for outcome in ("accepted", "duplicate", "rejected", "unavailable"):
             self.notifications.labels(outcome)
         for status in ("firing", "resolved"):

@@ -31,6 +31,8 @@ class Settings:
     """`ALERTPILOT_WEBHOOK_USERNAME`: basic-auth user, with the password below."""
     webhook_password: str | None = field(default=None, repr=False)
     """`ALERTPILOT_WEBHOOK_PASSWORD` (or `_FILE`)."""
+    pagerduty_webhook_secret: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET` (or `_FILE`): signs PagerDuty's webhooks."""
     max_body_bytes: int = 1024 * 1024
     """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
     key_prefix: str = "alertpilot:"
@@ -76,6 +78,7 @@ class Settings:
             webhook_previous_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS"),
             webhook_username=username,
             webhook_password=password,
+            pagerduty_webhook_secret=secret(env, "ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET"),
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX", "alertpilot:")),
             queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),

@@ -23,7 +23,7 @@ from workers.config import Integrations
 from workers.errors import PermanentError
 from workers.incidents import AlertState, Incident
 from workers.keys import Keys, text
-from workers.pagerduty import Event, PagerDuty
+from workers.pagerduty import Event, PagerDuty, Severity
 from workers.statuspage import Statuspage
 
 DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
@@ -66,7 +66,7 @@ def _trigger(request: ActionRequest, incident: Incident, integrations: Integrati
         incident.id,
         summary=f"[{request.severity}] {incident.title}",
         source=labels.get("service") or labels.get("instance") or "alertpilot",
-        severity=PAGERDUTY_SEVERITY.get(request.severity, "critical"),  # type: ignore[arg-type]
+        severity=_pagerduty_severity(request),
         links=_links(incident, first),
         custom_details={
             "severity": request.severity,
@@ -76,6 +76,14 @@ def _trigger(request: ActionRequest, incident: Incident, integrations: Integrati
             "incident": _incident_url(integrations, incident),
         },
     )
+
+
+def _pagerduty_severity(request: ActionRequest) -> Severity:
+    chosen = request.params.get("pagerduty_severity") or PAGERDUTY_SEVERITY.get(request.severity)
+    for known in ("critical", "error", "warning", "info"):
+        if chosen == known:
+            return known
+    return "critical"
 
 
 def _links(incident: Incident, alert: AlertState | None) -> list[dict[str, str]]:
@@ -127,7 +135,7 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
     if existing is not None:
         update: dict[str, Any] = {
             "body": _status_body(request, incident),
-            "impact_override": IMPACT.get(request.severity, "major"),
+            "impact_override": _impact(request),
             "components": components,
         }
         vendors.statuspage.update(existing, update)
@@ -136,7 +144,7 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
         {
             "name": incident.title[:255],
             "status": "investigating",
-            "impact_override": IMPACT.get(request.severity, "major"),
+            "impact_override": _impact(request),
             "body": _status_body(request, incident),
             "components": components,
             "component_ids": list(components),
@@ -148,9 +156,20 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
 
 
 def _components(params: Mapping[str, Any]) -> dict[str, str]:
-    """`{statuspage: {components: {<component id>: partial_outage}}}` from the policy."""
+    """The route's components and their status while open.
+
+    `components: [id, ...]` takes the severity's `component_status` (default
+    partial_outage); `components: {id: status}` names each status itself.
+    """
     found = params.get("components") or {}
+    if isinstance(found, list):
+        status = str(params.get("component_status") or "partial_outage")
+        return {str(c): status for c in found}
     return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _impact(request: ActionRequest) -> str:
+    return str(request.params.get("impact") or IMPACT.get(request.severity, "major"))
 
 
 def _status_body(request: ActionRequest, incident: Incident) -> str:

@@ -21,6 +21,14 @@ class Keys:
         """Hash of the incident's ids at vendors (statuspage -> incident id)."""
         return f"{self.prefix}incident:{incident_id}:external"
 
+    def acknowledgement(self, incident_id: str) -> str:
+        """Hash of the incident's first PagerDuty acknowledgement (when, who, within)."""
+        return f"{self.prefix}incident:{incident_id}:ack"
+
+    def pagerduty_event(self, event_id: str) -> str:
+        """Marker of a PagerDuty webhook event already recorded (it delivers at least once)."""
+        return f"{self.prefix}pagerduty:event:{event_id}"
+
     def timeline(self, incident_id: str) -> str:
         """List of JSON timeline entries, oldest first."""
         return f"{self.prefix}incident:{incident_id}:timeline"

@@ -7,7 +7,7 @@ what "escalate" means.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -44,6 +44,9 @@ def _action_name(value: str) -> str:
     return value
 
 
+ComponentStatus = Literal[
+    "operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"
+]
 Duration = Annotated[
     str,
     AfterValidator(_duration),
@@ -97,6 +100,17 @@ class Severity(_Strict):
     )
     page_after: Duration | None = Field(
         None, description="Page only if the incident still fires this long after it is declared."
+    )
+    pagerduty_severity: Literal["critical", "error", "warning", "info"] | None = Field(
+        None,
+        description="PagerDuty event severity (default SEV0/1 critical, SEV2 error, else warning)",
+    )
+    statuspage_impact: Literal["none", "minor", "major", "critical"] | None = Field(
+        None, description="Statuspage impact (default: SEV0 critical, SEV1 major, else minor)."
+    )
+    component_status: ComponentStatus | None = Field(
+        None,
+        description="Status set on the route's Statuspage components while the incident is open.",
     )
 
 

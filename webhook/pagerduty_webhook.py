@@ -1,0 +1,220 @@
+"""POST /api/v1/pagerduty: PagerDuty webhooks v3 close the loop on a page.
+
+The body is authenticated by `X-PagerDuty-Signature` (HMAC-SHA256 of the raw
+body with the subscription's secret; several `v1=` values during a rotation).
+PagerDuty retries every non-2xx and delivers at least once, so: 401 and 400 only
+for requests that fail the same way every time, 202 for events alertpilot does
+not act on, 503 when Redis cannot take the write, and every write idempotent.
+alertpilot's incident id is the dedup_key it sent, which PagerDuty echoes as
+`data.incident_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, request
+from redis import Redis
+from redis.exceptions import RedisError, WatchError
+from redis.typing import EncodableT, FieldT
+
+from webhook.app_services import services
+from webhook.durations import parse_duration
+from webhook.errors import BadRequest, Unauthorized, Unavailable
+from workers import timeline
+from workers.incidents import Incident
+from workers.keys import Keys, text
+
+if TYPE_CHECKING:
+    from webhook.app import Services
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("pagerduty_webhook", __name__)
+
+SIGNATURE = "X-PagerDuty-Signature"
+ACKNOWLEDGED, RESOLVED = "incident.acknowledged", "incident.resolved"
+EVENT_TTL_SECONDS = 7 * 24 * 3600
+"""How long a delivered event id is remembered (PagerDuty retries for far less)."""
+
+
+class EventError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    event_type: str
+    occurred_at: datetime
+    by: str
+    pagerduty_incident: str
+    incident_key: str | None
+    """alertpilot's incident id; None when PagerDuty's incident has no dedup key."""
+
+
+def verify(body: bytes, header: str | None, secret: str | None) -> bool:
+    """True if any `v1=<hex>` in the header is the body's HMAC-SHA256 under `secret`."""
+    if not secret or not header:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    given = [p.strip()[3:].lower() for p in header.split(",") if p.strip().startswith("v1=")]
+    # Compare with every value (constant time each) so timing does not tell which matched.
+    return any([hmac.compare_digest(g.encode(), expected) for g in given])
+
+
+def parse(body: bytes) -> Event | None:
+    """The event, or None for an event type alertpilot does not act on."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise EventError("body", f"body is not valid JSON: {exc}") from None
+    event = _get(_get({"body": doc}, "body", dict), "event", dict)
+    event_type = _get(event, "event_type", str, "event")
+    if event_type not in (ACKNOWLEDGED, RESOLVED):
+        return None
+    data = _get(event, "data", dict, "event")
+    agent = event.get("agent")
+    if agent is not None and not isinstance(agent, dict):
+        raise EventError("event.agent", "expected an object or null")
+    raw_at = _get(event, "occurred_at", str, "event")
+    try:
+        occurred_at = datetime.fromisoformat(raw_at)
+        if occurred_at.tzinfo is None:
+            raise ValueError("no time zone")
+    except ValueError:
+        message = f"expected an RFC 3339 time, got {raw_at!r}"
+        raise EventError("event.occurred_at", message) from None
+    key = data.get("incident_key", "")  # missing: 400; null: not an alertpilot incident
+    return Event(
+        id=_get(event, "id", str, "event"),
+        event_type=event_type,
+        occurred_at=occurred_at,
+        by=str((agent or {}).get("summary") or (agent or {}).get("id") or "PagerDuty"),
+        pagerduty_incident=_get(data, "id", str, "event.data"),
+        incident_key=None if key is None else _get(data, "incident_key", str, "event.data"),
+    )
+
+
+def _get(doc: dict[str, Any], name: str, kind: type, parent: str = "") -> Any:
+    value, field = doc.get(name), f"{parent}.{name}" if parent else name
+    if value is None or value == "":
+        raise EventError(field, f"{field} is missing")
+    if not isinstance(value, kind):
+        raise EventError(field, f"{field}: expected {'an object' if kind is dict else 'text'}")
+    return value
+
+
+def acknowledgement(redis: Redis, keys: Keys, incident_id: str) -> dict[str, Any]:
+    """The acknowledgement fields of the incident API (None before any acknowledgement)."""
+    ack = {text(k): text(v) for k, v in redis.hgetall(keys.acknowledgement(incident_id)).items()}
+    seconds, within = ack.get("time_to_acknowledge_seconds"), ack.get("within")
+    return {
+        "acknowledged_at": ack.get("acknowledged_at"),
+        "acknowledged_by": ack.get("acknowledged_by"),
+        "time_to_acknowledge_seconds": float(seconds) if seconds else None,
+        "acknowledged_within_response_time": {"true": True, "false": False}.get(within or ""),
+    }
+
+
+def human(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts) or "0s"
+
+
+@blueprint.post("/api/v1/pagerduty")
+def pagerduty() -> tuple[Response, int]:
+    s = services()
+    body = request.get_data(cache=False)
+    if not verify(body, request.headers.get(SIGNATURE), s.settings.pagerduty_webhook_secret):
+        raise Unauthorized("missing or wrong PagerDuty signature", field=SIGNATURE)
+    try:
+        event = parse(body)
+    except EventError as exc:
+        raise BadRequest(exc.message, field=exc.field) from None
+    if event is None or event.incident_key is None:
+        return jsonify({"status": "ignored"}), 202
+    try:
+        outcome = _apply(s, event)
+    except RedisError as exc:  # WatchError too: still contended after retries
+        log.warning("PagerDuty event %s not applied: %s", event.id, type(exc).__name__)
+        raise Unavailable("incident store unavailable; retry later") from None
+    if outcome is None:
+        log.info("PagerDuty %s for unknown incident %r", event.event_type, event.incident_key)
+    return jsonify({"status": outcome or "ignored"}), 202 if outcome is None else 200
+
+
+def _apply(s: Services, event: Event) -> str | None:
+    """Record the event once: "recorded", "duplicate", or None for an unknown incident."""
+    incident_id, keys = event.incident_key or "", s.keys
+    ack = event.event_type == ACKNOWLEDGED
+    marker = keys.acknowledgement(incident_id) if ack else keys.pagerduty_event(event.id)
+    with s.redis.pipeline() as pipe:
+        for _ in range(5):
+            try:
+                pipe.watch(marker, keys.incident(incident_id))  # type: ignore[no-untyped-call]
+                raw = pipe.get(keys.incident(incident_id))
+                ttl = int(pipe.ttl(keys.incident(incident_id)))
+                if raw is None:
+                    return None
+                if pipe.exists(marker):
+                    return "duplicate"
+                incident = Incident.from_json(raw)
+                resolved = 0.0, None, f"resolved in PagerDuty by {event.by}"
+                seconds, within, message = _timed(s, incident, event) if ack else resolved
+                pipe.multi()
+                if ack:  # the first acknowledgement only; it lives as long as the incident
+                    pipe.hset(marker, mapping=_ack_fields(event, seconds, within))
+                    pipe.expire(marker, ttl if ttl > 0 else s.settings.retention_seconds)
+                else:
+                    pipe.set(marker, "1", ex=EVENT_TTL_SECONDS)
+                kind = "acknowledged" if ack else "pagerduty_resolved"
+                entry = timeline.entry(
+                    kind, message, by=event.by, pagerduty_incident=event.pagerduty_incident
+                )
+                timeline.append(pipe, keys, incident_id, entry)
+                pipe.execute()
+            except WatchError:
+                continue
+            if ack:
+                s.metrics.time_to_acknowledge.labels(incident.severity).observe(seconds)
+                if within is not None:
+                    s.metrics.acknowledgements.labels(incident.severity, str(within).lower()).inc()
+            return "recorded"
+    raise WatchError("contended")
+
+
+def _timed(s: Services, incident: Incident, event: Event) -> tuple[float, bool | None, str]:
+    """Time to acknowledge (from declared), whether within the response time, and the message."""
+    started = datetime.fromisoformat(incident.started_at)
+    seconds = max(0.0, (event.occurred_at - started).total_seconds())
+    severity = s.policies.get().severities.get(incident.severity)
+    within, verdict = None, f"{incident.severity} is not in the policy"
+    if severity is not None:
+        within = seconds <= parse_duration(severity.response_time).total_seconds()
+        verdict = f"{incident.severity} response time {severity.response_time}: " + (
+            "within" if within else "missed"
+        )
+    message = f"acknowledged in PagerDuty by {event.by} after {human(seconds)} ({verdict})"
+    return seconds, within, message
+
+
+def _ack_fields(event: Event, seconds: float, within: bool | None) -> dict[FieldT, EncodableT]:
+    at = event.occurred_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    return {
+        "acknowledged_at": at.replace("+00:00", "Z"),
+        "acknowledged_by": event.by,
+        "pagerduty_incident": event.pagerduty_incident,
+        "event_id": event.id,
+        "time_to_acknowledge_seconds": f"{seconds:.3f}",
+        "within": "" if within is None else str(within).lower(),
+    }
