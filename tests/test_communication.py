@@ -182,3 +182,31 @@ def test_severity_overrides_reach_pagerduty_and_statuspage_components(
     post(app, payments("resolved"))
     run_jobs(queue)
     assert sp.components["cmp1"]["status"] == "operational"
+
+
+def test_chat_wording_comes_from_the_teams_template(
+    live: FlaskClient,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    vendors: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, _, chat = vendors
+    directory = write_policy(
+        tmp_path / "p", OVERRIDES.replace("actions: [page,", "actions: [notify,")
+    )
+    (directory / "templates").mkdir()
+    (directory / "templates" / "declared.md.j2").write_text(
+        "INCIDENT {{ severity }} ({{ firing }}/{{ total }}): {{ title }} -> {{ link }}"
+    )
+    live_env = replace(settings, policies_dir=directory, dry_run=False)
+    app = create_app(live_env, redis=redis, registry=CollectorRegistry()).test_client()
+    monkeypatch.setenv("ALERTPILOT_POLICIES_DIR", str(directory))  # what the worker reads
+    (incident_id,) = post(app, payments()).json["incidents"]
+    run_jobs(queue)
+    assert [m.body["text"] for m in chat.messages] == [
+        f"INCIDENT SEV1 (2/2): p95 latency above 2s for 5m -> "
+        f"https://alertpilot.example/api/v1/incidents/{incident_id}"
+    ]

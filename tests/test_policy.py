@@ -358,3 +358,19 @@ def test_unset_routing_key_reference_is_a_warning_at_its_action(tmp_path: Path) 
         "(or PD_KEY_PAYMENTS_FILE) is not set"
     ]
     assert load_policy(directory, env={"PD_KEY_PAYMENTS_FILE": "/run/secrets/pd"}).warnings == ()
+
+
+def test_chat_template_errors_are_reported_at_their_line(tmp_path: Path) -> None:
+    directory = write_policy(tmp_path, "routes: []\n")
+    (directory / "templates").mkdir()
+    (directory / "templates" / "declared.md.j2").write_text("ok\n{% if severity %}\n")
+    (directory / "templates" / "resolved.md.j2").write_text("{{ titel }}\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policy(directory)
+    assert [str(p) for p in raised.value.problems] == [
+        f"{tmp_path}/templates/declared.md.j2:2:1: template error: Unexpected end of template. "
+        "Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. The innermost "
+        "block that needs to be closed is 'if'.",
+        f"{tmp_path}/templates/resolved.md.j2:1:1: fails to render for a sample incident: "
+        "'titel' is undefined",
+    ]

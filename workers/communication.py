@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from jinja2 import TemplateError
 from redis import Redis
 
+from workers import templates
 from workers.actions import PAGERDUTY_SEVERITY, ActionRequest, Outcome
 from workers.chat import Chat
 from workers.config import Integrations
@@ -188,28 +190,29 @@ def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outc
 
 
 def chat_message(request: ActionRequest, incident: Incident, integrations: Integrations) -> str:
-    services = sorted({a.labels.get("service", "?") for a in incident.firing}) or ["-"]
-    head = {
-        "declared": f":rotating_light: *{request.severity} declared*: {incident.title}",
-        "escalated": f":arrow_double_up: *Escalated to {request.severity}*: {incident.title}",
-        "update": f":information_source: *Update ({request.severity})*: {incident.title}",
-        "resolved": f":white_check_mark: *Resolved*: {incident.title}",
-    }[request.transition]
-    lines = [
-        head,
-        f"Impact: {len(incident.firing)} of {len(incident.alerts)} alerts firing; "
-        f"services: {', '.join(services)}",
-        f"Started: {incident.started_at}",
-        f"Actions: {', '.join(incident.actions) or 'none'}",
-    ]
-    if incident.resolved_at:
-        lines.append(f"Resolved: {incident.resolved_at}")
-    link = _incident_url(integrations, incident)
-    if link:
-        lines.append(f"Incident: {link}")
-    if request.update_every and request.transition != "resolved":
-        lines.append(f"Next update: in {_human(request.update_every)}")
-    return "\n".join(lines)
+    """The message from the team's template (policies/templates), or the built-in one."""
+    first = _first_firing(incident)
+    context = {
+        "severity": request.severity,
+        "title": incident.title,
+        "escalated": request.transition == "escalated",
+        "firing": len(incident.firing),
+        "total": len(incident.alerts),
+        "services": sorted({a.labels.get("service", "?") for a in incident.firing}) or ["-"],
+        "labels": first.labels if first else {},
+        "started_at": incident.started_at,
+        "resolved_at": incident.resolved_at or "",
+        "actions": list(incident.actions),
+        "link": _incident_url(integrations, incident),
+        "next_update": _human(request.update_every)
+        if request.update_every and request.transition != "resolved"
+        else "",
+        "incident_id": incident.id,
+    }
+    try:
+        return templates.render(integrations.templates_dir, request.transition, context)
+    except TemplateError as exc:
+        raise PermanentError(f"chat template for {request.transition}: {exc}") from None
 
 
 def _human(seconds: int) -> str:

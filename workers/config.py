@@ -76,6 +76,8 @@ class Integrations:
     """`ALERTPILOT_CHAT_WEBHOOK_URL` (or `_FILE`): a Slack-compatible incoming webhook."""
     ca_bundle: str | None = None
     """`ALERTPILOT_CA_BUNDLE`: a PEM file trusted for the vendors' TLS, besides the system's."""
+    templates_dir: Path | None = None
+    """`ALERTPILOT_POLICIES_DIR`/templates: the team's chat message templates."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Where `routing_key_env` references are looked up."""
 
@@ -97,6 +99,7 @@ class Integrations:
             statuspage_api_key=secret(env, "ALERTPILOT_STATUSPAGE_API_KEY"),
             chat_webhook_url=secret(env, "ALERTPILOT_CHAT_WEBHOOK_URL"),
             ca_bundle=ca_bundle,
+            templates_dir=Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies") / "templates",
             env=dict(env),
         )
 

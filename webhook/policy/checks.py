@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
@@ -19,6 +20,7 @@ from webhook.policy.engine import TEMPLATES
 from webhook.policy.matchers import Matcher, parse_matcher
 from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
 from webhook.policy.problems import Location, Problem
+from workers import templates
 
 MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
 """Regexes that match every value, line breaks included."""
@@ -197,3 +199,28 @@ def _unreachable(draft: Draft) -> list[Problem]:
 def _significant(route: Route, match_all: frozenset[str]) -> frozenset[str]:
     matchers = [parse_matcher(m) for m in route.matchers]
     return frozenset(str(m) for m in matchers if not (m.op == "=~" and m.value in match_all))
+
+
+def message_templates(directory: Path) -> list[Problem]:
+    """The chat templates in DIR/templates: each must parse and render a sample incident."""
+    problems: list[Problem] = []
+    folder = directory / "templates"
+    if not folder.is_dir():
+        return problems
+    env = templates.environment(folder)
+    for path in sorted(folder.glob("*.j2")):
+        if path.name not in templates.NAMES.values():
+            known = ", ".join(sorted(set(templates.NAMES.values())))
+            message = f"unused template (expected one of {known})"
+            problems.append(Problem(str(path), 1, 1, message, "warning"))
+            continue
+        try:
+            env.get_template(path.name).render(**templates.SAMPLE)
+        except TemplateSyntaxError as exc:
+            problems.append(
+                Problem(str(path), exc.lineno or 1, 1, f"template error: {exc.message}")
+            )
+        except TemplateError as exc:
+            message = f"fails to render for a sample incident: {exc}"
+            problems.append(Problem(str(path), 1, 1, message))
+    return problems

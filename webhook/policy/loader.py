@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from webhook.policy.checks import Draft, check
+from webhook.policy.checks import Draft, check, message_templates
 from webhook.policy.engine import Policy, compile_policy
 from webhook.policy.model import Action, DefaultRoute, PolicyFile, Route, Severity
 from webhook.policy.problems import Location, Marks, PathKey, PolicyError, Problem
@@ -205,6 +205,7 @@ def _assemble(
         problems.append(Problem(directory, 0, 0, "no `default` route in any policy file"))
         return None
     found = check(Draft(severities, routes, default, where), env)
+    found += message_templates(Path(directory))
     problems.extend(p for p in found if p.level == "error")
     if any(p.level == "error" for p in problems):
         return None

@@ -1,0 +1,78 @@
+"""Chat messages from Jinja2 templates that teams change through pull requests.
+
+`policies/templates/{declared,update,resolved}.md.j2` (escalations use the
+update template with `escalated` true). A template missing there falls back
+to the built-in one below, which the shipped files copy. Rendering is
+sandboxed and strict: a template naming a variable that does not exist fails
+(policy validate catches it before merge), it does not print nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+NAMES = {
+    "declared": "declared.md.j2",
+    "escalated": "update.md.j2",
+    "update": "update.md.j2",
+    "resolved": "resolved.md.j2",
+}
+
+_COMMON = """\
+Impact: {{ firing }} of {{ total }} alerts firing; services: {{ services | join(", ") }}
+Started: {{ started_at }}
+Actions: {{ actions | join(", ") or "none" }}
+{% if link %}Incident: {{ link }}
+{% endif %}"""
+
+BUILT_IN = {
+    "declared.md.j2": ":rotating_light: *{{ severity }} declared*: {{ title }}\n"
+    + _COMMON
+    + "{% if next_update %}Next update: in {{ next_update }}\n{% endif %}",
+    "update.md.j2": "{% if escalated %}:arrow_double_up: *Escalated to {{ severity }}*"
+    "{% else %}:information_source: *Update ({{ severity }})*{% endif %}: {{ title }}\n"
+    + _COMMON
+    + "{% if next_update %}Next update: in {{ next_update }}\n{% endif %}",
+    "resolved.md.j2": ":white_check_mark: *Resolved*: {{ title }}\n"
+    + _COMMON
+    + "Resolved: {{ resolved_at }}\n",
+}
+
+SAMPLE: dict[str, Any] = {
+    "severity": "SEV1",
+    "severity_name": "High",
+    "title": "p95 latency above 2s for 5m",
+    "escalated": False,
+    "firing": 2,
+    "total": 2,
+    "services": ["payments"],
+    "labels": {"alertname": "HighLatency", "service": "payments"},
+    "started_at": "2026-11-28T10:00:00Z",
+    "resolved_at": "2026-11-28T10:30:00Z",
+    "actions": ["page", "statuspage", "notify"],
+    "link": "https://alertpilot.example/api/v1/incidents/abc-1",
+    "next_update": "1h",
+    "incident_id": "abc-1",
+}
+"""A context with every variable a template may use, for validation and docs."""
+
+
+def environment(directory: Path | None) -> ImmutableSandboxedEnvironment:
+    loaders: list[Any] = [DictLoader(BUILT_IN)]
+    if directory is not None and directory.is_dir():
+        loaders.insert(0, FileSystemLoader(str(directory)))
+    return ImmutableSandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+
+
+def render(directory: Path | None, transition: str, context: dict[str, Any]) -> str:
+    template = environment(directory).get_template(NAMES[transition])
+    return template.render(**context).strip()
