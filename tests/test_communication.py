@@ -7,6 +7,8 @@ which reads its configuration from the environment as a deployed worker does.
 from __future__ import annotations
 
 import copy
+import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,18 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import AUTH, ROUTING_KEY, STATUSPAGE_KEY, fixture, post, run_jobs
+from tests.conftest import (
+    AUTH,
+    REDIS_URL,
+    ROUTING_KEY,
+    STATUSPAGE_KEY,
+    TOKEN,
+    fixture,
+    post,
+    run_jobs,
+)
 from tests.test_policy import write_policy
+from webhook import cli
 from webhook.app import create_app
 from webhook.settings import Settings
 
@@ -210,3 +222,62 @@ def test_chat_wording_comes_from_the_teams_template(
         f"INCIDENT SEV1 (2/2): p95 latency above 2s for 5m -> "
         f"https://alertpilot.example/api/v1/incidents/{incident_id}"
     ]
+
+
+def test_generic_webhook_gets_the_message_and_the_incident(
+    live: FlaskClient, queue: Queue, vendors: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, chat = vendors
+    monkeypatch.setenv("ALERTPILOT_NOTIFY_WEBHOOK_URL", chat.generic_url)
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    (body,) = [m.body for m in chat.messages if m.url == chat.generic_url]
+    assert (body["version"], body["event"]) == ("1", "declared")
+    assert body["incident"]["id"] == incident_id
+    assert (body["incident"]["severity"], body["incident"]["alerts_firing"]) == ("SEV1", 2)
+    assert body["text"].startswith(":rotating_light: *SEV1 declared*")
+
+
+def test_no_secret_reaches_logs_timeline_or_api_over_a_whole_incident(
+    live: FlaskClient, queue: Queue, vendors: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, chat = vendors
+    caplog.set_level(logging.DEBUG)
+    (incident_id,) = post(live, payments()).json["incidents"]
+    run_jobs(queue)
+    post(live, payments("resolved"))
+    run_jobs(queue)
+    seen = caplog.text + json.dumps(live.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json)
+    seen += json.dumps(live.get("/api/v1/incidents", headers=AUTH).json)
+    for secret in (ROUTING_KEY, STATUSPAGE_KEY, chat.slack_url, TOKEN):
+        assert secret not in seen
+
+
+def test_a_500_storm_past_the_retry_budget_fails_then_retry_delivers_once(
+    live: FlaskClient, queue: Queue, vendors: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every attempt meets 500s; the job ends in the failed registry; `jobs retry` sends it."""
+    pd, _, _ = vendors
+    pd.fail_next(*([500] * 12))  # six attempts, each a request and the client's one retry
+    (incident_id,) = post(live, payments()).json["incidents"]
+    page_job = f"{incident_id}-declared-page"
+    run_jobs(queue)
+    for _ in range(10):
+        if page_job not in queue.scheduled_job_registry.get_job_ids():
+            break
+        job = queue.fetch_job(page_job)
+        assert job is not None
+        queue.scheduled_job_registry.remove(job)
+        queue.enqueue_job(job)  # the retry is due
+        run_jobs(queue)
+    assert page_job in queue.failed_job_registry.get_job_ids()
+    assert pd.events("trigger") == []
+    kinds = [e["kind"] for e in timeline(live, incident_id) if e.get("action") == "page"]
+    assert kinds[-1] == "failed" and kinds.count("retried") == 5
+
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("ALERTPILOT_QUEUE", "aptest")
+    assert cli.main(["jobs", "retry", page_job]) == 0  # PagerDuty is back
+    run_jobs(queue)
+    run_jobs(queue)
+    assert len(pd.events("trigger")) == 1

@@ -21,14 +21,13 @@ from redis import Redis
 from workers import templates
 from workers.actions import PAGERDUTY_SEVERITY, ActionRequest, Outcome
 from workers.chat import Chat
-from workers.config import Integrations
+from workers.config import DEFAULT_ROUTING_KEY, Integrations
 from workers.errors import PermanentError
 from workers.incidents import AlertState, Incident
 from workers.keys import Keys, text
 from workers.pagerduty import Event, PagerDuty, Severity
 from workers.statuspage import Statuspage
 
-DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
 IMPACT = {"SEV0": "critical", "SEV1": "major", "SEV2": "minor", "SEV3": "none"}
 
 
@@ -39,6 +38,8 @@ class Vendors:
     pagerduty: PagerDuty
     statuspage: Statuspage | None
     chat: Chat | None
+    webhook: Chat | None = None
+    """The generic JSON webhook, if configured (same transport, other body)."""
 
 
 def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
@@ -183,10 +184,42 @@ def _status_body(request: ActionRequest, incident: Incident) -> str:
 
 
 def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
-    if vendors.chat is None:
-        raise PermanentError("chat is not configured (ALERTPILOT_CHAT_WEBHOOK_URL)")
-    vendors.chat.post({"text": chat_message(request, incident, vendors.integrations)})
-    return Outcome("succeeded", f"posted the {request.transition} message to chat")
+    if vendors.chat is None and vendors.webhook is None:
+        raise PermanentError(
+            "no chat configured (ALERTPILOT_CHAT_WEBHOOK_URL, ALERTPILOT_NOTIFY_WEBHOOK_URL)"
+        )
+    text = chat_message(request, incident, vendors.integrations)
+    sent = []
+    if vendors.chat is not None:
+        vendors.chat.post({"text": text})
+        sent.append("chat")
+    if vendors.webhook is not None:
+        vendors.webhook.post(_webhook_body(request, incident, vendors.integrations, text))
+        sent.append("webhook")
+    return Outcome("succeeded", f"posted the {request.transition} message to {' and '.join(sent)}")
+
+
+def _webhook_body(
+    request: ActionRequest, incident: Incident, integrations: Integrations, text: str
+) -> dict[str, Any]:
+    """The generic webhook's body: the message plus the incident as data."""
+    return {
+        "version": "1",
+        "event": request.transition,
+        "text": text,
+        "incident": {
+            "id": incident.id,
+            "title": incident.title,
+            "severity": request.severity,
+            "status": incident.status,
+            "route": incident.route,
+            "started_at": incident.started_at,
+            "resolved_at": incident.resolved_at,
+            "alerts_firing": len(incident.firing),
+            "alerts_total": len(incident.alerts),
+            "url": _incident_url(integrations, incident) or None,
+        },
+    }
 
 
 def chat_message(request: ActionRequest, incident: Incident, integrations: Integrations) -> str:

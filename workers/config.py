@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
+"""Where a page action without `routing_key_env` finds its PagerDuty routing key."""
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable, never a secret."""
@@ -74,6 +77,8 @@ class Integrations:
     """`ALERTPILOT_STATUSPAGE_API_KEY` (or `_FILE`)."""
     chat_webhook_url: str | None = field(default=None, repr=False)
     """`ALERTPILOT_CHAT_WEBHOOK_URL` (or `_FILE`): a Slack-compatible incoming webhook."""
+    notify_webhook_url: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_NOTIFY_WEBHOOK_URL` (or `_FILE`): a generic JSON webhook, sent the incident."""
     ca_bundle: str | None = None
     """`ALERTPILOT_CA_BUNDLE`: a PEM file trusted for the vendors' TLS, besides the system's."""
     templates_dir: Path | None = None
@@ -98,6 +103,7 @@ class Integrations:
             statuspage_page_id=env.get("ALERTPILOT_STATUSPAGE_PAGE_ID") or None,
             statuspage_api_key=secret(env, "ALERTPILOT_STATUSPAGE_API_KEY"),
             chat_webhook_url=secret(env, "ALERTPILOT_CHAT_WEBHOOK_URL"),
+            notify_webhook_url=secret(env, "ALERTPILOT_NOTIFY_WEBHOOK_URL"),
             ca_bundle=ca_bundle,
             templates_dir=Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies") / "templates",
             env=dict(env),

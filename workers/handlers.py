@@ -49,9 +49,13 @@ def vendors_for(integrations: Integrations, redis: Redis, prefix: str) -> Vendor
             ca_bundle=integrations.ca_bundle,
             limiter=RateLimiter(redis, key),
         )
-    chat = None
+    chat = webhook = None
     if integrations.chat_webhook_url:
         chat = Chat(webhook_url=integrations.chat_webhook_url, ca_bundle=integrations.ca_bundle)
+    if integrations.notify_webhook_url:
+        webhook = Chat(
+            webhook_url=integrations.notify_webhook_url, ca_bundle=integrations.ca_bundle
+        )
     return Vendors(
         integrations=integrations,
         redis=redis,
@@ -60,4 +64,5 @@ def vendors_for(integrations: Integrations, redis: Redis, prefix: str) -> Vendor
         ),
         statuspage=status,
         chat=chat,
+        webhook=webhook,
     )

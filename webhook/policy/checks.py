@@ -21,14 +21,12 @@ from webhook.policy.matchers import Matcher, parse_matcher
 from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
 from webhook.policy.problems import Location, Problem
 from workers import templates
+from workers.config import DEFAULT_ROUTING_KEY
 
 MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
 """Regexes that match every value, line breaks included."""
 LOOSE = MATCH_ALL | {".*", "(.*)", "(?:.*)", ".*?"}
 """...and the usual spellings of "anything", which stop at a line break."""
-
-
-DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
 
 
 @dataclass(frozen=True)
