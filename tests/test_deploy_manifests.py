@@ -32,7 +32,15 @@ APP_ENV_VARS = frozenset(
     set(re.findall(r'"((?:ALERTPILOT_[A-Z_]+)|REDIS_URL)"', _SETTINGS_SOURCE))
     | {f"{name}_FILE" for name in _SECRETS}
 )
-CREDENTIAL_MARKERS = ("TOKEN", "PASSWORD", "REDIS_URL")
+CREDENTIAL_MARKERS = (
+    "TOKEN",
+    "PASSWORD",
+    "REDIS_URL",
+    "ROUTING_KEY",
+    "API_KEY",
+    "SECRET",
+    "WEBHOOK_URL",
+)
 # Keys that would hold a literal secret in Kubernetes or Alertmanager YAML.
 CREDENTIAL_KEYS = frozenset(
     {"credentials", "password", "bearer_token", "client_secret", "api_key", "routing_key"}

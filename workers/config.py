@@ -109,6 +109,6 @@ class Integrations:
             env=dict(env),
         )
 
-    def routing_key(self, reference: str) -> str | None:
+    def routing_key(self, reference: str = DEFAULT_ROUTING_KEY) -> str | None:
         """The PagerDuty routing key an env reference names (`NAME` or `NAME_FILE`)."""
         return secret(self.env, reference)
