@@ -80,6 +80,7 @@ class StatuspageStandIn(HTTPSStandIn):
         self._rate_limited = 0
         self._last_accepted: float | None = None
         self._drop_after_create = False
+        self._hold_after_create = 0.0
         self._created_at = created
 
     @property
@@ -106,6 +107,11 @@ class StatuspageStandIn(HTTPSStandIn):
                 c: {"name": v["name"], "status": v["status"]} for c, v in self._components.items()
             }
 
+    def hold_after_create(self, seconds: float) -> None:
+        """Store the next create, then wait `seconds` before answering (a client can die)."""
+        with self._lock:
+            self._hold_after_create = seconds
+
     def fail_after_create(self) -> None:
         """Store the next successful create, then close the connection without answering."""
         with self._lock:
@@ -120,6 +126,9 @@ class StatuspageStandIn(HTTPSStandIn):
             status, payload = self._route(request)
         except _Fail as fail:
             status, payload = fail.status, fail.payload
+        if status == 201 and self._hold_after_create:
+            hold, self._hold_after_create = self._hold_after_create, 0.0
+            time.sleep(hold)
         if status == 201 and self._drop_after_create:
             self._drop_after_create = False
             return None
