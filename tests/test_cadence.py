@@ -113,3 +113,47 @@ def test_incident_still_firing_after_page_after_pages_once(
     assert pd.events() == []
     due(queue, 2.1)
     assert len(pd.events("trigger")) == 1
+
+
+ESCALATING = """\
+routes:
+  - name: checkout-down
+    matchers: ['alertname="CheckoutDown"']
+    severity: SEV1
+    incident_key: shop
+    actions: [notify]
+  - name: latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    incident_key: shop
+    actions: [notify]
+"""
+
+
+def test_escalation_moves_the_cadence_to_the_new_severity(
+    live: FlaskClient, settings: Settings, redis: Redis, queue: Queue, vendors: Any, tmp_path: Path
+) -> None:
+    _, _, chat = vendors
+    directory = write_policy(tmp_path / "policies", ESCALATING)
+    (directory / "00-severities.yaml").write_text(FAST)
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    app = create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+    (incident_id,) = post(app, payments()).json["incidents"]  # HighLatency: SEV2, every 4h
+    down = payments()
+    down["groupKey"] = '{}:{alertname="CheckoutDown"}'
+    down["alerts"] = [dict(down["alerts"][0], fingerprint="feedfacefeedface")]
+    down["alerts"][0]["labels"] = {**down["alerts"][0]["labels"], "alertname": "CheckoutDown"}
+    assert post(app, down).json["incidents"] == [incident_id]  # escalated to SEV1, every 1s
+    run_jobs(queue)
+    due(queue, 1.1)
+    heads = [m.body["text"].splitlines()[0] for m in chat.messages]
+    assert heads[-1] == ":information_source: *Update (SEV1)*: p95 latency above 2s for 5m"
+    # The SEV2 chain's tick, due in 4h, stops when it runs: one chain at a time.
+    stale = queue.fetch_job(f"{incident_id}-tick-SEV2-1")
+    assert stale is not None
+    queue.scheduled_job_registry.remove(stale)
+    queue.enqueue_job(stale)
+    before = len(chat.messages)
+    run_jobs(queue)
+    assert stale.return_value(refresh=True) == {"outcome": "stopped", "n": 1}
+    assert len(chat.messages) == before
