@@ -24,6 +24,7 @@ from tests.test_communication import payments
 from tests.test_policy import write_policy
 from webhook.app import create_app
 from webhook.settings import Settings
+from workers import cadence
 
 FAST = """\
 severities:
@@ -79,6 +80,7 @@ def test_updates_go_out_at_the_cadence_and_stop_at_resolve(
     assert len(status["incident_updates"]) == 3  # opened, and two updates
 
     post(fast, payments("resolved"))
+    assert queue.scheduled_job_registry.get_job_ids() == []  # the pending tick is cancelled
     run_jobs(queue)
     due(queue, 1.1)
     due(queue, 1.1)
@@ -86,7 +88,7 @@ def test_updates_go_out_at_the_cadence_and_stop_at_resolve(
     assert heads[-1].startswith(":white_check_mark: *Resolved*")
     assert sum(h.startswith(":information_source:") for h in heads) == 2  # none after resolve
     assert queue.scheduled_job_registry.get_job_ids() == []  # the chain has stopped
-    assert incident_id
+    assert fast.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json["status"] == "resolved"
 
 
 def test_incident_resolved_inside_page_after_never_pages(
@@ -148,12 +150,98 @@ def test_escalation_moves_the_cadence_to_the_new_severity(
     due(queue, 1.1)
     heads = [m.body["text"].splitlines()[0] for m in chat.messages]
     assert heads[-1] == ":information_source: *Update (SEV1)*: p95 latency above 2s for 5m"
-    # The SEV2 chain's tick, due in 4h, stops when it runs: one chain at a time.
-    stale = queue.fetch_job(f"{incident_id}-tick-SEV2-1")
-    assert stale is not None
-    queue.scheduled_job_registry.remove(stale)
-    queue.enqueue_job(stale)
-    before = len(chat.messages)
+    # The SEV2 chain's tick, due in 4h, was cancelled by the escalation.
+    scheduled = queue.scheduled_job_registry.get_job_ids()
+    assert f"{incident_id}-tick-SEV2-1" not in scheduled
+    assert queue.fetch_job(f"{incident_id}-tick-SEV2-1") is None
+    assert f"{incident_id}-tick-SEV1-2" in scheduled
+
+
+def test_a_tick_that_runs_twice_queues_its_updates_and_the_next_tick_once(
+    fast: FlaskClient, queue: Queue, redis: Redis, vendors: Any
+) -> None:
+    (incident_id,) = post(fast, payments()).json["incidents"]
     run_jobs(queue)
-    assert stale.return_value(refresh=True) == {"outcome": "stopped", "n": 1}
-    assert len(chat.messages) == before
+    tick = {"prefix": "aptest:", "incident_id": incident_id, "severity": "SEV1", "n": 5}
+    tick |= {"every": 3600, "public": True}
+    first = cadence.tick(redis, queue, tick)
+    again = cadence.tick(redis, queue, tick)  # a crash retry, or a requeue
+    assert first["queued"] == ["notify", "statuspage"]
+    assert again["queued"] == []
+    next_tick = queue.fetch_job(f"{incident_id}-tick-SEV1-6")
+    assert next_tick is not None
+    scheduled = queue.scheduled_job_registry.get_scheduled_time(next_tick)
+    assert scheduled.timestamp() > time.time() + 3500  # not pushed back by the second run
+
+
+PAGING = """\
+routes:
+  - name: checkout-down
+    matchers: ['alertname="CheckoutDown"']
+    severity: SEV1
+    incident_key: shop
+    actions: [{page: {routing_key_env: PD_KEY_CHECKOUT}}, notify]
+  - name: latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    incident_key: shop
+    actions: [{page: {routing_key_env: PD_KEY_API, page_after: 1s}}, notify]
+"""
+KEY_API = "A" * 32
+KEY_CHECKOUT = "C" * 32
+
+
+@pytest.fixture
+def paging(
+    live: FlaskClient,
+    settings: Settings,
+    redis: Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FlaskClient:
+    monkeypatch.setenv("PD_KEY_API", KEY_API)
+    monkeypatch.setenv("PD_KEY_CHECKOUT", KEY_CHECKOUT)
+    directory = write_policy(tmp_path / "policies", PAGING)
+    (directory / "00-severities.yaml").write_text(FAST)
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+
+
+def _checkout_down() -> dict[str, Any]:
+    down = payments()
+    down["groupKey"] = '{}:{alertname="CheckoutDown"}'
+    down["alerts"] = [dict(down["alerts"][0], fingerprint="feedfacefeedface")]
+    down["alerts"][0]["labels"] = {**down["alerts"][0]["labels"], "alertname": "CheckoutDown"}
+    return down
+
+
+def test_escalation_inside_page_after_pages_once_at_the_new_severity(
+    paging: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    pd, _, _ = vendors
+    post(paging, payments())  # SEV2: its page waits 1s
+    post(paging, _checkout_down())  # SEV1 at once
+    run_jobs(queue)
+    due(queue, 1.1)  # the SEV2 page comes due: superseded
+    triggers = pd.events("trigger")
+    assert [(t["routing_key"], t["payload"]["severity"]) for t in triggers] == [
+        (KEY_CHECKOUT, "critical")
+    ]
+
+
+def test_resolve_reaches_every_routing_key_that_was_paged(
+    paging: FlaskClient, queue: Queue, vendors: Any
+) -> None:
+    pd, _, _ = vendors
+    (incident_id,) = post(paging, payments()).json["incidents"]
+    run_jobs(queue)
+    due(queue, 1.1)  # SEV2 page to the API team's key
+    post(paging, _checkout_down())  # escalation pages the checkout team's key
+    run_jobs(queue)
+    post(paging, payments("resolved"))
+    down = _checkout_down()
+    down["alerts"][0]["status"] = "resolved"
+    post(paging, down)
+    run_jobs(queue)
+    assert pd.alerts[(KEY_API, incident_id)] == "resolved"
+    assert pd.alerts[(KEY_CHECKOUT, incident_id)] == "resolved"

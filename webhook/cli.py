@@ -158,6 +158,18 @@ def _jobs_failed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _fresh_attempts(registry: Any, job_id: str) -> None:
+    """A retried job gets its full retry budget again, not one last attempt."""
+    from rq.job import Job
+
+    from workers.jobs import CRASH_RETRIES
+
+    job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
+    job.number_of_retries = 0
+    job.retries_left = CRASH_RETRIES.max
+    job.save()
+
+
 def _jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
@@ -168,6 +180,7 @@ def _jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
     code = 0
     for job_id in args.job_ids:
         try:
+            _fresh_attempts(registry, job_id)
             registry.requeue(job_id)
             print(f"requeued {job_id}")
         except (InvalidJobOperation, NoSuchJobError):

@@ -137,9 +137,10 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
         alerts=states,
         actions=tuple(a.name for a in top.actions),
         dry_run=ctx.dry_run or bool(top.dry_run),
-        action_params={a.name: dict(a.params) for a in top.actions},
     )
     jobs = [_job(incident, action, "declared", ctx) for action in top.actions]
+    # With the severity's vendor settings merged in: ticks and resolves reuse them.
+    incident = incident.with_changes(action_params={j.action.name: j.action.params for j in jobs})
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     entry = _entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
     return Change(incident, "declared", [entry], jobs, _tick(incident, ctx))
@@ -185,9 +186,10 @@ def _escalate(
         route=top.route,
         actions=incident.actions + tuple(a.name for a in actions if a.name not in incident.actions),
         dry_run=incident.dry_run or bool(top.dry_run),
-        action_params={**incident.action_params, **{a.name: dict(a.params) for a in actions}},
     )
     jobs = [_job(escalated, action, "escalated", ctx) for action in actions]
+    merged = {**incident.action_params, **{j.action.name: j.action.params for j in jobs}}
+    escalated = escalated.with_changes(action_params=merged)
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
     entries.append(_entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
     return Change(escalated, "escalated", entries, jobs, _tick(escalated, ctx))

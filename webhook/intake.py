@@ -25,7 +25,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 from webhook import replay
 from webhook.incidents import Change, Context, JobSpec, apply, drop_stale
@@ -132,14 +132,18 @@ class Intake:
                 return IntakeResult("duplicate")
             stale = 0
             changes: list[Change] = []
+            pending: dict[str, str] = {}
             for group in groups:
-                change, dropped = self._change(pipe, group, ctx)
+                change, dropped, tick = self._change(pipe, group, ctx)
                 stale += dropped
                 if change is not None:
                     changes.append(change)
+                    if tick is not None:
+                        pending[change.incident.id] = tick
             pipe.multi()
             for change in changes:
                 self._write(pipe, change)
+                self._cancel_tick(pipe, change, pending.get(change.incident.id))
             if changes and self.limits.replay_size:
                 pipe.lpush(self.keys.replay, replay.record(ctx.notification))
                 pipe.ltrim(self.keys.replay, 0, self.limits.replay_size - 1)
@@ -156,8 +160,14 @@ class Intake:
         jobs = [job for change in changes for job in change.jobs]
         return IntakeResult("accepted", [c.incident.id for c in changes], jobs, stale, used)
 
-    def _change(self, pipe: Pipeline, group: _Group, ctx: Context) -> tuple[Change | None, int]:
-        """Read (under WATCH) the open or last incident of the group's key, then decide."""
+    def _change(
+        self, pipe: Pipeline, group: _Group, ctx: Context
+    ) -> tuple[Change | None, int, str | None]:
+        """Read (under WATCH) the open or last incident of the group's key, then decide.
+
+        Also the open incident's pending status-update tick, which a resolve or an
+        escalation cancels.
+        """
         open_id, last_id = pipe.hmget(self.keys.incident_key(group.hash), ["open", "last"])
         known_id = open_id or last_id
         known = None
@@ -168,8 +178,23 @@ class Intake:
             known = Incident.from_json(raw) if raw is not None else None
         fresh, stale = drop_stale(group.alerts, known, ctx)
         current = known if known is not None and open_id is not None else None
+        tick = None
+        if current is not None:
+            tick_key = self.keys.pending_tick(current.id)
+            pipe.watch(tick_key)  # type: ignore[no-untyped-call]
+            found = pipe.get(tick_key)
+            tick = text(found) if found is not None else None
         new_id = f"{group.hash[:12]}-{_base36(int(_score(ctx.now) * 1000))}"
-        return apply(current, fresh, ctx, key=group.key, new_id=new_id), stale
+        return apply(current, fresh, ctx, key=group.key, new_id=new_id), stale, tick
+
+    def _cancel_tick(self, pipe: Pipeline, change: Change, tick: str | None) -> None:
+        """A resolve or an escalation ends the pending status-update chain."""
+        if tick is None or change.transition not in ("resolved", "escalated"):
+            return
+        pipe.zrem(self.queue.scheduled_job_registry.key, tick)
+        pipe.delete(Job.key_for(tick))
+        if change.transition == "resolved":
+            pipe.delete(self.keys.pending_tick(change.incident.id))
 
     def _write(self, pipe: Pipeline, change: Change) -> None:
         incident = change.incident
@@ -187,6 +212,7 @@ class Intake:
             description = f"{job.action.name} {job.transition} {incident.id}"
             self._enqueue(pipe, JOB_FUNCTION, payload, job.job_id, job.delay_seconds, description)
         if change.tick is not None:
+            pipe.set(self.keys.pending_tick(incident.id), change.tick.job_id)
             tick = {
                 "prefix": self.keys.prefix,
                 "incident_id": incident.id,
@@ -255,6 +281,7 @@ class Intake:
             self.keys.timeline(incident.id),
             self.keys.external(incident.id),
             self.keys.acknowledgement(incident.id),
+            self.keys.pending_tick(incident.id),
         )
         for key in kept:
             pipe.expire(key, retention)

@@ -14,6 +14,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
 
 from workers.incidents import load_incident
 from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
@@ -53,9 +54,9 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
             queued.append(action)
     following = {**payload, "n": n + 1}
     when = datetime.now(UTC) + timedelta(seconds=every)
-    _enqueue(
-        queue, "workers.entry.run_tick", following, f"{incident_id}-tick-{severity}-{n + 1}", when
-    )
+    next_id = f"{incident_id}-tick-{severity}-{n + 1}"
+    _enqueue(queue, "workers.entry.run_tick", following, next_id, when)
+    redis.set(keys.pending_tick(incident_id), next_id)  # a resolve cancels it
     return {"outcome": "ticked", "n": n, "queued": queued}
 
 
@@ -73,7 +74,16 @@ def _enqueue(
         if when is None:
             queue.enqueue(function, payload, **options)
         else:
-            queue.enqueue_at(when, function, payload, **options)
+            # Not enqueue_at: RQ 2.12 drops its `unique` (a second call would reschedule).
+            job = queue.create_job(
+                function,
+                args=(payload,),
+                job_id=job_id,
+                timeout=JOB_TIMEOUT,
+                retry=CRASH_RETRIES,
+                status=JobStatus.SCHEDULED,
+            )
+            queue.schedule_job(job, when, unique=True)
     except DuplicateJobError:
         return False
     return True

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import requests
 
 from workers.errors import PermanentError, TransientError
 from workers.tls import TrustAdapter, ssl_context
+
+# urllib3 logs each request line at DEBUG, and a Slack webhook's path is its secret.
+_connections = logging.getLogger("urllib3.connectionpool")
+_connections.setLevel(max(_connections.level, logging.INFO))
 
 
 class Chat:

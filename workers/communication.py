@@ -43,22 +43,36 @@ class Vendors:
 
 
 def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
+    """Trigger (declared, escalated) or resolve, with dedup_key = the incident id.
+
+    Every routing key a trigger was sent to is marked (`paged:<reference>`)
+    BEFORE the call: if PagerDuty took it but the answer was lost, the resolve
+    still goes out (a resolve of nothing open is dropped by PagerDuty, so a
+    spare one is harmless). Resolve goes to every key paged, so an escalation to
+    another team's key leaves no page open.
+    """
+    external = Keys(request.prefix).external(incident.id)
+    if request.transition == "resolved":
+        fields = [text(f) for f in vendors.redis.hkeys(external)]
+        references = sorted(f.removeprefix("paged:") for f in fields if f.startswith("paged:"))
+        if not references:
+            return Outcome("skipped", "never paged (resolved inside page_after, or not sent)")
+        for reference in references:
+            vendors.pagerduty.send(_routing_key(vendors, reference), Event("resolve", incident.id))
+        return Outcome("succeeded", f"PagerDuty resolved, dedup_key {incident.id}")
     reference = str(request.params.get("routing_key_env") or DEFAULT_ROUTING_KEY)
+    routing_key = _routing_key(vendors, reference)
+    event = _trigger(request, incident, vendors.integrations)
+    vendors.redis.hset(external, f"paged:{reference}", request.severity)
+    vendors.pagerduty.send(routing_key, event)
+    return Outcome("succeeded", f"PagerDuty triggered ({event.severity}), dedup_key {incident.id}")
+
+
+def _routing_key(vendors: Vendors, reference: str) -> str:
     routing_key = vendors.integrations.routing_key(reference)
     if not routing_key:
         raise PermanentError(f"no PagerDuty routing key: {reference} is not set")
-    external = Keys(request.prefix).external(incident.id)
-    if request.transition == "resolved":
-        if not vendors.redis.hexists(external, "paged"):
-            return Outcome("skipped", "never paged (resolved inside page_after, or not sent)")
-        event = Event("resolve", incident.id)
-    else:
-        event = _trigger(request, incident, vendors.integrations)
-    vendors.pagerduty.send(routing_key, event)
-    if event.action == "trigger":
-        vendors.redis.hset(external, "paged", request.severity)
-    verb = "resolved" if event.action == "resolve" else f"triggered ({event.severity})"
-    return Outcome("succeeded", f"PagerDuty {verb}, dedup_key {incident.id}")
+    return routing_key
 
 
 def _trigger(request: ActionRequest, incident: Incident, integrations: Integrations) -> Event:
@@ -115,34 +129,53 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
         raise PermanentError(
             "Statuspage is not configured (ALERTPILOT_STATUSPAGE_PAGE_ID, _API_KEY)"
         )
-    keys = Keys(request.prefix)
-    stored = vendors.redis.hget(keys.external(incident.id), "statuspage")
-    existing = text(stored) if stored is not None else None
-    if existing is None:
-        found = vendors.statuspage.find_unresolved(incident.id)
-        existing = str(found["id"]) if found else None
-        if existing:
-            vendors.redis.hset(keys.external(incident.id), "statuspage", existing)
+    page = vendors.statuspage
+    external = Keys(request.prefix).external(incident.id)
+    stored = vendors.redis.hmget(external, ["statuspage", "statuspage_closed"])
+    existing = text(stored[0]) if stored[0] is not None else None
+    if stored[1] is not None and request.transition != "resolved":
+        return Outcome("skipped", "the Statuspage incident was resolved on the page; left alone")
+    if existing is None and request.transition in ("update", "resolved"):
+        # Only a lost create can have left an incident there without our record of it.
+        found = page.find_unresolved(incident.id)
+        if found is None:
+            return Outcome("skipped", f"no Statuspage incident to {request.transition}")
+        existing = str(found["id"])
+        vendors.redis.hset(external, "statuspage", existing)
     components = _components(request.params)
     if request.transition == "resolved":
-        if existing is None:
-            return Outcome("skipped", "no Statuspage incident to resolve")
+        assert existing is not None
         fields: dict[str, Any] = {"status": "resolved", "body": "This incident has been resolved."}
         fields["components"] = {c: "operational" for c in components}
-        vendors.statuspage.update(existing, fields)
+        page.update(existing, fields)
         return Outcome("succeeded", f"Statuspage incident {existing} resolved")
-    if request.transition == "update" and existing is None:
-        return Outcome("skipped", "no Statuspage incident to update")
-    if not request.public and existing is None:
-        return Outcome("skipped", f"{request.severity} is not public: no Statuspage incident")
-    if existing is not None:
-        update: dict[str, Any] = {
+    if existing is None:
+        if not request.public:
+            return Outcome("skipped", f"{request.severity} is not public: no Statuspage incident")
+        found = page.find_unresolved(incident.id)  # a create that was lost after the POST
+        if found is not None:
+            vendors.redis.hset(external, "statuspage", str(found["id"]))
+            return Outcome(
+                "succeeded", f"Statuspage incident {found['id']} adopted (created before)"
+            )
+        return _open(request, incident, vendors, components)
+    answer = page.update(
+        existing,
+        {
             "body": _status_body(request, incident),
             "impact_override": _impact(request),
             "components": components,
-        }
-        vendors.statuspage.update(existing, update)
-        return Outcome("succeeded", f"Statuspage incident {existing} updated ({request.severity})")
+        },
+    )
+    if answer.get("status") == "resolved":
+        vendors.redis.hset(external, "statuspage_closed", "1")
+    return Outcome("succeeded", f"Statuspage incident {existing} updated ({request.severity})")
+
+
+def _open(
+    request: ActionRequest, incident: Incident, vendors: Vendors, components: dict[str, str]
+) -> Outcome:
+    assert vendors.statuspage is not None
     created = vendors.statuspage.create(
         {
             "name": incident.title[:255],
@@ -154,7 +187,8 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
             "metadata": {"alertpilot": {"incident_id": incident.id}},
         }
     )
-    vendors.redis.hset(keys.external(incident.id), "statuspage", str(created["id"]))
+    external = Keys(request.prefix).external(incident.id)
+    vendors.redis.hset(external, "statuspage", str(created["id"]))
     return Outcome("succeeded", f"Statuspage incident {created['id']} opened (investigating)")
 
 

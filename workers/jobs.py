@@ -29,7 +29,7 @@ from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
 from workers import timeline
-from workers.actions import ActionRequest, Handler, Outcome
+from workers.actions import COMMUNICATION_ACTIONS, ActionRequest, Handler, Outcome
 from workers.errors import PermanentError, TransientError
 from workers.incidents import load_incident
 from workers.keys import Keys
@@ -128,6 +128,14 @@ def _locked(
     if request.transition != "resolved" and incident.status == "resolved":
         outcome = Outcome("skipped", "incident resolved before the job ran; nothing done")
         return _record(redis, keys, request, job_id, outcome)
+    if (
+        request.action in COMMUNICATION_ACTIONS
+        and request.transition != "resolved"
+        and request.severity != incident.severity
+    ):
+        # An escalation queued its own jobs at the new severity; this one would undo it.
+        message = f"superseded: the incident is {incident.severity} now, not {request.severity}"
+        return _record(redis, keys, request, job_id, Outcome("skipped", message))
     try:
         outcome = handlers[request.action](request, incident)
     except TransientError as exc:

@@ -21,6 +21,10 @@ class Keys:
         """Hash of the incident's ids at vendors (statuspage -> incident id)."""
         return f"{self.prefix}incident:{incident_id}:external"
 
+    def pending_tick(self, incident_id: str) -> str:
+        """Job id of the incident's next status-update tick, so a resolve can cancel it."""
+        return f"{self.prefix}incident:{incident_id}:tick"
+
     def acknowledgement(self, incident_id: str) -> str:
         """Hash of the incident's first PagerDuty acknowledgement (when, who, within)."""
         return f"{self.prefix}incident:{incident_id}:ack"

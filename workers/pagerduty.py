@@ -44,10 +44,12 @@ class PagerDuty:
         except UrlError:
             raise PermanentError(f"PagerDuty events URL is not usable: {self.base_url}") from None
         client.timeout = int(self.timeout)  # the client reads this attribute, not the kwarg
+        # One retry per failing status, none for network errors: an attempt takes at
+        # most two requests and a 2 s pause (about 25 s); longer waits are RQ retries.
         client.retry = {429: 1, 500: 1, 502: 1, 503: 1, 504: 1}
         client.sleep_timer = 1.0
-        client.max_http_attempts = 3
-        client.max_network_attempts = 2
+        client.max_http_attempts = 2
+        client.max_network_attempts = 0
         try:
             if event.action == "resolve":
                 return str(client.resolve(event.dedup_key))
@@ -62,9 +64,13 @@ class PagerDuty:
                 )
             )
         except HttpError as exc:
+            if exc.response is not None and 200 <= int(exc.response.status_code) < 300:
+                return event.dedup_key  # accepted; only its answer was odd
             raise _classify(exc.response) from None
         except Error:
             raise TransientError("PagerDuty unreachable") from None
+        except Exception as exc:  # httpx2 errors the client does not wrap, and the like
+            raise TransientError(f"PagerDuty call failed ({type(exc).__name__})") from None
 
 
 def _classify(response: Any) -> PermanentError | TransientError:
