@@ -23,7 +23,7 @@ from webhook.payload import Alert, Notification
 from webhook.policy import Match, Policy
 from webhook.policy.model import Action, Severity
 from workers import timeline
-from workers.actions import COMMUNICATION_ACTIONS
+from workers.actions import COMMUNICATION_ACTIONS, MITIGATION_ACTIONS
 from workers.incidents import AlertState, Incident
 
 Transition = Literal["declared", "escalated", "resolved"]
@@ -249,6 +249,10 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         # (the delayed job finds the incident resolved and does nothing).
         wait = action.params.get("page_after") or (severity.page_after if severity else None)
         delay = _seconds(wait)
+    if action.name in MITIGATION_ACTIONS:
+        # The guardrails travel with the job: the worker checks them before any call.
+        guard = ctx.policy.guardrails.model_dump(mode="json")
+        action = Action(name=action.name, params={**action.params, "guardrails": guard})
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
         action=_with_severity_defaults(action, severity),

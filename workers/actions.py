@@ -15,7 +15,7 @@ from typing import Any, Literal
 from workers.incidents import Incident
 
 Transition = Literal["declared", "escalated", "update", "resolved"]
-OutcomeKind = Literal["succeeded", "dry_run", "skipped"]
+OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked"]
 
 COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
 MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
@@ -86,13 +86,19 @@ def describe(request: ActionRequest, incident: Incident) -> str:
     if request.action == "notify":
         return f"would post the {request.transition} message to chat"
     target = _target(incident)
+    params = action_params(request)
     if request.transition == "resolved":
         return f"would revert {request.action} on {target}"
-    return f"would apply {request.action} {request.params or ''} to {target}".replace("  ", " ")
+    return f"would apply {request.action} {params or ''} to {target}".replace("  ", " ")
+
+
+def action_params(request: ActionRequest) -> dict[str, Any]:
+    """The route's parameters, without the guardrails the job carries along."""
+    return {k: v for k, v in request.params.items() if k != "guardrails"}
 
 
 def dry_run(request: ActionRequest, incident: Incident) -> Outcome:
-    return Outcome("dry_run", describe(request, incident), {"params": request.params})
+    return Outcome("dry_run", describe(request, incident), {"params": action_params(request)})
 
 
 def target_of(labels: Mapping[str, str]) -> str:

@@ -16,26 +16,45 @@ from workers.chat import Chat
 from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
 from workers.incidents import Incident
+from workers.kube import Kubernetes, api_client
+from workers.mitigations import Cluster, scale_up
 from workers.pagerduty import PagerDuty
 from workers.statuspage import RateLimiter, Statuspage
 
 Live = Callable[[ActionRequest, Incident, Vendors], Outcome]
 LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notify}
+MITIGATIONS: dict[str, Callable[[ActionRequest, Incident, Cluster], Outcome]] = {
+    "scale_up": scale_up
+}
 
 
 def build_handlers(integrations: Integrations, redis: Redis, prefix: str) -> dict[str, Handler]:
     vendors = vendors_for(integrations, redis, prefix)
+    cluster = Cluster(redis, integrations.env, _kube(integrations))
 
     def handler(name: str) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:
-            live = LIVE.get(name)
-            if live is None or request.dry_run or integrations.dry_run:
+            if request.dry_run or integrations.dry_run:
                 return dry_run(request, incident)
-            return live(request, incident, vendors)
+            if name in MITIGATIONS:
+                return MITIGATIONS[name](request, incident, cluster)
+            live = LIVE.get(name)
+            return live(request, incident, vendors) if live else dry_run(request, incident)
 
         return run
 
     return {name: handler(name) for name in ACTION_NAMES}
+
+
+def _kube(integrations: Integrations) -> Callable[[], Kubernetes]:
+    made: list[Kubernetes] = []
+
+    def get() -> Kubernetes:
+        if not made:
+            made.append(Kubernetes(api_client(integrations.env.get("KUBECONFIG"))))
+        return made[0]
+
+    return get
 
 
 def vendors_for(integrations: Integrations, redis: Redis, prefix: str) -> Vendors:

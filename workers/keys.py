@@ -69,6 +69,24 @@ class Keys:
         return f"{self.prefix}lock:{incident_id}:{action}"
 
     @property
+    def mitigations_paused(self) -> str:
+        """Kill switch: set (to the reason) while every mitigation is paused."""
+        return f"{self.prefix}mitigations:paused"
+
+    def attempts(self, incident_id: str, action: str) -> str:
+        return f"{self.prefix}incident:{incident_id}:attempts:{action}"
+
+    def cooldown(self, action: str, namespace: str, name: str) -> str:
+        return f"{self.prefix}cooldown:{action}:{namespace}/{name}"
+
+    def budget(self, hour: int) -> str:
+        return f"{self.prefix}budget:{hour}"
+
+    def mitigation(self, incident_id: str, action: str) -> str:
+        """Hash of what a mitigation changed (kind, target, before, after), for revert."""
+        return f"{self.prefix}incident:{incident_id}:mitigation:{action}"
+
+    @property
     def jobs_finished(self) -> str:
         """Hash "action|outcome" -> count, shared by every worker."""
         return f"{self.prefix}stats:jobs_finished"

@@ -22,7 +22,7 @@ from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from webhook.policy.matchers import Matcher, parse_matcher
-from webhook.policy.model import Action, DefaultRoute, Route, Severity
+from webhook.policy.model import Action, DefaultRoute, Guardrails, Route, Severity
 from webhook.policy.problems import Problem
 
 TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False)
@@ -120,6 +120,8 @@ class Policy:
     index: RouteIndex = field(default_factory=RouteIndex)
     warnings: tuple[Problem, ...] = ()
     """Problems that do not stop the set from loading (validate prints them)."""
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    """The `mitigations:` section: limits every mitigation job carries."""
 
     def rank(self, severity: str) -> int:
         """0 for the most severe; larger numbers are less severe.

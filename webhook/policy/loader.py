@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from webhook.policy.checks import Draft, check, message_templates
 from webhook.policy.engine import Policy, compile_policy
-from webhook.policy.model import Action, DefaultRoute, PolicyFile, Route, Severity
+from webhook.policy.model import Action, DefaultRoute, Guardrails, PolicyFile, Route, Severity
 from webhook.policy.problems import Location, Marks, PathKey, PolicyError, Problem
 
 __all__ = [
@@ -179,8 +179,14 @@ def _assemble(
     severities: dict[str, Severity] = {}
     routes: list[Route] = []
     default: DefaultRoute | None = None
+    guardrails: Guardrails | None = None
     where: dict[str, Location] = {}
     for item in loaded:
+        if item.doc.mitigations is not None:
+            at = Location(item.path, item.marks, ("mitigations",))
+            if guardrails is not None:
+                problems.append(at.problem("mitigations is already set in another file"))
+            guardrails = item.doc.mitigations
         for name, severity in item.doc.severities.items():
             at = Location(item.path, item.marks, ("severities", name))
             if name in severities:
@@ -210,4 +216,5 @@ def _assemble(
     if any(p.level == "error" for p in problems):
         return None
     policy = compile_policy(severities, routes, default, content_hash)
-    return replace(policy, warnings=tuple(p for p in found if p.level == "warning"))
+    warnings = tuple(p for p in found if p.level == "warning")
+    return replace(policy, warnings=warnings, guardrails=guardrails or Guardrails())

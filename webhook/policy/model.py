@@ -133,7 +133,31 @@ class DefaultRoute(_Strict):
     actions: list[ActionEntry] = Field(default_factory=list)
 
 
+class Allow(_Strict):
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces mitigations may touch; empty: none."""
+    workloads: list[str] = Field(default_factory=list)
+    """Deployment (or ingress) names; empty: any in an allowed namespace."""
+
+
+class Guardrails(_Strict):
+    """Limits every mitigation obeys, checked by the worker before any call to the API server."""
+
+    dry_run: bool = Field(True, description="Describe mitigations instead of applying them.")
+    allow: Allow = Field(default_factory=Allow)
+    max_replicas: int = Field(
+        50, ge=1, description="Ceiling for any scale-up, whatever the route says."
+    )
+    max_factor: float = Field(
+        3.0, gt=1, description="At most this many times the current replicas."
+    )
+    cooldown: Duration = Field("10m", description="Between two mitigations of one target.")
+    attempts_per_incident: int = Field(2, ge=1, description="Then a human is asked instead.")
+    budget_per_hour: int = Field(20, ge=1, description="Mitigations per hour, across all workers.")
+
+
 class PolicyFile(_Strict):
     severities: dict[str, Severity] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     default: DefaultRoute | None = None
+    mitigations: Guardrails | None = None

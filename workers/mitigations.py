@@ -1,0 +1,99 @@
+"""Mitigations on Kubernetes. This release: scale_up, behind the guardrails.
+
+scale_up raises a Deployment's replicas through the scale subresource, or
+the minReplicas of the HorizontalPodAutoscaler that targets it (scaling under
+an HPA is undone by the HPA within seconds). It never scales down, never
+beyond the route's `max_replicas`, the policy's ceiling or `max_factor`
+times the current count, and records what it changed for the revert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from workers import guardrails
+from workers.actions import ActionRequest, Outcome, action_params, dry_run
+from workers.errors import PermanentError
+from workers.guardrails import Guard
+from workers.incidents import Incident
+from workers.keys import Keys
+from workers.kube import Kubernetes
+
+
+@dataclass(frozen=True)
+class Cluster:
+    redis: Redis
+    env: Mapping[str, str]
+    kube: Callable[[], Kubernetes]
+    """Built on first use: a job refused by a guardrail never needs the API server."""
+
+
+def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    if request.transition == "resolved":
+        return Outcome("skipped", "revert after the stabilisation window is not built yet")
+    namespace, name = _target(incident)
+    keys = Keys(request.prefix)
+    guard = Guard.from_params(request.params)
+    reason = guardrails.refuse(
+        cluster.redis,
+        keys,
+        guard,
+        env=cluster.env,
+        incident_id=incident.id,
+        action="scale_up",
+        namespace=namespace,
+        name=name,
+    )
+    if reason is not None:
+        return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+    if guard.dry_run:
+        return dry_run(request, incident)
+    kube = cluster.kube()
+    current = kube.read_scale(namespace, name).replicas
+    desired = _desired(action_params(request), current, guard)
+    if desired <= current:
+        message = f"{namespace}/{name} already has {current} replicas; never scales down"
+        return Outcome("skipped", message)
+    hpa = kube.hpa_for(namespace, name)
+    if hpa is not None:
+        hpa_name, hpa_min = hpa
+        kube.set_hpa_min(namespace, hpa_name, desired)
+        change = {"kind": "hpa", "name": hpa_name, "before": hpa_min, "after": desired}
+    else:
+        kube.set_replicas(namespace, name, desired)
+        change = {"kind": "scale", "name": name, "before": current, "after": desired}
+    record = {"namespace": namespace, **{k: str(v) for k, v in change.items()}}
+    stored: Mapping[Any, Any] = record  # redis-py's mapping type is invariant in its keys
+    cluster.redis.hset(keys.mitigation(incident.id, "scale_up"), mapping=stored)
+    target = f"{namespace}/{name}"
+    guardrails.applied(
+        cluster.redis, keys, guard, incident_id=incident.id, action="scale_up", target=target
+    )
+    via = f" (HPA {change['name']} minReplicas)" if hpa is not None else ""
+    return Outcome("succeeded", f"scaled {target} from {current} to {desired}{via}", record)
+
+
+def _desired(params: Mapping[str, Any], current: int, guard: Guard) -> int:
+    if "to" in params:
+        wanted = int(params["to"])
+    elif "factor" in params:
+        wanted = math.ceil(current * float(params["factor"]))
+    else:
+        wanted = current + int(params.get("by", 1))
+    caps = [guard.max_replicas, math.floor(max(current, 1) * guard.max_factor)]
+    if "max_replicas" in params:
+        caps.append(int(params["max_replicas"]))
+    return min(wanted, *caps)
+
+
+def _target(incident: Incident) -> tuple[str, str]:
+    firing = sorted(incident.firing, key=lambda a: a.fingerprint)
+    for alert in firing:
+        if alert.labels.get("namespace") and alert.labels.get("deployment"):
+            return alert.labels["namespace"], alert.labels["deployment"]
+    raise PermanentError("no firing alert names a namespace and deployment to scale")
