@@ -30,13 +30,14 @@ default: {severity: SEV2, actions: [notify]}
 def write_routes(directory: Path, count: int) -> None:
     """Routes like a large organisation's: one alert name each, scoped by service.
 
-    One in fifty has no alertname matcher (team-wide regex routes), so the
-    index always has unindexed routes to merge in.
+    One in fifty is a team route with no alertname matcher, so the index has
+    a second level (team) to merge in. Every route is distinct: policy
+    validation rejects routes an earlier one shadows.
     """
     lines = ["routes:"]
     for i in range(count):
         if i % 50 == 49:
-            matchers = [f'team=~"team-{i % 7}|platform"', 'severity="critical"']
+            matchers = [f'team="team-{i}"', 'severity=~"critical|page"']
         else:
             matchers = [f'alertname="Alert{i}"', f'service=~"svc-{i % 40}|svc-{(i + 1) % 40}"']
         quoted = ", ".join(f"'{m}'" for m in matchers)
