@@ -79,6 +79,10 @@ class Keys:
     def cooldown(self, action: str, namespace: str, name: str) -> str:
         return f"{self.prefix}cooldown:{action}:{namespace}/{name}"
 
+    def target_lock(self, namespace: str, name: str) -> str:
+        """Held while a mitigation changes one workload (any incident, any worker)."""
+        return f"{self.prefix}lock:target:{namespace}/{name}"
+
     def budget(self, hour: int) -> str:
         return f"{self.prefix}budget:{hour}"
 

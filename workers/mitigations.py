@@ -9,16 +9,18 @@ times the current count, and records what it changed for the revert.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import LockError
 
 from workers import guardrails
 from workers.actions import ActionRequest, Outcome, action_params, dry_run
-from workers.errors import PermanentError
+from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
 from workers.incidents import Incident
 from workers.keys import Keys
@@ -53,6 +55,28 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
     if guard.dry_run:
         return dry_run(request, incident)
+    # One change to a workload at a time, whichever incident or worker asks.
+    lock = cluster.redis.lock(keys.target_lock(namespace, name), timeout=120, blocking_timeout=30)
+    if not lock.acquire():
+        raise TransientError(f"{namespace}/{name} is being changed by another job")
+    try:
+        return _scale(request, incident, cluster, guard, namespace, name)
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+def _scale(
+    request: ActionRequest,
+    incident: Incident,
+    cluster: Cluster,
+    guard: Guard,
+    namespace: str,
+    name: str,
+) -> Outcome:
+    keys = Keys(request.prefix)
+    if cluster.redis.exists(keys.cooldown("scale_up", namespace, name)):
+        return Outcome("blocked", f"{namespace}/{name} is cooling down after the last scale_up")
     kube = cluster.kube()
     current = kube.read_scale(namespace, name).replicas
     desired = _desired(action_params(request), current, guard)
@@ -63,10 +87,10 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     if hpa is not None:
         hpa_name, hpa_min = hpa
         kube.set_hpa_min(namespace, hpa_name, desired)
-        change = {"kind": "hpa", "name": hpa_name, "before": hpa_min, "after": desired}
+        change = {"object": "hpa", "name": hpa_name, "before": hpa_min, "after": desired}
     else:
         kube.set_replicas(namespace, name, desired)
-        change = {"kind": "scale", "name": name, "before": current, "after": desired}
+        change = {"object": "scale", "name": name, "before": current, "after": desired}
     record = {"namespace": namespace, **{k: str(v) for k, v in change.items()}}
     stored: Mapping[Any, Any] = record  # redis-py's mapping type is invariant in its keys
     cluster.redis.hset(keys.mitigation(incident.id, "scale_up"), mapping=stored)

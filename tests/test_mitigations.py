@@ -1,0 +1,232 @@
+"""scale_up against a stand-in Kubernetes API, through the real client and the guardrails."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from redis import Redis
+from rq import Queue
+
+from tests.conftest import AUTH, REPO, fixture, post, run_jobs
+from tests.support.kube_standin import KubeStandIn
+from tests.test_policy import write_policy
+from webhook.app import create_app
+from webhook.settings import Settings
+
+ROUTES = """\
+routes:
+  - name: api-latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    actions: [{scale_up: {by: 4, max_replicas: 20}}]
+"""
+GUARDRAILS = {
+    "mitigations": {
+        "dry_run": False,
+        "allow": {"namespaces": ["production"], "workloads": ["api", "api-canary"]},
+        "max_replicas": 50,
+        "max_factor": 3,
+        "cooldown": "10m",
+        "attempts_per_incident": 2,
+        "budget_per_hour": 20,
+    }
+}
+
+
+@pytest.fixture
+def kube(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[KubeStandIn]:
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with KubeStandIn(token="kube-t0ken") as server:
+        server.add_deployment("production", "api", replicas=4)
+        server.add_deployment("production", "api-canary", replicas=2)
+        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield server
+
+
+def app_with(settings: Settings, redis: Redis, tmp_path: Path, **guardrails: Any) -> FlaskClient:
+    directory = write_policy(tmp_path / "policies", ROUTES)
+    doc = copy.deepcopy(GUARDRAILS)
+    doc["mitigations"].update(guardrails)
+    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(doc))
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+
+
+def latency(deployment: str = "api", namespace: str = "production") -> dict[str, Any]:
+    doc = copy.deepcopy(fixture("firing-two-alerts.json"))
+    doc["alerts"] = [doc["alerts"][0]]
+    doc["alerts"][0]["labels"] |= {"deployment": deployment, "namespace": namespace}
+    doc["groupKey"] = f'{{}}:{{deployment="{deployment}"}}'
+    doc["alerts"][0]["fingerprint"] = f"{abs(hash(deployment + namespace)) % 16**16:016x}"
+    return doc
+
+
+def timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = client.get(
+        f"/api/v1/incidents/{incident_id}", headers=AUTH
+    ).json["timeline"]
+    return entries
+
+
+def test_scale_up_raises_replicas_once_despite_resends(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    post(app, latency())  # Alertmanager's resend
+    run_jobs(queue)
+    run_jobs(queue)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    patches = [c for c in kube.calls if c[2] == "patch"]
+    assert patches == [("apps", "deployments/scale", "patch")]
+    (done,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
+    assert (done["kind"], done["message"]) == ("succeeded", "scaled production/api from 4 to 8")
+
+
+def test_scale_up_under_an_hpa_raises_its_min_replicas(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
+    app = app_with(settings, redis, tmp_path)
+    post(app, latency())
+    run_jobs(queue)
+    assert kube.hpa("production", "api")["spec"]["minReplicas"] == 8
+    assert ("apps", "deployments/scale", "patch") not in kube.calls
+
+
+@pytest.mark.parametrize(
+    ("guardrails", "reason"),
+    [
+        ({"allow": {"namespaces": ["staging"]}}, "namespace 'production' is not in the mitigation"),
+        (
+            {"allow": {"namespaces": ["production"], "workloads": ["web"]}},
+            "production/api is not in",
+        ),
+    ],
+    ids=["namespace", "workload"],
+)
+def test_refused_mitigations_change_nothing_and_say_why(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+    guardrails: dict[str, Any],
+    reason: str,
+) -> None:
+    app = app_with(settings, redis, tmp_path, **guardrails)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    (entry,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
+    assert entry["kind"] == "blocked" and reason in entry["message"]
+    assert kube.calls == []
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 4
+
+
+def test_budget_per_hour_holds_across_incidents(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path, budget_per_hour=1)
+    post(app, latency("api"))
+    (second,) = post(app, latency("api-canary")).json["incidents"]
+    run_jobs(queue)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    assert kube.deployment("production", "api-canary")["spec"]["replicas"] == 2
+    (entry,) = [e for e in timeline(app, second) if e.get("action") == "scale_up"]
+    assert entry["kind"] == "blocked" and "budget" in entry["message"]
+
+
+def test_kill_switch_blocks_every_mitigation(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    redis.set("aptest:mitigations:paused", "incident review in progress")
+    app = app_with(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    (entry,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
+    assert entry["message"] == "mitigations are paused: incident review in progress"
+    assert kube.calls == []
+
+
+def test_cooldown_stops_a_second_incident_on_the_same_target(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path)
+    post(app, latency())
+    run_jobs(queue)
+    other = latency()
+    other["groupKey"] = '{}:{deployment="api", other="1"}'
+    other["alerts"][0]["fingerprint"] = "0000000000000abc"
+    other["alerts"][0]["labels"]["alertname"] = "HighLatency"
+    other["alerts"][0]["labels"]["replica"] = "b"
+    (second,) = post(app, other).json["incidents"]
+    run_jobs(queue)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    (entry,) = [e for e in timeline(app, second) if e.get("action") == "scale_up"]
+    assert entry["kind"] == "blocked" and "cooling down" in entry["message"]
+
+
+def test_every_call_the_adapter_makes_is_allowed_by_the_role(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    kube.add_hpa(
+        "production", "api-canary", target_deployment="api-canary", min_replicas=2, max_replicas=9
+    )
+    app = app_with(settings, redis, tmp_path)
+    post(app, latency("api"))
+    post(app, latency("api-canary"))
+    run_jobs(queue)
+    role = next(
+        doc
+        for doc in yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
+        if doc["kind"] == "Role"
+    )
+    allowed = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert kube.calls, "the adapter made no call"
+    assert set(kube.calls) <= allowed, set(kube.calls) - allowed
