@@ -111,6 +111,7 @@ def test_all_alerts_resolved_resolves_the_incident_and_queues_resolve_jobs(
     assert response.json["jobs"] == [
         f"{incident_id}-resolved-page",
         f"{incident_id}-resolved-notify",
+        f"{incident_id}-resolved-scale_up",  # the revert, after the stabilisation window
     ]
     incident = _incident(client, incident_id)
     assert incident["status"] == "resolved"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,12 +12,17 @@ from typing import Any
 import pytest
 import yaml
 from flask.testing import FlaskClient
+from kubernetes import client, config
 from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
+from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REPO, fixture, post, run_jobs
+from tests.conftest import AUTH, REPO, TOKEN, fixture, post, run_jobs
+from tests.support.alertmanager import run_alertmanager
 from tests.support.kube_standin import KubeStandIn
+from tests.test_cadence import due
+from tests.test_e2e_alertmanager import wait_for
 from tests.test_policy import write_policy
 from webhook.app import create_app
 from webhook.settings import Settings
@@ -230,3 +236,109 @@ def test_every_call_the_adapter_makes_is_allowed_by_the_role(
     }
     assert kube.calls, "the adapter made no call"
     assert set(kube.calls) <= allowed, set(kube.calls) - allowed
+
+
+def _resolved(doc: dict[str, Any]) -> dict[str, Any]:
+    done = copy.deepcopy(doc)
+    for alert in done["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2026-11-27T00:30:00Z"
+    done["status"] = "resolved"
+    return done
+
+
+def test_revert_after_the_stabilisation_window_restores_an_untouched_target(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path, stabilisation="1s")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8  # not before the window
+    due(queue, 1.1)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 4
+    (revert,) = [
+        e
+        for e in timeline(app, incident_id)
+        if e.get("action") == "scale_up" and e["transition"] == "resolved"
+    ]
+    assert revert["message"] == "reverted production/api from 8 to 4"
+
+
+def test_revert_leaves_a_target_a_person_changed_since(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path, stabilisation="1s")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    # A person scales it by hand (kubectl scale), through the same API.
+    api = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    client.AppsV1Api(api).patch_namespaced_deployment_scale(
+        "api", "production", {"spec": {"replicas": 12}}
+    )
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    due(queue, 1.1)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 12
+    (revert,) = [
+        e
+        for e in timeline(app, incident_id)
+        if e.get("action") == "scale_up" and e["transition"] == "resolved"
+    ]
+    assert revert["kind"] == "skipped"
+    assert "it holds 12, not the 8 alertpilot set" in revert["message"]
+
+
+@pytest.mark.e2e
+def test_alertmanager_to_kubernetes_scales_once_and_reverts_after_the_window(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    """Real Alertmanager -> alertpilot -> stand-in API server: 4 -> 8 once, then back to 4."""
+    app = app_with(settings, redis, tmp_path, stabilisation="1s").application
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/api/v1/alertmanager"
+    registry = app.extensions["alertpilot"].metrics.registry
+
+    def received(outcome: str) -> float:
+        labels = {"outcome": outcome}
+        return registry.get_sample_value("alertpilot_notifications_received_total", labels) or 0.0
+
+    try:
+        with run_alertmanager(url, bearer_token=TOKEN, workdir=tmp_path / "am") as am:
+            labels = {"alertname": "HighLatency", "service": "api"}
+            alert = am.firing({**labels, "namespace": "production", "deployment": "api"})
+            am.post_alerts([alert])
+            wait_for("a repeat notification", lambda: received("duplicate") >= 1, timeout=30)
+            run_jobs(queue)
+            assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+            am.post_alerts([am.resolved(alert)])
+            wait_for(
+                "the resolve",
+                lambda: live.get("/api/v1/incidents?status=resolved", headers=AUTH).json[
+                    "incidents"
+                ],
+            )
+            run_jobs(queue)
+            due(queue, 1.1)
+    finally:
+        server.shutdown()
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 4
+    patches = [c for c in kube.calls if c == ("apps", "deployments/scale", "patch")]
+    assert len(patches) == 2  # up once, down once

@@ -196,22 +196,18 @@ def _escalate(
 
 
 def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) -> Change:
-    """Every alert resolved: communication actions that ran get their resolve job.
-
-    Mitigations are not undone here: reverting them after a stabilisation
-    window belongs to the mitigation workers.
+    """Every alert resolved: communication actions that ran get their resolve job,
+    mitigations a revert job once the stabilisation window has passed (unless the
+    route said `revert: false`).
     """
     resolved = incident.with_changes(status="resolved", resolved_at=ctx.now)
-    jobs = [
-        _job(
-            resolved,
-            Action(name=name, params=incident.action_params.get(name, {})),
-            "resolved",
-            ctx,
-        )
-        for name in incident.actions
-        if name in COMMUNICATION_ACTIONS
-    ]
+    jobs = []
+    for name in incident.actions:
+        params = incident.action_params.get(name, {})
+        if name in MITIGATION_ACTIONS and params.get("revert", True) is False:
+            continue
+        if name in COMMUNICATION_ACTIONS or name in MITIGATION_ACTIONS:
+            jobs.append(_job(resolved, Action(name=name, params=params), "resolved", ctx))
     message = f"resolved: all {len(incident.alerts)} alerts resolved"
     entries.append(_entry(ctx, "resolved", message, queued=_names(jobs)))
     return Change(resolved, "resolved", entries, jobs)
@@ -244,6 +240,8 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
     tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
     severity = ctx.policy.severities.get(incident.severity)
     delay = 0
+    if action.name in MITIGATION_ACTIONS and transition == "resolved":
+        delay = _seconds(ctx.policy.guardrails.stabilisation)
     if action.name == "page" and transition == "declared":
         # page_after: a flapping alert that resolves inside the window never pages
         # (the delayed job finds the incident resolved and does nothing).

@@ -23,7 +23,7 @@ from workers.actions import ActionRequest, Outcome, action_params, dry_run
 from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
 from workers.incidents import Incident
-from workers.keys import Keys
+from workers.keys import Keys, text
 from workers.kube import Kubernetes
 
 
@@ -36,11 +36,11 @@ class Cluster:
 
 
 def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
-    if request.transition == "resolved":
-        return Outcome("skipped", "revert after the stabilisation window is not built yet")
-    namespace, name = _target(incident)
     keys = Keys(request.prefix)
     guard = Guard.from_params(request.params)
+    if request.transition == "resolved":
+        return _revert(request, incident, cluster, guard)
+    namespace, name = _target(incident)
     reason = guardrails.refuse(
         cluster.redis,
         keys,
@@ -87,7 +87,13 @@ def _scale(
     if hpa is not None:
         hpa_name, hpa_min = hpa
         kube.set_hpa_min(namespace, hpa_name, desired)
-        change = {"object": "hpa", "name": hpa_name, "before": hpa_min, "after": desired}
+        change = {
+            "object": "hpa",
+            "name": hpa_name,
+            "deployment": name,
+            "before": hpa_min,
+            "after": desired,
+        }
     else:
         kube.set_replicas(namespace, name, desired)
         change = {"object": "scale", "name": name, "before": current, "after": desired}
@@ -100,6 +106,40 @@ def _scale(
     )
     via = f" (HPA {change['name']} minReplicas)" if hpa is not None else ""
     return Outcome("succeeded", f"scaled {target} from {current} to {desired}{via}", record)
+
+
+def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard) -> Outcome:
+    """Put back what scale_up changed, if the object still holds what alertpilot set."""
+    keys = Keys(request.prefix)
+    raw = cluster.redis.hgetall(keys.mitigation(incident.id, "scale_up"))
+    record = {text(k): text(v) for k, v in raw.items()}
+    if not record:
+        return Outcome("skipped", "nothing to revert: scale_up changed nothing")
+    stop = guardrails.paused(cluster.redis, keys, cluster.env)
+    if stop is not None:
+        return Outcome("blocked", f"mitigations are paused: {stop}; revert not done")
+    if guard.dry_run:
+        return dry_run(request, incident)
+    namespace, name = record["namespace"], record["name"]
+    before, after = int(record["before"]), int(record["after"])
+    kube = cluster.kube()
+    if record["object"] == "hpa":
+        found = kube.hpa_for(namespace, record.get("deployment", name))
+        now = found[1] if found else None
+    else:
+        now = kube.read_scale(namespace, name).replicas
+    if now != after:
+        message = (
+            f"left {namespace}/{name} alone: it holds {now}, not the {after} alertpilot set "
+            "(a person changed it since)"
+        )
+        return Outcome("skipped", message)
+    if record["object"] == "hpa":
+        kube.set_hpa_min(namespace, name, before)
+    else:
+        kube.set_replicas(namespace, name, before)
+    cluster.redis.delete(keys.mitigation(incident.id, "scale_up"))
+    return Outcome("succeeded", f"reverted {namespace}/{name} from {after} to {before}")
 
 
 def _desired(params: Mapping[str, Any], current: int, guard: Guard) -> int:

@@ -154,6 +154,9 @@ class Guardrails(_Strict):
     cooldown: Duration = Field("10m", description="Between two mitigations of one target.")
     attempts_per_incident: int = Field(2, ge=1, description="Then a human is asked instead.")
     budget_per_hour: int = Field(20, ge=1, description="Mitigations per hour, across all workers.")
+    stabilisation: Duration = Field(
+        "15m", description="How long an incident stays resolved before its mitigations revert."
+    )
 
 
 class PolicyFile(_Strict):
