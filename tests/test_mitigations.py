@@ -18,12 +18,13 @@ from redis import Redis
 from rq import Queue
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REPO, TOKEN, fixture, post, run_jobs
+from tests.conftest import AUTH, REDIS_URL, REPO, TOKEN, fixture, post, run_jobs
 from tests.support.alertmanager import run_alertmanager
 from tests.support.kube_standin import KubeStandIn
 from tests.test_cadence import due
 from tests.test_e2e_alertmanager import wait_for
 from tests.test_policy import write_policy
+from webhook import cli
 from webhook.app import create_app
 from webhook.settings import Settings
 
@@ -342,3 +343,14 @@ def test_alertmanager_to_kubernetes_scales_once_and_reverts_after_the_window(
     assert kube.deployment("production", "api")["spec"]["replicas"] == 4
     patches = [c for c in kube.calls if c == ("apps", "deployments/scale", "patch")]
     assert len(patches) == 2  # up once, down once
+
+
+def test_pause_and_resume_commands_flip_the_kill_switch(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("ALERTPILOT_KEY_PREFIX", "aptest:")
+    assert cli.main(["mitigations", "pause", "--reason", "game day"]) == 0
+    assert redis.get("aptest:mitigations:paused") == b"game day"
+    assert cli.main(["mitigations", "resume"]) == 0
+    assert redis.exists("aptest:mitigations:paused") == 0

@@ -65,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     export = replay.add_parser("export", help="write them as JSON lines, oldest first")
     export.set_defaults(run=_replay_export)
 
+    mitigations = commands.add_parser("mitigations", help="the kill switch").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    pause = mitigations.add_parser("pause", help="stop every mitigation (recorded as blocked)")
+    pause.add_argument("--reason", required=True, help="shown on every blocked mitigation")
+    pause.set_defaults(run=_pause)
+    resume = mitigations.add_parser("resume", help="let mitigations run again")
+    resume.set_defaults(run=_resume)
+
     jobs = commands.add_parser("jobs", help="jobs that failed for good").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -134,6 +143,32 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         notification=args.notification,
         dry_run=settings.dry_run,
     )
+
+
+def _pause(args: argparse.Namespace, settings: Settings) -> int:
+    return _switch(settings, args.reason)
+
+
+def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    return _switch(settings, None)
+
+
+def _switch(settings: Settings, reason: str | None) -> int:
+    from redis import Redis
+
+    from workers.keys import Keys
+
+    if settings.redis_url is None:
+        print("alertpilot: REDIS_URL: required for mitigations", file=sys.stderr)
+        return 2
+    redis, key = Redis.from_url(settings.redis_url), Keys(settings.key_prefix).mitigations_paused
+    if reason is None:
+        redis.delete(key)
+        print("mitigations resumed")
+    else:
+        redis.set(key, reason)
+        print(f"mitigations paused: {reason}")
+    return 0
 
 
 def _failed_registry(settings: Settings) -> Any:
