@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,6 +28,9 @@ from tests.test_policy import write_policy
 from webhook import cli
 from webhook.app import create_app
 from webhook.settings import Settings
+from workers.config import Integrations
+from workers.handlers import build_handlers
+from workers.jobs import execute
 
 ROUTES = """\
 routes:
@@ -354,3 +358,58 @@ def test_pause_and_resume_commands_flip_the_kill_switch(
     assert redis.get("aptest:mitigations:paused") == b"game day"
     assert cli.main(["mitigations", "resume"]) == 0
     assert redis.exists("aptest:mitigations:paused") == 0
+
+
+def test_scale_up_queued_before_a_resolve_does_not_call_the_api(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    post(app, _resolved(latency()))  # resolved before any worker took the job
+    run_jobs(queue)
+    assert kube.calls == []
+    (skipped,) = [
+        e
+        for e in timeline(app, incident_id)
+        if e.get("action") == "scale_up" and e["transition"] == "declared"
+    ]
+    assert skipped["kind"] == "skipped"
+
+
+def test_two_workers_scaling_one_workload_change_it_once(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    """Two incidents point at production/api; two workers take their jobs at the same time."""
+    app = app_with(settings, redis, tmp_path)
+    first = latency()
+    second = latency()
+    second["groupKey"] = '{}:{deployment="api", shard="2"}'
+    second["alerts"][0]["fingerprint"] = "00000000000000b2"
+    jobs = [post(app, doc).json["jobs"][0] for doc in (first, second)]
+    payloads = [queue.fetch_job(job_id).args[0] for job_id in jobs]  # type: ignore[union-attr]
+    queue.empty()
+    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:")
+    outcomes: list[str] = []
+
+    def worker(index: int) -> None:
+        decision = execute(redis, payloads[index], handlers, job_id=jobs[index])
+        outcomes.append(decision.outcome)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["blocked", "succeeded"]
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    assert kube.calls.count(("apps", "deployments/scale", "patch")) == 1
