@@ -413,3 +413,77 @@ def test_two_workers_scaling_one_workload_change_it_once(
     assert sorted(outcomes) == ["blocked", "succeeded"]
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     assert kube.calls.count(("apps", "deployments/scale", "patch")) == 1
+
+
+RESTART = """\
+routes:
+  - name: api-latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    actions: [rollout_restart]
+"""
+
+
+def restart_app(settings: Settings, redis: Redis, tmp_path: Path) -> FlaskClient:
+    directory = write_policy(tmp_path / "restart", RESTART)
+    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(GUARDRAILS))
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+
+
+def test_rollout_restart_is_only_proposed_until_approved(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = restart_app(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    assert kube.calls == []
+    (proposed,) = [e for e in timeline(app, incident_id) if e["kind"] == "proposed"]
+    proposal = proposed["proposal"]
+    assert f"alertpilot actions approve {proposal}" in proposed["message"]
+
+    response = app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    assert response.status_code == 202
+    run_jobs(queue)
+    annotations = kube.deployment("production", "api")["spec"]["template"]["metadata"]
+    assert "kubectl.kubernetes.io/restartedAt" in annotations["annotations"]
+    assert kube.calls == [("apps", "deployments", "patch")]
+    # A proposal is used once.
+    again = app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    assert again.status_code == 404
+    assert again.json["error"]["details"]["field"] == "id"
+
+
+def test_approval_needs_credentials_and_an_unknown_proposal_is_404(
+    live: FlaskClient, settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    app = restart_app(settings, redis, tmp_path)
+    assert app.post("/api/v1/actions/nope/approve").status_code == 401
+    assert app.post("/api/v1/actions/nope/approve", headers=AUTH).status_code == 404
+
+
+def test_cli_approves_a_proposal(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = restart_app(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    (proposed,) = [e for e in timeline(app, incident_id) if e["kind"] == "proposed"]
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("ALERTPILOT_QUEUE", "aptest")
+    monkeypatch.setenv("ALERTPILOT_KEY_PREFIX", "aptest:")
+    assert cli.main(["actions", "approve", proposed["proposal"]]) == 0
+    run_jobs(queue)
+    assert kube.calls == [("apps", "deployments", "patch")]
+    assert cli.main(["actions", "approve", proposed["proposal"]]) == 1  # used once

@@ -13,7 +13,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from webhook import api, health, pagerduty_webhook, receiver
+from webhook import api, approvals_api, health, pagerduty_webhook, receiver
 from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
@@ -84,6 +84,7 @@ def create_app(
     app.register_blueprint(api.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(pagerduty_webhook.blueprint)
+    app.register_blueprint(approvals_api.blueprint)
     _observe(app, services.metrics)
     _errors(app)
     return app

@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     resume = mitigations.add_parser("resume", help="let mitigations run again")
     resume.set_defaults(run=_resume)
 
+    actions = commands.add_parser("actions", help="proposed mitigations").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    approve = actions.add_parser("approve", help="approve a proposed mitigation")
+    approve.add_argument("proposal_id", metavar="ID")
+    approve.set_defaults(run=_approve)
+
     jobs = commands.add_parser("jobs", help="jobs that failed for good").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -143,6 +150,31 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         notification=args.notification,
         dry_run=settings.dry_run,
     )
+
+
+def _approve(args: argparse.Namespace, settings: Settings) -> int:
+    from redis import Redis
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from webhook.approvals_api import approve
+    from workers.keys import Keys
+
+    if settings.redis_url is None:
+        print("alertpilot: REDIS_URL: required for actions", file=sys.stderr)
+        return 2
+    redis = Redis.from_url(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    user = os.environ.get("USER") or "unknown"
+    job_id = approve(redis, queue, Keys(settings.key_prefix), args.proposal_id, by=f"by {user}")
+    if job_id is None:
+        print(
+            f"alertpilot: {args.proposal_id}: no pending proposal (expired or used)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"approved: queued {job_id}")
+    return 0
 
 
 def _pause(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from workers.incidents import Incident
 
 Transition = Literal["declared", "escalated", "update", "resolved"]
-OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked"]
+OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked", "proposed"]
 
 COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
 MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
@@ -39,6 +39,19 @@ class ActionRequest:
     """The severity goes on the status page."""
     update_every: int | None = None
     """Seconds between status updates at this severity (None: no cadence)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "incident_id": self.incident_id,
+            "action": self.action,
+            "transition": self.transition,
+            "severity": self.severity,
+            "params": dict(self.params),
+            "dry_run": self.dry_run,
+            "public": self.public,
+            "update_every": self.update_every,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:

@@ -17,14 +17,15 @@ from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
 from workers.incidents import Incident
 from workers.kube import Kubernetes, api_client
-from workers.mitigations import Cluster, scale_up
+from workers.mitigations import Cluster, rollout_restart, scale_up
 from workers.pagerduty import PagerDuty
 from workers.statuspage import RateLimiter, Statuspage
 
 Live = Callable[[ActionRequest, Incident, Vendors], Outcome]
 LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notify}
 MITIGATIONS: dict[str, Callable[[ActionRequest, Incident, Cluster], Outcome]] = {
-    "scale_up": scale_up
+    "scale_up": scale_up,
+    "rollout_restart": rollout_restart,
 }
 
 

@@ -90,6 +90,10 @@ class Keys:
         """Hash of what a mitigation changed (kind, target, before, after), for revert."""
         return f"{self.prefix}incident:{incident_id}:mitigation:{action}"
 
+    def proposal(self, proposal_id: str) -> str:
+        """A mitigation waiting for approval (expires)."""
+        return f"{self.prefix}proposal:{proposal_id}"
+
     @property
     def jobs_finished(self) -> str:
         """Hash "action|outcome" -> count, shared by every worker."""

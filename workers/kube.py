@@ -51,6 +51,13 @@ class Kubernetes:
         with _wrapped(f"patch deployments/scale {namespace}/{name}"):
             self.apps.patch_namespaced_deployment_scale(name, namespace, body)
 
+    def restart(self, namespace: str, name: str, at: str) -> None:
+        """What `kubectl rollout restart` does: a new restartedAt template annotation."""
+        annotations = {"kubectl.kubernetes.io/restartedAt": at}
+        body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        with _wrapped(f"patch deployments {namespace}/{name}"):
+            self.apps.patch_namespaced_deployment(name, namespace, body)
+
     def hpa_for(self, namespace: str, deployment: str) -> tuple[str, int] | None:
         """The HorizontalPodAutoscaler that targets the deployment: (name, minReplicas)."""
         with _wrapped(f"list horizontalpodautoscalers {namespace}"):

@@ -18,7 +18,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import LockError
 
-from workers import guardrails
+from workers import approvals, guardrails, timeline
 from workers.actions import ActionRequest, Outcome, action_params, dry_run
 from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
@@ -161,3 +161,48 @@ def _target(incident: Incident) -> tuple[str, str]:
         if alert.labels.get("namespace") and alert.labels.get("deployment"):
             return alert.labels["namespace"], alert.labels["deployment"]
     raise PermanentError("no firing alert names a namespace and deployment to scale")
+
+
+def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    """Restart a Deployment's pods, as `kubectl rollout restart` does.
+
+    Needs approval unless the route says `approval: auto`: without it the
+    worker only proposes the change. Nothing to revert after resolve.
+    """
+    if request.transition == "resolved":
+        return Outcome("skipped", "a restart has nothing to revert")
+    namespace, name = _target(incident)
+    keys = Keys(request.prefix)
+    guard = Guard.from_params(request.params)
+    approved = bool(request.params.get("approved"))
+    if not approved and request.params.get("approval", "required") != "auto":
+        payload = request.to_json()
+        payload["params"] = {**request.params, "approved": True}
+        expires = int(request.params.get("approval_expires_seconds", approvals.DEFAULT_EXPIRY))
+        change = f"rollout restart of {namespace}/{name}"
+        proposal = approvals.propose(cluster.redis, keys, payload, change, expires=expires)
+        message = (
+            f"proposed {change}; approve within {expires // 60}m: "
+            f"alertpilot actions approve {proposal}"
+        )
+        return Outcome("proposed", message, {"proposal": proposal})
+    reason = guardrails.refuse(
+        cluster.redis,
+        keys,
+        guard,
+        env=cluster.env,
+        incident_id=incident.id,
+        action="rollout_restart",
+        namespace=namespace,
+        name=name,
+    )
+    if reason is not None:
+        return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+    if guard.dry_run:
+        return dry_run(request, incident)
+    cluster.kube().restart(namespace, name, timeline.utcnow())
+    target = f"{namespace}/{name}"
+    guardrails.applied(
+        cluster.redis, keys, guard, incident_id=incident.id, action="rollout_restart", target=target
+    )
+    return Outcome("succeeded", f"restarted {target} (rollout restart)")

@@ -1,0 +1,58 @@
+"""Approving a proposed mitigation: POST /api/v1/actions/<id>/approve, and the CLI's twin."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+
+from webhook.app_services import require_auth, services
+from webhook.errors import NotFound, Unavailable
+from webhook.intake import JOB_FUNCTION
+from workers import approvals, timeline
+from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
+from workers.keys import Keys
+
+blueprint = Blueprint("approvals", __name__, url_prefix="/api/v1")
+
+
+def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str) -> str | None:
+    """Queue the proposed job, marked approved; its job id, or None if unknown or expired."""
+    proposal = approvals.take(redis, keys, proposal_id)
+    if proposal is None:
+        return None
+    payload = proposal["payload"]
+    job_id = f"{payload['incident_id']}-approved-{proposal_id}"
+    with redis.pipeline() as pipe:
+        pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
+        entry = timeline.entry(
+            "approved",
+            f"{proposal['change']} approved {by}",
+            action=payload["action"],
+            proposal=proposal_id,
+        )
+        timeline.append(pipe, keys, str(payload["incident_id"]), entry)
+        queue.enqueue(
+            JOB_FUNCTION,
+            payload,
+            job_id=job_id,
+            job_timeout=JOB_TIMEOUT,
+            retry=CRASH_RETRIES,
+            pipeline=pipe,
+        )
+        pipe.execute()
+    return job_id
+
+
+@blueprint.post("/actions/<proposal_id>/approve")
+def approve_view(proposal_id: str) -> tuple[Response, int]:
+    s = services()
+    require_auth(s)
+    try:
+        job_id = approve(s.redis, s.queue, s.keys, proposal_id, by="through the API")
+    except RedisError:
+        raise Unavailable("incident store unavailable") from None
+    if job_id is None:
+        raise NotFound(f"no pending proposal {proposal_id!r} (expired or used)", field="id")
+    return jsonify({"status": "approved", "job": job_id}), 202
