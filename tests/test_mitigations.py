@@ -487,3 +487,40 @@ def test_cli_approves_a_proposal(
     run_jobs(queue)
     assert kube.calls == [("apps", "deployments", "patch")]
     assert cli.main(["actions", "approve", proposed["proposal"]]) == 1  # used once
+
+
+LIMIT = """\
+routes:
+  - name: api-latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    actions: [{rate_limit: {rps: 50, connections: 20}}]
+"""
+
+
+def test_rate_limit_annotates_the_ingress_and_takes_it_back_after_resolve(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    kube.add_ingress("production", "api", annotations={"team": "api"})
+    directory = write_policy(tmp_path / "limit", LIMIT)
+    guard = copy.deepcopy(GUARDRAILS)
+    guard["mitigations"]["stabilisation"] = "1s"
+    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(guard))
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    app = create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+    post(app, latency())
+    run_jobs(queue)
+    annotations = kube.ingress("production", "api")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == "50"
+    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == "20"
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    due(queue, 1.1)
+    assert kube.ingress("production", "api")["metadata"]["annotations"] == {"team": "api"}
+    ingress_calls = {c for c in kube.calls if c[1] == "ingresses"}
+    assert ingress_calls == {("networking.k8s.io", "ingresses", v) for v in ("get", "patch")}

@@ -17,7 +17,7 @@ from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
 from workers.incidents import Incident
 from workers.kube import Kubernetes, api_client
-from workers.mitigations import Cluster, rollout_restart, scale_up
+from workers.mitigations import Cluster, rate_limit, rollout_restart, scale_up
 from workers.pagerduty import PagerDuty
 from workers.statuspage import RateLimiter, Statuspage
 
@@ -26,6 +26,7 @@ LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notif
 MITIGATIONS: dict[str, Callable[[ActionRequest, Incident, Cluster], Outcome]] = {
     "scale_up": scale_up,
     "rollout_restart": rollout_restart,
+    "rate_limit": rate_limit,
 }
 
 

@@ -40,6 +40,22 @@ class Kubernetes:
     def __init__(self, api: Any) -> None:
         self.apps = client.AppsV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
+        self.networking = client.NetworkingV1Api(api)
+
+    def ingress_annotations(self, namespace: str, name: str) -> dict[str, str]:
+        with _wrapped(f"get ingresses {namespace}/{name}"):
+            ingress: Any = self.networking.read_namespaced_ingress(name, namespace)
+        return dict(ingress.metadata.annotations or {})
+
+    def annotate_ingress(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> None:
+        """Merge-patch the annotations; None removes one."""
+        body = {"metadata": {"annotations": annotations}}
+        with _wrapped(f"patch ingresses {namespace}/{name}"):
+            self.networking.patch_namespaced_ingress(
+                name, namespace, body, _content_type="application/merge-patch+json"
+            )
 
     def read_scale(self, namespace: str, name: str) -> Scale:
         with _wrapped(f"read deployments/scale {namespace}/{name}"):

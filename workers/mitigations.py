@@ -10,6 +10,7 @@ times the current count, and records what it changed for the revert.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -206,3 +207,89 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
         cluster.redis, keys, guard, incident_id=incident.id, action="rollout_restart", target=target
     )
     return Outcome("succeeded", f"restarted {target} (rollout restart)")
+
+
+RPS = "nginx.ingress.kubernetes.io/limit-rps"
+CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"
+
+
+def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    """ingress-nginx rate limiting through annotations; put back after the incident.
+
+    Parameters: `rps`, `connections` (either or both), `ingress` (default: the
+    alert's `ingress` label, else its deployment's name).
+    """
+    keys = Keys(request.prefix)
+    guard = Guard.from_params(request.params)
+    if request.transition == "resolved":
+        return _restore_annotations(request, incident, cluster, guard)
+    namespace, name = _ingress_target(incident, request.params)
+    reason = guardrails.refuse(
+        cluster.redis,
+        keys,
+        guard,
+        env=cluster.env,
+        incident_id=incident.id,
+        action="rate_limit",
+        namespace=namespace,
+        name=name,
+    )
+    if reason is not None:
+        return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+    if guard.dry_run:
+        return dry_run(request, incident)
+    wanted = {
+        key: str(request.params[param])
+        for key, param in ((RPS, "rps"), (CONNECTIONS, "connections"))
+        if param in request.params
+    }
+    if not wanted:
+        raise PermanentError("rate_limit needs rps or connections")
+    kube = cluster.kube()
+    before = kube.ingress_annotations(namespace, name)
+    kube.annotate_ingress(namespace, name, dict(wanted))
+    record = {"namespace": namespace, "name": name, "set": json.dumps(wanted)}
+    record["before"] = json.dumps({k: before.get(k) for k in wanted})
+    stored: Mapping[Any, Any] = record
+    cluster.redis.hset(keys.mitigation(incident.id, "rate_limit"), mapping=stored)
+    target = f"{namespace}/{name}"
+    guardrails.applied(
+        cluster.redis, keys, guard, incident_id=incident.id, action="rate_limit", target=target
+    )
+    limits = ", ".join(f"{k.rsplit('/', 1)[1]}={v}" for k, v in wanted.items())
+    return Outcome("succeeded", f"rate limited ingress {target} ({limits})")
+
+
+def _restore_annotations(
+    request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard
+) -> Outcome:
+    keys = Keys(request.prefix)
+    raw = cluster.redis.hgetall(keys.mitigation(incident.id, "rate_limit"))
+    record = {text(k): text(v) for k, v in raw.items()}
+    if not record:
+        return Outcome("skipped", "nothing to revert: rate_limit changed nothing")
+    stop = guardrails.paused(cluster.redis, keys, cluster.env)
+    if stop is not None:
+        return Outcome("blocked", f"mitigations are paused: {stop}; revert not done")
+    namespace, name = record["namespace"], record["name"]
+    wanted, before = json.loads(record["set"]), json.loads(record["before"])
+    kube = cluster.kube()
+    now = kube.ingress_annotations(namespace, name)
+    if any(now.get(k) != v for k, v in wanted.items()):
+        message = f"left ingress {namespace}/{name} alone: its limits were changed since"
+        return Outcome("skipped", message)
+    kube.annotate_ingress(namespace, name, before)
+    cluster.redis.delete(keys.mitigation(incident.id, "rate_limit"))
+    return Outcome("succeeded", f"removed the rate limit from ingress {namespace}/{name}")
+
+
+def _ingress_target(incident: Incident, params: Mapping[str, Any]) -> tuple[str, str]:
+    firing = sorted(incident.firing, key=lambda a: a.fingerprint)
+    for alert in firing:
+        namespace = alert.labels.get("namespace")
+        name = (
+            params.get("ingress") or alert.labels.get("ingress") or alert.labels.get("deployment")
+        )
+        if namespace and name:
+            return namespace, str(name)
+    raise PermanentError("no firing alert names a namespace and ingress to rate limit")
