@@ -42,18 +42,9 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     if request.transition == "resolved":
         return _revert(request, incident, cluster, guard)
     namespace, name = _target(incident)
-    reason = guardrails.refuse(
-        cluster.redis,
-        keys,
-        guard,
-        env=cluster.env,
-        incident_id=incident.id,
-        action="scale_up",
-        namespace=namespace,
-        name=name,
-    )
-    if reason is not None:
-        return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+    blocked = _refused(cluster, keys, guard, incident, "scale_up", namespace, name)
+    if blocked is not None:
+        return blocked
     if guard.dry_run:
         return dry_run(request, incident)
     # One change to a workload at a time, whichever incident or worker asks.
@@ -143,6 +134,29 @@ def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard:
     return Outcome("succeeded", f"reverted {namespace}/{name} from {after} to {before}")
 
 
+def _refused(
+    cluster: Cluster,
+    keys: Keys,
+    guard: Guard,
+    incident: Incident,
+    action: str,
+    namespace: str,
+    name: str,
+) -> Outcome | None:
+    """The guardrails' refusal as a 'blocked' outcome, or None when the action may go ahead."""
+    reason = guardrails.refuse(
+        cluster.redis,
+        keys,
+        guard,
+        env=cluster.env,
+        incident_id=incident.id,
+        action=action,
+        namespace=namespace,
+        name=name,
+    )
+    return None if reason is None else Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+
+
 def _desired(params: Mapping[str, Any], current: int, guard: Guard) -> int:
     if "to" in params:
         wanted = int(params["to"])
@@ -187,18 +201,9 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
             f"alertpilot actions approve {proposal}"
         )
         return Outcome("proposed", message, {"proposal": proposal})
-    reason = guardrails.refuse(
-        cluster.redis,
-        keys,
-        guard,
-        env=cluster.env,
-        incident_id=incident.id,
-        action="rollout_restart",
-        namespace=namespace,
-        name=name,
-    )
-    if reason is not None:
-        return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+    blocked = _refused(cluster, keys, guard, incident, "rollout_restart", namespace, name)
+    if blocked is not None:
+        return blocked
     if guard.dry_run:
         return dry_run(request, incident)
     cluster.kube().restart(namespace, name, timeline.utcnow())
@@ -224,18 +229,9 @@ def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> 
     if request.transition == "resolved":
         return _restore_annotations(request, incident, cluster, guard)
     namespace, name = _ingress_target(incident, request.params)
-    reason = guardrails.refuse(
-        cluster.redis,
-        keys,
-        guard,
-        env=cluster.env,
-        incident_id=incident.id,
-        action="rate_limit",
-        namespace=namespace,
-        name=name,
-    )
-    if reason is not None:
-        return Outcome("blocked", reason, {"target": f"{namespace}/{name}"})
+    blocked = _refused(cluster, keys, guard, incident, "rate_limit", namespace, name)
+    if blocked is not None:
+        return blocked
     if guard.dry_run:
         return dry_run(request, incident)
     wanted = {
