@@ -103,15 +103,9 @@ def _scale(
 def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard) -> Outcome:
     """Put back what scale_up changed, if the object still holds what alertpilot set."""
     keys = Keys(request.prefix)
-    raw = cluster.redis.hgetall(keys.mitigation(incident.id, "scale_up"))
-    record = {text(k): text(v) for k, v in raw.items()}
-    if not record:
-        return Outcome("skipped", "nothing to revert: scale_up changed nothing")
-    stop = guardrails.paused(cluster.redis, keys, cluster.env)
-    if stop is not None:
-        return Outcome("blocked", f"mitigations are paused: {stop}; revert not done")
-    if guard.dry_run:
-        return dry_run(request, incident)
+    record = _to_revert(request, incident, cluster, guard)
+    if isinstance(record, Outcome):
+        return record
     namespace, name = record["namespace"], record["name"]
     before, after = int(record["before"]), int(record["after"])
     kube = cluster.kube()
@@ -132,6 +126,23 @@ def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard:
         kube.set_replicas(namespace, name, before)
     cluster.redis.delete(keys.mitigation(incident.id, "scale_up"))
     return Outcome("succeeded", f"reverted {namespace}/{name} from {after} to {before}")
+
+
+def _to_revert(
+    request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard
+) -> dict[str, str] | Outcome:
+    """What the mitigation recorded, or why there is nothing to revert now."""
+    keys = Keys(request.prefix)
+    raw = cluster.redis.hgetall(keys.mitigation(incident.id, request.action))
+    record = {text(k): text(v) for k, v in raw.items()}
+    if not record:
+        return Outcome("skipped", f"nothing to revert: {request.action} changed nothing")
+    stop = guardrails.paused(cluster.redis, keys, cluster.env)
+    if stop is not None:
+        return Outcome("blocked", f"mitigations are paused: {stop}; revert not done")
+    if guard.dry_run:
+        return dry_run(request, incident)
+    return record
 
 
 def _refused(
@@ -260,13 +271,9 @@ def _restore_annotations(
     request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard
 ) -> Outcome:
     keys = Keys(request.prefix)
-    raw = cluster.redis.hgetall(keys.mitigation(incident.id, "rate_limit"))
-    record = {text(k): text(v) for k, v in raw.items()}
-    if not record:
-        return Outcome("skipped", "nothing to revert: rate_limit changed nothing")
-    stop = guardrails.paused(cluster.redis, keys, cluster.env)
-    if stop is not None:
-        return Outcome("blocked", f"mitigations are paused: {stop}; revert not done")
+    record = _to_revert(request, incident, cluster, guard)
+    if isinstance(record, Outcome):
+        return record
     namespace, name = record["namespace"], record["name"]
     wanted, before = json.loads(record["set"]), json.loads(record["before"])
     kube = cluster.kube()
