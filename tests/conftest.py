@@ -88,6 +88,14 @@ def fixture(name: str) -> dict[str, Any]:
     return doc
 
 
+def timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
+    """The incident's timeline, read through the API as a person would."""
+    entries: list[dict[str, Any]] = client.get(
+        f"/api/v1/incidents/{incident_id}", headers=AUTH
+    ).json["timeline"]
+    return entries
+
+
 def post(client: FlaskClient, doc: dict[str, Any], **headers: str) -> Any:
     return client.post("/api/v1/alertmanager", json=doc, headers={**AUTH, **headers})
 

@@ -28,6 +28,7 @@ from tests.conftest import (
     fixture,
     post,
     run_jobs,
+    timeline,
 )
 from tests.test_policy import write_policy
 from webhook import cli
@@ -45,13 +46,6 @@ def payments(status: str = "firing") -> dict[str, Any]:
             alert["endsAt"] = "2026-11-27T00:10:00Z"
     doc["status"] = status
     return doc
-
-
-def timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = client.get(
-        f"/api/v1/incidents/{incident_id}", headers=AUTH
-    ).json["timeline"]
-    return entries
 
 
 def test_declared_incident_pages_once_with_dedup_key_links_and_details(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from redis import Redis
 from rq import Queue
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REDIS_URL, REPO, TOKEN, fixture, post, run_jobs
+from tests.conftest import AUTH, REDIS_URL, REPO, TOKEN, fixture, post, run_jobs, timeline
 from tests.support.alertmanager import run_alertmanager
 from tests.support.kube_standin import KubeStandIn
 from tests.test_cadence import due
@@ -77,15 +78,10 @@ def latency(deployment: str = "api", namespace: str = "production") -> dict[str,
     doc["alerts"] = [doc["alerts"][0]]
     doc["alerts"][0]["labels"] |= {"deployment": deployment, "namespace": namespace}
     doc["groupKey"] = f'{{}}:{{deployment="{deployment}"}}'
-    doc["alerts"][0]["fingerprint"] = f"{abs(hash(deployment + namespace)) % 16**16:016x}"
+    doc["alerts"][0]["fingerprint"] = hashlib.sha256(
+        f"{namespace}/{deployment}".encode()
+    ).hexdigest()[:16]
     return doc
-
-
-def timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = client.get(
-        f"/api/v1/incidents/{incident_id}", headers=AUTH
-    ).json["timeline"]
-    return entries
 
 
 def test_scale_up_raises_replicas_once_despite_resends(

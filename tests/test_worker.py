@@ -12,18 +12,11 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from tests.conftest import AUTH, fixture, post, run_jobs
+from tests.conftest import fixture, post, run_jobs, timeline
 from tests.support import jobs as test_jobs
 from workers.actions import HANDLERS
 from workers.errors import TransientError
 from workers.jobs import CRASH_RETRIES, RETRY_INTERVALS, execute
-
-
-def _timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = client.get(
-        f"/api/v1/incidents/{incident_id}", headers=AUTH
-    ).json["timeline"]
-    return entries
 
 
 def _declare(client: FlaskClient) -> tuple[str, list[str]]:
@@ -31,12 +24,12 @@ def _declare(client: FlaskClient) -> tuple[str, list[str]]:
     return response["incidents"][0], response["jobs"]
 
 
-def test_every_declared_action_runs_in_dry_run_onto_the_timeline(
+def test_every_declared_action_runs_in_dry_run_onto_thetimeline(
     client: FlaskClient, queue: Queue, redis: Redis
 ) -> None:
     incident_id, _ = _declare(client)
     run_jobs(queue)
-    dry = [e for e in _timeline(client, incident_id) if e["kind"] == "dry_run"]
+    dry = [e for e in timeline(client, incident_id) if e["kind"] == "dry_run"]
     assert [(e["action"], e["transition"]) for e in dry] == [
         ("page", "declared"),
         ("notify", "declared"),
@@ -55,7 +48,7 @@ def test_job_run_twice_records_its_effect_once(
     job = Job.fetch(job_ids[0], connection=redis, serializer=queue.serializer)
     queue.enqueue_job(job)  # a requeue, or a worker killed after the effect
     run_jobs(queue)
-    pages = [e for e in _timeline(client, incident_id) if e.get("action") == "page"]
+    pages = [e for e in timeline(client, incident_id) if e.get("action") == "page"]
     assert len(pages) == 1
     assert redis.hget("aptest:stats:jobs_finished", "page|dry_run") == b"1"
 
@@ -67,10 +60,10 @@ def test_job_queued_before_resolve_does_nothing_after_it(client: FlaskClient, qu
         alert["status"] = "resolved"
     post(client, resolved)
     run_jobs(queue)
-    timeline = _timeline(client, incident_id)
-    skipped = [e["action"] for e in timeline if e["kind"] == "skipped"]
+    entries = timeline(client, incident_id)
+    skipped = [e["action"] for e in entries if e["kind"] == "skipped"]
     assert skipped == ["page", "notify", "scale_up"]
-    acted = [(e["action"], e["transition"]) for e in timeline if e["kind"] == "dry_run"]
+    acted = [(e["action"], e["transition"]) for e in entries if e["kind"] == "dry_run"]
     assert acted == [("page", "resolved"), ("notify", "resolved")]
 
 
@@ -102,13 +95,13 @@ def test_transient_failure_is_retried_with_backoff_then_succeeds(
     queue.enqueue_job(job)  # what the scheduler does when the retry is due
     run_jobs(queue)
     assert job.get_status(refresh=True) == JobStatus.FINISHED
-    kinds = [e["kind"] for e in _timeline(client, incident_id)]
+    kinds = [e["kind"] for e in timeline(client, incident_id)]
     assert kinds == ["declared", "retried", "dry_run"]
-    assert "retry 1 in 30s" in _timeline(client, incident_id)[1]["message"]
+    assert "retry 1 in 30s" in timeline(client, incident_id)[1]["message"]
     assert test_jobs.calls == ["page", "page"]
 
 
-def test_permanent_failure_lands_in_failed_registry_and_on_timeline(
+def test_permanent_failure_lands_in_failed_registry_and_ontimeline(
     client: FlaskClient, queue: Queue, redis: Redis
 ) -> None:
     incident_id, payload = _page_payload(client, queue, redis)
@@ -117,7 +110,7 @@ def test_permanent_failure_lands_in_failed_registry_and_on_timeline(
     )
     run_jobs(queue)
     assert queue.failed_job_registry.get_job_ids() == ["refused-page"]
-    failed = _timeline(client, incident_id)[-1]
+    failed = timeline(client, incident_id)[-1]
     assert failed["kind"] == "failed"
     assert "Event object is invalid" in failed["message"]
     assert test_jobs.calls == ["page"]  # not retried
@@ -137,8 +130,8 @@ def test_transient_failures_give_up_after_the_last_interval(
         for n in range(len(RETRY_INTERVALS) + 1)
     ]
     assert decisions == [*RETRY_INTERVALS, None]
-    assert _timeline(client, incident_id)[-1]["kind"] == "failed"
-    assert "gave up after 6 attempts" in _timeline(client, incident_id)[-1]["message"]
+    assert timeline(client, incident_id)[-1]["kind"] == "failed"
+    assert "gave up after 6 attempts" in timeline(client, incident_id)[-1]["message"]
 
 
 def test_malformed_job_payload_is_a_failure(redis: Redis) -> None:
@@ -157,7 +150,7 @@ def test_unexpected_error_is_on_the_timeline_and_the_job_is_retried(
     )
     run_jobs(queue)
     assert job.get_status(refresh=True) == JobStatus.SCHEDULED
-    failed = _timeline(client, incident_id)[-1]
+    failed = timeline(client, incident_id)[-1]
     assert (failed["kind"], failed["message"]) == ("failed", "unexpected KeyError; see worker log")
     assert "routing_key" not in failed["message"]
 
@@ -179,7 +172,7 @@ def test_two_runs_of_one_job_at_once_act_once(
         thread.join(timeout=10)
     assert sorted(results) == ["dry_run", "duplicate"]
     assert test_jobs.calls == ["page:declared:start", "page:declared:end"]
-    assert [e["kind"] for e in _timeline(client, incident_id)] == ["declared", "dry_run"]
+    assert [e["kind"] for e in timeline(client, incident_id)] == ["declared", "dry_run"]
 
 
 def test_resolve_job_waits_for_the_declared_job_of_the_same_action(
@@ -219,5 +212,5 @@ def test_job_that_stays_transient_ends_in_the_failed_registry_through_rq(
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert queue.failed_job_registry.get_job_ids() == ["busy-page"]
     assert len(test_jobs.calls) == len(RETRY_INTERVALS) + 1
-    kinds = [e["kind"] for e in _timeline(client, incident_id)]
+    kinds = [e["kind"] for e in timeline(client, incident_id)]
     assert kinds == ["declared"] + ["retried"] * len(RETRY_INTERVALS) + ["failed"]
