@@ -9,14 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from kubernetes import config
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
     AutoscalingV1Api,
     AutoscalingV2Api,
+    CoreV1Api,
     NetworkingV1Api,
+    V1DeleteOptions,
     V1ObjectMeta,
+    V1Preconditions,
     V1Scale,
     V1ScaleSpec,
 )
@@ -58,6 +62,12 @@ def apps(api: ApiClient) -> AppsV1Api:
 def revision(obj: dict[str, Any]) -> str:
     value: str = obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
     return value
+
+
+def status_of(answer: object) -> dict[str, Any]:
+    """What a v37 delete call returns: the Status object, as a dict (its return type: object)."""
+    assert isinstance(answer, dict), answer
+    return answer
 
 
 def failure(call: Any, *args: Any, **kwargs: Any) -> tuple[int | None, dict[str, Any]]:
@@ -378,3 +388,111 @@ def test_json_patch_replace_of_a_missing_path_is_422(kube: KubeStandIn, api: Api
     status, error = failure(apps(api).patch_namespaced_deployment, "api", NS, ops)
     assert (status, error["reason"]) == (422, "Invalid")
     assert kube.deployment(NS, "api")["metadata"]["generation"] == 1
+
+
+def test_delete_configmap_removes_it_and_answers_a_success_status(
+    kube: KubeStandIn, api: ApiClient
+) -> None:
+    uid = kube.add_configmap(NS, "flags", {"mode": "degraded"})["metadata"]["uid"]
+    core = CoreV1Api(api)
+    answer = status_of(core.delete_namespaced_config_map("flags", NS, _request_timeout=TIMEOUT_S))
+    assert answer["kind"] == "Status" and answer["status"] == "Success"
+    assert answer["details"] == {"name": "flags", "group": "", "kind": "configmaps", "uid": uid}
+    assert kube.object("", "configmaps", NS, "flags") is None
+    assert kube.calls == [("", "configmaps", "delete")]
+    assert kube.requests[-1].path == f"/api/v1/namespaces/{NS}/configmaps/flags"
+
+
+def test_delete_ingress_removes_it(kube: KubeStandIn, api: ApiClient) -> None:
+    kube.add_ingress(NS, "api")
+    kube.add_ingress(NS, "web")
+    networking = NetworkingV1Api(api)
+    answer = status_of(networking.delete_namespaced_ingress("api", NS, _request_timeout=TIMEOUT_S))
+    assert answer["details"]["kind"] == "ingresses"
+    assert answer["details"]["group"] == "networking.k8s.io"
+    with pytest.raises(KeyError):
+        kube.ingress(NS, "api")
+    assert kube.ingress(NS, "web")["metadata"]["name"] == "web"
+    assert kube.calls == [("networking.k8s.io", "ingresses", "delete")]
+
+
+def test_a_second_delete_is_404(kube: KubeStandIn, api: ApiClient) -> None:
+    kube.add_configmap(NS, "flags")
+    core = CoreV1Api(api)
+    core.delete_namespaced_config_map("flags", NS, _request_timeout=TIMEOUT_S)
+    status, error = failure(core.delete_namespaced_config_map, "flags", NS)
+    assert (status, error["reason"], error["code"]) == (404, "NotFound", 404)
+    assert error["details"] == {"name": "flags", "group": "", "kind": "configmaps"}
+    assert error["message"] == 'configmaps "flags" not found'
+    assert kube.calls == [("", "configmaps", "delete")] * 2
+
+
+def test_delete_dry_run_keeps_the_object(kube: KubeStandIn, api: ApiClient) -> None:
+    kube.add_configmap(NS, "flags", {"mode": "degraded"})
+    kube.add_ingress(NS, "api")
+    answer = CoreV1Api(api).delete_namespaced_config_map(
+        "flags", NS, dry_run="All", _request_timeout=TIMEOUT_S
+    )
+    assert status_of(answer)["status"] == "Success"
+    options = V1DeleteOptions(dry_run=["All"])
+    NetworkingV1Api(api).delete_namespaced_ingress(
+        "api", NS, body=options, _request_timeout=TIMEOUT_S
+    )
+    kept = kube.object("", "configmaps", NS, "flags")
+    assert kept is not None and kept["data"] == {"mode": "degraded"}
+    assert kube.ingress(NS, "api")["metadata"]["name"] == "api"
+    assert kube.requests[0].query == {"dryRun": "All"}
+    assert kube.calls == [
+        ("", "configmaps", "delete"),
+        ("networking.k8s.io", "ingresses", "delete"),
+    ]
+
+
+def test_delete_with_a_stale_precondition_is_409(kube: KubeStandIn, api: ApiClient) -> None:
+    kube.add_configmap(NS, "flags")
+    stale = V1DeleteOptions(preconditions=V1Preconditions(resource_version="1"))
+    delete = CoreV1Api(api).delete_namespaced_config_map
+    status, error = failure(delete, "flags", NS, body=stale)
+    assert (status, error["reason"]) == (409, "Conflict")
+    assert "Precondition failed: ResourceVersion in precondition: 1" in error["message"]
+    assert kube.object("", "configmaps", NS, "flags") is not None
+    current = kube.object("", "configmaps", NS, "flags") or {}
+    held = V1Preconditions(uid=current["metadata"]["uid"])
+    delete("flags", NS, body=V1DeleteOptions(preconditions=held), _request_timeout=TIMEOUT_S)
+    assert kube.object("", "configmaps", NS, "flags") is None
+
+
+def test_delete_of_the_scale_subresource_or_a_collection_is_405(
+    kube: KubeStandIn, api: ApiClient
+) -> None:
+    kube.add_configmap(NS, "flags")
+    url = f"{kube.server}/apis/apps/v1/namespaces/{NS}/deployments/api/scale"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    answer = requests.delete(url, headers=headers, verify=kube.ca_path, timeout=TIMEOUT_S)
+    assert (answer.status_code, answer.json()["reason"]) == (405, "MethodNotAllowed")
+    status, error = failure(CoreV1Api(api).delete_collection_namespaced_config_map, NS)
+    assert (status, error["reason"]) == (405, "MethodNotAllowed")
+    assert kube.deployment(NS, "api")["spec"]["replicas"] == 4
+    assert kube.object("", "configmaps", NS, "flags") is not None
+    assert kube.calls == [
+        ("apps", "deployments/scale", "delete"),
+        ("", "configmaps", "deletecollection"),
+    ]
+
+
+def test_deleting_a_deployment_deletes_its_replicasets_unless_orphaned(
+    kube: KubeStandIn, api: ApiClient
+) -> None:
+    kube.add_deployment(NS, "web")
+    template = kube.deployment(NS, "api")["spec"]["template"]
+    kube.add_replicaset(NS, "api-1", "api", revision=1, template=template)
+    kube.add_replicaset(NS, "web-1", "web", revision=1, template=template)
+    apps(api).delete_namespaced_deployment("api", NS, _request_timeout=TIMEOUT_S)
+    assert kube.object("apps", "replicasets", NS, "api-1") is None
+    apps(api).delete_namespaced_deployment(
+        "web", NS, propagation_policy="Orphan", _request_timeout=TIMEOUT_S
+    )
+    orphan = kube.replicaset(NS, "web-1")
+    assert orphan["metadata"]["ownerReferences"] == []
+    assert kube.object("apps", "deployments", NS, "web") is None
+    assert kube.calls == [("apps", "deployments", "delete")] * 2

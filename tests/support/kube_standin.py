@@ -14,9 +14,16 @@ networking.k8s.io/v1 ingresses, v1 configmaps. GET is get, or list with equality
 deletes, lists of objects merged by ``name``), merge patch (RFC 7386), JSON patch
 (add/replace/remove/test) or server-side apply (``application/apply-patch+yaml`` and
 ``fieldManager``: creates (201) or merges, and records the manager in ``managedFields``).
-``dryRun=All`` answers without storing. A bearer token is required (401). Errors are Kubernetes
-``Status`` objects. Every routed call is recorded in ``calls`` as the RBAC triple
-(apiGroup, resource[/subresource], verb), verb one of get/list/create/patch/update.
+DELETE of a named object removes it and answers 200 with a ``Status`` (status Success, details
+{name, group, kind: the resource, uid}), as the API server does for every kind served here (only
+kinds like pods return the deleted object); ``DeleteOptions`` ``preconditions`` (uid,
+resourceVersion) that do not hold are 409; deleting a deployment deletes the ReplicaSets it owns
+unless ``propagationPolicy=Orphan`` (then they lose the owner reference). DELETE of the scale
+subresource or of a collection is 405. ``dryRun=All`` (query, or the DeleteOptions' ``dryRun``)
+answers without storing. A bearer token is required (401). Errors are Kubernetes ``Status``
+objects; a missing object is 404. Every routed call is recorded in ``calls`` as the RBAC triple
+(apiGroup, resource[/subresource], verb), verb one of get/list/create/patch/update/delete (and
+deletecollection for a DELETE without a name).
 
 Controllers act instantly: a deployment's status equals its spec; a template change rolls out a
 revision as the deployment controller does (the owned ReplicaSet with that template is reused,
@@ -210,6 +217,10 @@ class KubeStandIn:
             "networking.k8s.io", "ingresses", namespace, {"metadata": meta, "spec": spec}
         )
 
+    def add_configmap(self, namespace: str, name: str, data: dict[str, str] | None = None) -> Obj:
+        body = {"metadata": {"name": name}, "data": dict(data or {})}
+        return self._seed("", "configmaps", namespace, body)
+
     def add_replicaset(
         self,
         namespace: str,
@@ -313,12 +324,20 @@ class KubeStandIn:
         if m["sub"] is not None and (m["sub"], m["res"]) != ("scale", "deployments"):
             raise KubeError(404, "the server could not find the requested resource")
         route = _Route(group, m["res"], m["ns"], m["name"], m["sub"])
-        self._authorize(route, VERBS.get(request.method, "get" if route.name else "list"))
-        allowed = {"GET", "POST"} if route.name is None else {"GET", "PATCH", "PUT"}
-        allowed -= set() if route.sub or route.name is None else {"PUT"}
+        verb = VERBS.get(request.method, "get" if route.name else "list")
+        if request.method == "DELETE" and route.name is None:
+            verb = "deletecollection"
+        self._authorize(route, verb)
+        if route.name is None:
+            allowed = {"GET", "POST"}
+        else:
+            allowed = {"GET", "PATCH", "PUT"} if route.sub else {"GET", "PATCH", "DELETE"}
         if request.method not in allowed:
             raise KubeError(405, f"the server does not allow this method: {request.method}")
-        if request.method != "GET" and not isinstance(body, list if ctype == JSONPATCH else dict):
+        if request.method == "DELETE":  # the DeleteOptions body is optional
+            if body is not None and not isinstance(body, dict):
+                raise KubeError(400, "the request body is not a DeleteOptions document")
+        elif request.method != "GET" and not isinstance(body, list if ctype == JSONPATCH else dict):
             raise KubeError(400, "the request body is not a JSON (or YAML) document")
         return self._answer(route, request.method, request.query, body, ctype)
 
@@ -358,6 +377,8 @@ class KubeStandIn:
         old = copy.deepcopy(self._objects[key])
         if method == "GET":
             return 200, _scale(old) if route.sub else old
+        if method == "DELETE":
+            return 200, self._delete(route, key, query, body or {})
         if route.sub is None:
             return 200, self._commit(key, old, _patch(old, body, ctype), dry)
         scale = _scale(old)
@@ -399,6 +420,37 @@ class KubeStandIn:
             self._authorize(route, "create")
             return 201, self._create(route.group, route.resource, route.ns, new, dry)
         return 200, self._commit(key, copy.deepcopy(old), new, dry)
+
+    def _delete(self, route: _Route, key: Key, query: dict[str, str], options: Obj) -> Obj:
+        """Remove the object (``options`` are the DeleteOptions); the API server's Status."""
+        meta = self._objects[key]["metadata"]
+        held = {
+            "uid": ("UID", meta["uid"]),
+            "resourceVersion": ("ResourceVersion", meta["resourceVersion"]),
+        }
+        for field, (label, value) in held.items():
+            wanted = (options.get("preconditions") or {}).get(field)
+            if wanted is not None and wanted != value:
+                failed = f"{label} in precondition: {wanted}, {label} in object meta: {value}"
+                message = f'Operation cannot be fulfilled on {route.qualified()} "{route.name}"'
+                raise KubeError(409, f"{message}: Precondition failed: {failed}", route.details())
+        details = route.details() | {"uid": meta["uid"]}
+        status: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        status["details"] = details
+        if query.get("dryRun") == "All" or "All" in (options.get("dryRun") or []):
+            return status
+        deleted = self._objects.pop(key)
+        policy = query.get("propagationPolicy") or options.get("propagationPolicy")
+        orphans = query.get("orphanDependents") or str(options.get("orphanDependents", ""))
+        orphan = policy == "Orphan" or orphans.lower() == "true"
+        uid = deleted["metadata"]["uid"]
+        for rs in self._owned(route.ns, deleted):  # the garbage collector, at once
+            if orphan:
+                refs = rs["metadata"].get("ownerReferences", [])
+                rs["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+            else:
+                del self._objects[("apps", "replicasets", route.ns, rs["metadata"]["name"])]
+        return status
 
     def _list(self, route: _Route, selector: str) -> Obj:
         terms = [term.strip() for term in selector.split(",") if term.strip()]
