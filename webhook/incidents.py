@@ -248,9 +248,12 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         wait = action.params.get("page_after") or (severity.page_after if severity else None)
         delay = _seconds(wait)
     if action.name in MITIGATION_ACTIONS:
-        # The guardrails travel with the job: the worker checks them before any call.
-        guard = ctx.policy.guardrails.model_dump(mode="json")
-        action = Action(name=action.name, params={**action.params, "guardrails": guard})
+        # The guardrails travel with the job: the worker checks them before any call;
+        # so does a pre-approved manifest, as reviewed with the routes that matched.
+        extra: dict[str, Any] = {"guardrails": ctx.policy.guardrails.model_dump(mode="json")}
+        if action.name == "rate_limit" and action.params.get("apply") in ctx.policy.manifests:
+            extra["manifest"] = ctx.policy.manifests[action.params["apply"]]
+        action = Action(name=action.name, params={**action.params, **extra})
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
         action=_with_severity_defaults(action, severity),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jinja2 import TemplateError, TemplateSyntaxError
@@ -38,6 +38,8 @@ class Draft:
     default: DefaultRoute
     where: dict[str, Location]
     """"severity:NAME", "route:NAME" and "default" -> where each was written."""
+    manifests: Mapping[str, object] = field(default_factory=dict)
+    """The pre-approved manifests by name (policies/manifests)."""
 
 
 def check(draft: Draft, env: Mapping[str, str] | None = None) -> list[Problem]:
@@ -46,6 +48,7 @@ def check(draft: Draft, env: Mapping[str, str] | None = None) -> list[Problem]:
         *_references(draft),
         *_templates(draft),
         *_duplicate_actions(draft),
+        *_mitigation_params(draft),
         *_unreachable(draft),
         *(_secrets(draft, env) if env is not None else []),
     ]
@@ -157,6 +160,38 @@ def _duplicate_actions(draft: Draft) -> list[Problem]:
                 message = f"action {action.name!r} is listed twice; merge its parameters"
                 problems.append(at.problem(message, key=("actions", index)))
             seen.add(action.name)
+    return problems
+
+
+def _mitigation_params(draft: Draft) -> list[Problem]:
+    """What the workers cannot check until an incident: a rate limit that sets nothing,
+    a manifest that is not there, parameters that are not numbers."""
+    problems: list[Problem] = []
+    for at, route in _all_routes(draft):
+        for index, action in enumerate(route.actions):
+            key = ("actions", index)
+            params = action.params
+            if action.name == "rate_limit":
+                name = params.get("apply")
+                if name is None and not {"rps", "connections"} & set(params):
+                    message = "rate_limit: set rps and/or connections, or apply: <manifest>"
+                    problems.append(at.problem(message, key=key))
+                elif name is not None and name not in draft.manifests:
+                    known = ", ".join(sorted(draft.manifests)) or "none"
+                    message = (
+                        f"rate_limit: no manifest policies/manifests/{name}.yaml (have: {known})"
+                    )
+                    problems.append(at.problem(message, key=key))
+            if action.name == "scale_up":
+                for number in ("by", "to", "max_replicas"):
+                    value = params.get(number)
+                    if value is not None and (type(value) is not int or value < 1):
+                        message = f"scale_up: {number} must be a whole number of at least 1"
+                        problems.append(at.problem(message, key=key))
+            approval = params.get("approval")
+            if approval is not None and approval not in ("required", "auto"):
+                message = f"{action.name}: approval is required or auto, not {approval!r}"
+                problems.append(at.problem(message, key=key))
     return problems
 
 

@@ -17,6 +17,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -122,6 +123,8 @@ class Policy:
     """Problems that do not stop the set from loading (validate prints them)."""
     guardrails: Guardrails = field(default_factory=Guardrails)
     """The `mitigations:` section: limits every mitigation job carries."""
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """policies/manifests/<name>.yaml by name, for `rate_limit: {apply: <name>}`."""
 
     def rank(self, severity: str) -> int:
         """0 for the most severe; larger numbers are less severe.

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from webhook.policy.checks import Draft, check, message_templates
 from webhook.policy.engine import Policy, compile_policy
+from webhook.policy.manifests import FOLDER, load_manifests, manifest_files
 from webhook.policy.model import Action, DefaultRoute, Guardrails, PolicyFile, Route, Severity
 from webhook.policy.problems import Location, Marks, PathKey, PolicyError, Problem
 
@@ -64,6 +65,8 @@ def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
     digest = hashlib.sha256()
     for path, text in texts.items():
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
+    for path in manifest_files(directory):  # a changed manifest is a changed set
+        digest.update(f"{FOLDER}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
     return texts, digest.hexdigest()
 
 
@@ -210,11 +213,13 @@ def _assemble(
     if default is None:
         problems.append(Problem(directory, 0, 0, "no `default` route in any policy file"))
         return None
-    found = check(Draft(severities, routes, default, where), env)
+    manifests, found = load_manifests(Path(directory), read_yaml)
+    found += check(Draft(severities, routes, default, where, manifests), env)
     found += message_templates(Path(directory))
     problems.extend(p for p in found if p.level == "error")
     if any(p.level == "error" for p in problems):
         return None
     policy = compile_policy(severities, routes, default, content_hash)
     warnings = tuple(p for p in found if p.level == "warning")
-    return replace(policy, warnings=warnings, guardrails=guardrails or Guardrails())
+    guard = guardrails or Guardrails()
+    return replace(policy, warnings=warnings, guardrails=guard, manifests=manifests)

@@ -136,8 +136,16 @@ class DefaultRoute(_Strict):
 class Allow(_Strict):
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces mitigations may touch; empty: none."""
-    workloads: list[str] = Field(default_factory=list)
-    """Deployment (or ingress) names; empty: any in an allowed namespace."""
+    workloads: list[str] = Field(
+        default_factory=list,
+        description="Names of the objects mitigations may change (deployments, ingresses, "
+        "applied manifests). With `labels` empty too: any in an allowed namespace.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Label selector (equality): an object carrying all these labels is allowed "
+        "too, e.g. {alertpilot.io/mitigate: 'true'}.",
+    )
 
 
 class Guardrails(_Strict):
