@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
 from tests.support.chat_standin import ChatStandIn
+from tests.support.kube_standin import KubeStandIn
 from tests.support.pagerduty_standin import PagerDutyStandIn
 from tests.support.statuspage_standin import StatuspageStandIn
 from webhook.app import create_app
@@ -152,3 +153,16 @@ def live(
         monkeypatch.setenv(name, value)
     app = create_app(replace(settings, dry_run=False), redis=redis, registry=CollectorRegistry())
     return app.test_client()
+
+
+@pytest.fixture
+def kube(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[KubeStandIn]:
+    """The Kubernetes API stand-in with production/api (4) and production/api-canary (2),
+    and KUBECONFIG pointing the official client at it."""
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with KubeStandIn(token="kube-t0ken") as server:
+        server.add_deployment("production", "api", replicas=4)
+        server.add_deployment("production", "api-canary", replicas=2)
+        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+        yield server

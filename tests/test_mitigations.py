@@ -6,7 +6,6 @@ import copy
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,22 +52,23 @@ GUARDRAILS = {
 }
 
 
-@pytest.fixture
-def kube(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[KubeStandIn]:
-    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
-    with KubeStandIn(token="kube-t0ken") as server:
-        server.add_deployment("production", "api", replicas=4)
-        server.add_deployment("production", "api-canary", replicas=2)
-        monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
-        yield server
-
-
-def app_with(settings: Settings, redis: Redis, tmp_path: Path, **guardrails: Any) -> FlaskClient:
-    directory = write_policy(tmp_path / "policies", ROUTES)
+def app_with(
+    settings: Settings,
+    redis: Redis,
+    tmp_path: Path,
+    routes: str = ROUTES,
+    manifests: dict[str, str] | None = None,
+    **guardrails: Any,
+) -> FlaskClient:
+    """The app on a policy of `routes`, GUARDRAILS changed by `guardrails`, and
+    `manifests` (name -> YAML) in policies/manifests."""
+    directory = write_policy(tmp_path / "policies", routes)
     doc = copy.deepcopy(GUARDRAILS)
     doc["mitigations"].update(guardrails)
     (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(doc))
+    for name, text in (manifests or {}).items():
+        (directory / "manifests").mkdir(exist_ok=True)
+        (directory / "manifests" / f"{name}.yaml").write_text(text)
     changed = replace(settings, policies_dir=directory, dry_run=False)
     return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
 
@@ -394,7 +394,7 @@ def test_two_workers_scaling_one_workload_change_it_once(
     jobs = [post(app, doc).json["jobs"][0] for doc in (first, second)]
     payloads = [queue.fetch_job(job_id).args[0] for job_id in jobs]  # type: ignore[union-attr]
     queue.empty()
-    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:")
+    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:", queue)
     outcomes: list[str] = []
 
     def worker(index: int) -> None:

@@ -1,9 +1,8 @@
-"""What each policy action does, one handler per action name.
+"""What a job asks for (ActionRequest) and what came of it (Outcome), plus dry run.
 
-In this release every handler runs in dry run: it describes, on the
-timeline, the exact call it would make. Real adapters (PagerDuty, Statuspage,
-chat, Kubernetes) replace these bodies one by one; the dispatch in
-workers/jobs.py and the guarantees around it stay as they are.
+A dry run describes, on the timeline, the exact call the action would make.
+The live handlers are chosen in workers/handlers.py; the dispatch in
+workers/jobs.py and the guarantees around it are the same for both.
 """
 
 from __future__ import annotations
@@ -14,12 +13,19 @@ from typing import Any, Literal
 
 from workers.incidents import Incident
 
-Transition = Literal["declared", "escalated", "update", "resolved"]
+Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
+TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
+"""handoff: a mitigation used its attempts and a person takes over (workers/handoff.py)."""
 OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked", "proposed"]
 
 COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
 MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
 ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
+
+MANIFEST_KINDS = {  # (apiVersion, kind) -> (apiGroup, resource): what `rate_limit: {apply:}` holds
+    ("v1", "ConfigMap"): ("", "configmaps"),
+    ("networking.k8s.io/v1", "Ingress"): ("networking.k8s.io", "ingresses"),
+}
 
 PAGERDUTY_SEVERITY = {"SEV0": "critical", "SEV1": "critical", "SEV2": "error", "SEV3": "warning"}
 
@@ -57,7 +63,7 @@ class ActionRequest:
     def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
         if doc.get("action") not in ACTION_NAMES:
             raise ValueError(f"unknown action, got {doc.get('action')!r}")
-        if doc.get("transition") not in ("declared", "escalated", "update", "resolved"):
+        if doc.get("transition") not in TRANSITIONS:
             raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
         return cls(
             prefix=str(doc["prefix"]),
@@ -84,10 +90,11 @@ Handler = Callable[[ActionRequest, Incident], Outcome]
 
 def describe(request: ActionRequest, incident: Incident) -> str:
     """The call an action would make, in words an on-call engineer reads."""
-    verb = {"declared": "open", "escalated": "update", "update": "update", "resolved": "resolve"}[
-        request.transition
-    ]
+    verb = {"declared": "open", "escalated": "update", "update": "update", "resolved": "resolve"}
     if request.action == "page":
+        if request.transition == "handoff":
+            note = request.params.get("note", "")
+            return f"would add a note to the PagerDuty alert with dedup_key {incident.id}: {note}"
         if request.transition == "resolved":
             return f"would resolve the PagerDuty alert with dedup_key {incident.id}"
         severity = PAGERDUTY_SEVERITY.get(request.severity, "critical")
@@ -95,7 +102,8 @@ def describe(request: ActionRequest, incident: Incident) -> str:
             f"would trigger PagerDuty ({severity}) with dedup_key {incident.id}: {incident.title}"
         )
     if request.action == "statuspage":
-        return f"would {verb} the Statuspage incident for {incident.title!r}"
+        how = verb.get(request.transition, "update")
+        return f"would {how} the Statuspage incident for {incident.title!r}"
     if request.action == "notify":
         return f"would post the {request.transition} message to chat"
     target = _target(incident)

@@ -13,11 +13,9 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import DuplicateJobError
-from rq.job import JobStatus
 
+from workers.enqueue import RUN_ACTION, RUN_TICK, enqueue_once
 from workers.incidents import load_incident
-from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
 from workers.keys import Keys
 
 UPDATE_ACTIONS = ("notify", "statuspage")
@@ -48,42 +46,11 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
             "public": public,
             "update_every": every,
         }
-        if _enqueue(
-            queue, "workers.entry.run_action", job, f"{incident_id}-update-{severity}-{n}-{action}"
-        ):
+        if enqueue_once(queue, RUN_ACTION, job, f"{incident_id}-update-{severity}-{n}-{action}"):
             queued.append(action)
     following = {**payload, "n": n + 1}
     when = datetime.now(UTC) + timedelta(seconds=every)
     next_id = f"{incident_id}-tick-{severity}-{n + 1}"
-    _enqueue(queue, "workers.entry.run_tick", following, next_id, when)
+    enqueue_once(queue, RUN_TICK, following, next_id, when)
     redis.set(keys.pending_tick(incident_id), next_id)  # a resolve cancels it
     return {"outcome": "ticked", "n": n, "queued": queued}
-
-
-def _enqueue(
-    queue: Queue, function: str, payload: dict[str, Any], job_id: str, when: datetime | None = None
-) -> bool:
-    """Queue once: a tick that runs twice (a requeue) finds its jobs there already."""
-    options: dict[str, Any] = {
-        "job_id": job_id,
-        "job_timeout": JOB_TIMEOUT,
-        "retry": CRASH_RETRIES,
-        "unique": True,
-    }
-    try:
-        if when is None:
-            queue.enqueue(function, payload, **options)
-        else:
-            # Not enqueue_at: RQ 2.12 drops its `unique` (a second call would reschedule).
-            job = queue.create_job(
-                function,
-                args=(payload,),
-                job_id=job_id,
-                timeout=JOB_TIMEOUT,
-                retry=CRASH_RETRIES,
-                status=JobStatus.SCHEDULED,
-            )
-            queue.schedule_job(job, when, unique=True)
-    except DuplicateJobError:
-        return False
-    return True

@@ -65,6 +65,9 @@ def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcom
     event = _trigger(request, incident, vendors.integrations)
     vendors.redis.hset(external, f"paged:{reference}", request.severity)
     vendors.pagerduty.send(routing_key, event)
+    if request.transition == "handoff":
+        # Same dedup_key: PagerDuty adds the event to the open alert's log (or opens it).
+        return Outcome("succeeded", f"PagerDuty note added, dedup_key {incident.id}")
     return Outcome("succeeded", f"PagerDuty triggered ({event.severity}), dedup_key {incident.id}")
 
 
@@ -78,10 +81,13 @@ def _routing_key(vendors: Vendors, reference: str) -> str:
 def _trigger(request: ActionRequest, incident: Incident, integrations: Integrations) -> Event:
     first = _first_firing(incident)
     labels = first.labels if first else {}
+    note = str(request.params.get("note") or "") if request.transition == "handoff" else ""
+    summary = f"[{request.severity}] {incident.title}"
+    details = {"alertpilot_note": note} if note else {}
     return Event(
         "trigger",
         incident.id,
-        summary=f"[{request.severity}] {incident.title}",
+        summary=f"{summary}: a person is needed" if note else summary,
         source=labels.get("service") or labels.get("instance") or "alertpilot",
         severity=_pagerduty_severity(request),
         links=_links(incident, first),
@@ -91,6 +97,7 @@ def _trigger(request: ActionRequest, incident: Incident, integrations: Integrati
             "alerts_firing": len(incident.firing),
             "labels": labels,
             "incident": _incident_url(integrations, incident),
+            **details,
         },
     )
 
@@ -275,6 +282,7 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
         if request.update_every and request.transition != "resolved"
         else "",
         "incident_id": incident.id,
+        "note": str(request.params.get("note") or ""),
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)

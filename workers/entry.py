@@ -25,7 +25,8 @@ def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     job = get_current_job()
     assert job is not None, "run_action runs inside an RQ job"
     prefix = str(payload.get("prefix", ActionRequest.__dataclass_fields__["prefix"].default))
-    handlers = build_handlers(Integrations.from_env(os.environ), job.connection, prefix)
+    queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
+    handlers = build_handlers(Integrations.from_env(os.environ), job.connection, prefix, queue)
     return perform(payload, handlers)
 
 

@@ -13,7 +13,14 @@ class ActionError(Exception):
 
 
 class PermanentError(ActionError):
-    """Retrying cannot help (bad request, forbidden, unknown incident)."""
+    """Retrying cannot help (bad request, forbidden, unknown incident).
+
+    `status` is the vendor's HTTP status, when there was one (404: not there).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransientError(ActionError):

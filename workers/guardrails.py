@@ -9,7 +9,7 @@ carried in the job. A refusal is a reason, written on the timeline.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,8 @@ class Guard:
     dry_run: bool = True
     namespaces: tuple[str, ...] = ()
     workloads: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    """A workload carrying all these labels is allowed too (a label selector)."""
     max_replicas: int = 50
     max_factor: float = 3.0
     cooldown_seconds: int = 600
@@ -39,9 +41,10 @@ class Guard:
             dry_run=bool(doc.get("dry_run", True)),
             namespaces=tuple(allow.get("namespaces") or ()),
             workloads=tuple(allow.get("workloads") or ()),
+            labels=tuple(sorted((allow.get("labels") or {}).items())),
             max_replicas=int(doc.get("max_replicas", 50)),
             max_factor=float(doc.get("max_factor", 3.0)),
-            cooldown_seconds=_seconds(str(doc.get("cooldown", "10m"))),
+            cooldown_seconds=seconds(str(doc.get("cooldown", "10m"))),
             attempts_per_incident=int(doc.get("attempts_per_incident", 2)),
             budget_per_hour=int(doc.get("budget_per_hour", 20)),
         )
@@ -55,6 +58,13 @@ def paused(redis: Redis, keys: Keys, env: Mapping[str, str]) -> str | None:
     return text(reason) if reason is not None else None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    needs_person: bool = False
+    """The attempt cap is reached: a person takes over (workers/handoff.py)."""
+
+
 def refuse(
     redis: Redis,
     keys: Keys,
@@ -65,27 +75,49 @@ def refuse(
     action: str,
     namespace: str,
     name: str,
-) -> str | None:
-    """The reason this mitigation may not run now, or None (then it is counted)."""
+    labels: Callable[[], Mapping[str, str]],
+    spend: bool = True,
+) -> Refusal | None:
+    """Why this mitigation may not run now, or None (then, if `spend`, it takes from the budget).
+
+    `labels` reads the target's labels; it is called only when the allowlist
+    has a label selector and does not name the target. Dry runs and proposals
+    pass spend=False: only real changes count against the hourly budget.
+    """
     stop = paused(redis, keys, env)
     if stop is not None:
-        return f"mitigations are paused: {stop}"
+        return Refusal(f"mitigations are paused: {stop}")
     if namespace not in guard.namespaces:
-        return f"namespace {namespace!r} is not in the mitigation allowlist"
-    if guard.workloads and name not in guard.workloads:
-        return f"{namespace}/{name} is not in the mitigation allowlist"
+        return Refusal(f"namespace {namespace!r} is not in the mitigation allowlist")
+    if not _allowed(guard, name, labels):
+        return Refusal(f"{namespace}/{name} is not in the mitigation allowlist")
     attempts = int(redis.get(keys.attempts(incident_id, action)) or 0)
     if attempts >= guard.attempts_per_incident:
-        return f"{action} was tried {attempts} times for this incident: a person decides now"
+        message = f"{action} was tried {attempts} times for this incident: a person decides now"
+        return Refusal(message, needs_person=True)
     if redis.exists(keys.cooldown(action, namespace, name)):
-        return f"{namespace}/{name} is cooling down after the last {action}"
+        return Refusal(f"{namespace}/{name} is cooling down after the last {action}")
+    if not spend:
+        return None
     hour = keys.budget(int(time.time() // 3600))
     used = int(redis.incr(hour))
     redis.expire(hour, 7200)
     if used > guard.budget_per_hour:
         redis.decr(hour)
-        return f"the mitigation budget ({guard.budget_per_hour} an hour) is spent"
+        return Refusal(f"the mitigation budget ({guard.budget_per_hour} an hour) is spent")
     return None
+
+
+def _allowed(guard: Guard, name: str, labels: Callable[[], Mapping[str, str]]) -> bool:
+    """Named in `workloads`, or carrying every label of the selector; both empty: any."""
+    if not guard.workloads and not guard.labels:
+        return True
+    if name in guard.workloads:
+        return True
+    if not guard.labels:
+        return False
+    found = labels()
+    return all(found.get(key) == value for key, value in guard.labels)
 
 
 def applied(
@@ -100,7 +132,8 @@ def applied(
         pipe.execute()
 
 
-def _seconds(duration: str) -> int:
+def seconds(duration: str, default: int = 600) -> int:
+    """'10m' -> 600; the policy loader has checked the form, so anything else is the default."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = duration[:-1], duration[-1]
-    return int(number) * units[unit] if number.isdigit() and unit in units else 600
+    return int(number) * units[unit] if number.isdigit() and unit in units else default

@@ -1,8 +1,8 @@
 """The handler of each action for one job run: real adapters, or dry run.
 
 Dry run wins when the worker says so (ALERTPILOT_DRY_RUN) or the job does (a
-dry-run route, or a dry-run webhook); mitigations stay in dry run until their
-adapter lands.
+dry-run route, or a dry-run webhook). Mitigations also obey the policy's
+`mitigations.dry_run` (workers/mitigations).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from redis import Redis
+from rq import Queue
 
 from workers.actions import ACTION_NAMES, ActionRequest, Handler, Outcome, dry_run
 from workers.chat import Chat
@@ -17,22 +18,20 @@ from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
 from workers.incidents import Incident
 from workers.kube import Kubernetes, api_client
-from workers.mitigations import Cluster, rate_limit, rollout_restart, scale_up
+from workers.mitigations import MITIGATIONS, Cluster
 from workers.pagerduty import PagerDuty
 from workers.statuspage import RateLimiter, Statuspage
 
 Live = Callable[[ActionRequest, Incident, Vendors], Outcome]
 LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notify}
-MITIGATIONS: dict[str, Callable[[ActionRequest, Incident, Cluster], Outcome]] = {
-    "scale_up": scale_up,
-    "rollout_restart": rollout_restart,
-    "rate_limit": rate_limit,
-}
 
 
-def build_handlers(integrations: Integrations, redis: Redis, prefix: str) -> dict[str, Handler]:
+def build_handlers(
+    integrations: Integrations, redis: Redis, prefix: str, queue: Queue
+) -> dict[str, Handler]:
+    """`queue`: where mitigations queue what follows them (handoffs, follow-up attempts)."""
     vendors = vendors_for(integrations, redis, prefix)
-    cluster = Cluster(redis, integrations.env, _kube(integrations))
+    cluster = Cluster(redis, integrations.env, _kube(integrations), queue)
 
     def handler(name: str) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:

@@ -1,18 +1,20 @@
 """Chat messages from Jinja2 templates that teams change through pull requests.
 
-`policies/templates/{declared,update,resolved}.md.j2` (escalations use the
-update template with `escalated` true). A template missing there falls back
-to the built-in one below, which the shipped files copy. Rendering is
+`policies/templates/{declared,update,resolved,handoff}.md.j2` (escalations
+use the update template with `escalated` true; handoff, with its `note`, says
+a mitigation used its attempts and a person takes over). A template missing
+there falls back to the built-in one below, which the shipped files copy. Rendering is
 sandboxed and strict: a template naming a variable that does not exist fails
 (policy validate catches it before merge), it does not print nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 NAMES = {
@@ -20,6 +22,7 @@ NAMES = {
     "escalated": "update.md.j2",
     "update": "update.md.j2",
     "resolved": "resolved.md.j2",
+    "handoff": "handoff.md.j2",
 }
 
 _COMMON = """\
@@ -40,6 +43,8 @@ BUILT_IN = {
     "resolved.md.j2": ":white_check_mark: *Resolved*: {{ title }}\n"
     + _COMMON
     + "Resolved: {{ resolved_at }}\n",
+    "handoff.md.j2": ":raising_hand: *A person is needed ({{ severity }})*: {{ title }}\n"
+    "{{ note }}\n" + _COMMON,
 }
 
 SAMPLE: dict[str, Any] = {
@@ -57,6 +62,7 @@ SAMPLE: dict[str, Any] = {
     "link": "https://alertpilot.example/api/v1/incidents/abc-1",
     "next_update": "1h",
     "incident_id": "abc-1",
+    "note": "scale_up was tried 2 times for this incident: a person decides now",
 }
 """A context with every variable a template may use, for validation and docs."""
 
@@ -76,3 +82,17 @@ def environment(directory: Path | None) -> ImmutableSandboxedEnvironment:
 def render(directory: Path | None, transition: str, context: dict[str, Any]) -> str:
     template = environment(directory).get_template(NAMES[transition])
     return template.render(**context).strip()
+
+
+_LABELS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def render_label_template(value: str, labels: Mapping[str, str]) -> str | None:
+    """A route parameter that may be a template over the alert's labels; None when it
+    names a label the alert lacks, or renders empty."""
+    if "{{" not in value and "{%" not in value:
+        return value
+    try:
+        return _LABELS.from_string(value).render(labels=labels).strip() or None
+    except TemplateError:
+        return None

@@ -1,0 +1,475 @@
+"""rollback, rate_limit by manifest, the attempt cap's handoff and the label-selector allowlist.
+
+Against the stand-in Kubernetes API through the official client, the guardrails and the real
+job dispatch; pages and chat go to the PagerDuty and Slack stand-ins.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask.testing import FlaskClient
+from kubernetes import client, config
+from redis import Redis
+from rq import Queue
+
+from tests.conftest import AUTH, REPO, post, run_jobs, timeline
+from tests.support.kube_standin import KubeStandIn
+from tests.test_cadence import due
+from tests.test_mitigations import (
+    _resolved,
+    app_with,
+    latency,
+)
+from tests.test_policy import write_policy
+from webhook.policy import PolicyError, load_policy
+from webhook.settings import Settings
+from workers.actions import MANIFEST_KINDS
+
+
+def route(actions: str, severity: str = "SEV2") -> str:
+    return f"""\
+routes:
+  - name: api-latency
+    matchers: ['alertname="HighLatency"']
+    severity: {severity}
+    actions: {actions}
+"""
+
+
+def image(kube: KubeStandIn) -> str:
+    spec = kube.deployment("production", "canary")["spec"]["template"]["spec"]
+    return str(spec["containers"][0]["image"])
+
+
+def entries(app: FlaskClient, incident_id: str, action: str) -> list[dict[str, Any]]:
+    return [e for e in timeline(app, incident_id) if e.get("action") == action]
+
+
+# rollback -------------------------------------------------------------------------------------
+
+
+def canary(kube: KubeStandIn, *, current_age: timedelta) -> None:
+    """production/canary at revision 2 (canary:1, `current_age` old) after revision 1."""
+    kube.add_deployment("production", "canary", replicas=4, revision=2)
+    now = datetime.now(UTC)
+
+    def tpl(version: str) -> dict[str, Any]:
+        spec = {"containers": [{"name": "canary", "image": f"registry.example/canary:{version}"}]}
+        return {"metadata": {"labels": {"app": "canary"}, "annotations": {}}, "spec": spec}
+
+    kube.add_replicaset(
+        "production", "canary-aaaa000001", "canary", 1, tpl("0"), now - timedelta(days=3)
+    )
+    kube.add_replicaset("production", "canary-aaaa000002", "canary", 2, tpl("1"), now - current_age)
+
+
+def test_rollback_proposes_the_exact_change_and_rolls_back_once_approved(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    canary(kube, current_age=timedelta(minutes=10))
+    app = app_with(settings, redis, tmp_path, route("[rollback]"), allow=ALLOW_CANARY)
+    (incident_id,) = post(app, latency("canary")).json["incidents"]
+    run_jobs(queue)
+    (proposed,) = entries(app, incident_id, "rollback")
+    assert proposed["kind"] == "proposed"
+    assert (
+        "rollback of production/canary from revision 2 (registry.example/canary:1) "
+        "to revision 1 (registry.example/canary:0)"
+    ) in proposed["message"]
+    assert all(verb in ("get", "list") for _, _, verb in kube.calls)  # read, nothing changed
+    assert image(kube) == "registry.example/canary:1"
+
+    assert (
+        app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=AUTH).status_code == 202
+    )
+    run_jobs(queue)
+    assert image(kube) == "registry.example/canary:0"
+    deployment = kube.deployment("production", "canary")
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    patches = [r for r in kube.requests if r.method == "PATCH"]
+    assert len(patches) == 1 and patches[0].content_type == "application/json-patch+json"
+    assert patches[0].body[0] == {
+        "op": "test",
+        "path": "/metadata/annotations/deployment.kubernetes.io~1revision",
+        "value": "2",
+    }
+    done = entries(app, incident_id, "rollback")[-1]
+    assert done["kind"] == "succeeded" and done["message"].startswith(
+        "rolled back production/canary from revision 2"
+    )
+
+
+ALLOW_CANARY = {"namespaces": ["production"], "workloads": ["api", "canary"]}
+
+
+def test_rollback_leaves_a_release_older_than_changed_within_alone(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    canary(kube, current_age=timedelta(hours=3))
+    actions = "[{rollback: {approval: auto, changed_within: 1h}}]"
+    app = app_with(settings, redis, tmp_path, route(actions), allow=ALLOW_CANARY)
+    (incident_id,) = post(app, latency("canary")).json["incidents"]
+    run_jobs(queue)
+    (skipped,) = entries(app, incident_id, "rollback")
+    assert skipped["kind"] == "skipped"
+    assert "revision 2 rolled out 3h00m ago, not within 1h: no rollback" in skipped["message"]
+    assert image(kube) == "registry.example/canary:1"
+    assert [c for c in kube.calls if c[2] == "patch"] == []
+
+
+def test_an_approved_rollback_does_nothing_after_a_newer_rollout(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    canary(kube, current_age=timedelta(minutes=10))
+    app = app_with(settings, redis, tmp_path, route("[rollback]"), allow=ALLOW_CANARY)
+    (incident_id,) = post(app, latency("canary")).json["incidents"]
+    run_jobs(queue)
+    (proposed,) = entries(app, incident_id, "rollback")
+    # Meanwhile a person ships a fix (revision 3).
+    api = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    fix = {
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "canary", "image": "registry.example/canary:2"}]}
+            }
+        }
+    }
+    client.AppsV1Api(api).patch_namespaced_deployment("canary", "production", fix)
+    app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=AUTH)
+    run_jobs(queue)
+    assert image(kube) == "registry.example/canary:2"
+    blocked = entries(app, incident_id, "rollback")[-1]
+    assert blocked["kind"] == "blocked"
+    assert "is at revision 3 now, not the 2 approved" in blocked["message"]
+
+
+# rate_limit by manifest ----------------------------------------------------------------------
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: api-rate-limit
+  labels: {app: api}
+data:
+  limit-rps: "10"
+  limit-burst: "20"
+"""
+INGRESS = """\
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  annotations:
+    nginx.ingress.kubernetes.io/limit-rps: "10"
+    nginx.ingress.kubernetes.io/limit-connections: "5"
+"""
+ALLOW_MANIFESTS = {"namespaces": ["production"], "workloads": ["api", "api-rate-limit"]}
+
+
+def manifest_app(settings: Settings, redis: Redis, tmp_path: Path, manifest: str) -> FlaskClient:
+    return app_with(
+        settings,
+        redis,
+        tmp_path,
+        route("[{rate_limit: {apply: rate-limit-strict}}]"),
+        manifests={"rate-limit-strict": manifest},
+        allow=ALLOW_MANIFESTS,
+        stabilisation="1s",
+    )
+
+
+def test_apply_creates_the_manifest_by_server_side_apply_and_deletes_it_after_resolve(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = manifest_app(settings, redis, tmp_path, CONFIGMAP)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    made = kube.object("", "configmaps", "production", "api-rate-limit")
+    assert made is not None and made["data"] == {"limit-rps": "10", "limit-burst": "20"}
+    assert [m["manager"] for m in made["metadata"]["managedFields"]] == ["alertpilot"]
+    (applied,) = [r for r in kube.requests if r.method == "PATCH"]
+    assert applied.content_type == "application/apply-patch+yaml"
+    assert (applied.query["fieldManager"], applied.query["force"]) == ("alertpilot", "true")
+    (entry,) = entries(app, incident_id, "rate_limit")
+    assert entry["message"] == (
+        "applied rate-limit-strict (ConfigMap production/api-rate-limit, server-side apply)"
+    )
+
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    due(queue, 1.1)
+    assert kube.object("", "configmaps", "production", "api-rate-limit") is None
+    assert ("", "configmaps", "delete") in kube.calls
+    assert entries(app, incident_id, "rate_limit")[-1]["message"] == (
+        "deleted configmap production/api-rate-limit, which the rate limit had created"
+    )
+
+
+def test_apply_over_an_existing_ingress_restores_what_it_replaced(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    before = {"team": "api", "nginx.ingress.kubernetes.io/limit-rps": "100"}
+    kube.add_ingress("production", "api", annotations=before)
+    app = manifest_app(settings, redis, tmp_path, INGRESS)
+    post(app, latency())
+    run_jobs(queue)
+    annotations = kube.ingress("production", "api")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == "10"
+    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == "5"
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    due(queue, 1.1)
+    assert kube.ingress("production", "api")["metadata"]["annotations"] == before
+
+
+def test_apply_revert_leaves_an_object_a_person_changed_since(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = manifest_app(settings, redis, tmp_path, CONFIGMAP)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    api = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    client.CoreV1Api(api).patch_namespaced_config_map(
+        "api-rate-limit", "production", {"data": {"limit-rps": "50"}}
+    )
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    due(queue, 1.1)
+    kept = kube.object("", "configmaps", "production", "api-rate-limit")
+    assert kept is not None and kept["data"]["limit-rps"] == "50"
+    last = entries(app, incident_id, "rate_limit")[-1]
+    assert last["kind"] == "skipped" and "changed since" in last["message"]
+
+
+# the attempt cap hands the incident to a person ----------------------------------------------
+
+
+def test_after_the_attempt_cap_a_person_is_paged_and_told_in_chat_instead_of_a_third_try(
+    live: FlaskClient,
+    vendors: Any,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    pd, _, chat = vendors
+    actions = "[page, notify, {scale_up: {by: 2, max_replicas: 20}}]"
+    app = app_with(settings, redis, tmp_path, route(actions), cooldown="1s")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)  # attempt 1: 4 -> 6
+    due(queue, 2.2)  # still firing after the cooldown: attempt 2, 6 -> 8
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    due(queue, 2.2)  # attempt 3 is refused: the cap hands the incident over
+    due(queue, 2.2)  # and nothing follows
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    assert kube.calls.count(("apps", "deployments/scale", "patch")) == 2
+
+    scale = entries(app, incident_id, "scale_up")
+    assert [e["kind"] for e in scale] == ["succeeded", "succeeded", "blocked"]
+    assert scale[-1]["message"] == (
+        "scale_up was tried 2 times for this incident: a person decides now"
+    )
+    assert scale[-1]["handed_off"] == ["page", "notify"]
+    triggers = pd.events("trigger")
+    assert len(triggers) == 2 and {t["dedup_key"] for t in triggers} == {incident_id}
+    note = triggers[-1]["payload"]
+    assert note["summary"].endswith(": a person is needed")
+    assert note["custom_details"]["alertpilot_note"] == scale[-1]["message"]
+    handoff = [m.body["text"] for m in chat.messages if "A person is needed" in m.body["text"]]
+    assert len(handoff) == 1 and scale[-1]["message"] in handoff[0]
+
+
+def test_no_follow_up_attempt_after_the_incident_resolved(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path, cooldown="1s")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    post(app, _resolved(latency()))
+    run_jobs(queue)
+    due(queue, 2.2)
+    assert kube.calls.count(("apps", "deployments/scale", "patch")) == 1
+    follow_up = entries(app, incident_id, "scale_up")[-1]
+    assert follow_up["kind"] == "skipped" and "resolved" in follow_up["message"]
+
+
+# allowlist by label selector -----------------------------------------------------------------
+
+
+def test_a_label_selector_allows_labelled_workloads_only(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    kube.add_deployment(
+        "production",
+        "search",
+        replicas=3,
+        labels={"app": "search", "alertpilot.io/mitigate": "true"},
+    )
+    allow = {"namespaces": ["production"], "labels": {"alertpilot.io/mitigate": "true"}}
+    app = app_with(settings, redis, tmp_path, allow=allow)
+    post(app, latency("search"))
+    (refused,) = post(app, latency("api")).json["incidents"]
+    run_jobs(queue)
+    assert kube.deployment("production", "search")["spec"]["replicas"] == 7
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 4
+    (entry,) = entries(app, refused, "scale_up")
+    assert (entry["kind"], entry["message"]) == (
+        "blocked",
+        "production/api is not in the mitigation allowlist",
+    )
+
+
+# RBAC: every call of every action ------------------------------------------------------------
+
+
+def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    canary(kube, current_age=timedelta(minutes=5))
+    kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
+    kube.add_ingress("production", "canary")
+    actions = (
+        "[{scale_up: {by: 2}}, {rollout_restart: {approval: auto}},"
+        " {rollback: {approval: auto}}, {rate_limit: {apply: rate-limit-strict}}]"
+    )
+    allow = {"namespaces": ["production"], "labels": {"app": "api"}}
+    many = app_with(
+        settings,
+        redis,
+        tmp_path,
+        route(actions),
+        manifests={"rate-limit-strict": CONFIGMAP},
+        allow={**allow, "workloads": ["canary", "api-rate-limit"]},
+        stabilisation="1s",
+    )
+    post(many, latency("api"))
+    post(many, latency("canary"))
+    run_jobs(queue)
+    for deployment in ("api", "canary"):
+        post(many, _resolved(latency(deployment)))
+    run_jobs(queue)
+    due(queue, 1.1)
+    verbs = {c[2] for c in kube.calls}
+    assert {"get", "list", "patch", "create", "delete"} <= verbs, verbs
+    role = next(
+        doc
+        for doc in yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
+        if doc["kind"] == "Role"
+    )
+    allowed = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert set(kube.calls) <= allowed, set(kube.calls) - allowed
+
+
+# policy validate ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("actions", "manifest", "message"),
+    [
+        (
+            "[{rate_limit: {apply: strict}}]",
+            None,
+            "10-routes.yaml:5:15: rate_limit: no manifest policies/manifests/strict.yaml",
+        ),
+        (
+            "[{rate_limit: {}}]",
+            None,
+            "10-routes.yaml:5:15: rate_limit: set rps and/or connections, or apply: <manifest>",
+        ),
+        (
+            "[{rate_limit: {apply: strict}}]",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n",
+            "manifests/strict.yaml:2:1: kind: alertpilot applies ConfigMap (v1)",
+        ),
+        (
+            "[{rollback: {approval: sometimes}}]",
+            None,
+            "10-routes.yaml:5:15: rollback: approval is required or auto, not 'sometimes'",
+        ),
+    ],
+    ids=["missing-manifest", "empty-rate-limit", "kind", "approval"],
+)
+def test_validate_points_at_mitigation_mistakes(
+    tmp_path: Path, actions: str, manifest: str | None, message: str
+) -> None:
+    directory = write_policy(tmp_path / "p", route(actions))
+    if manifest is not None:
+        (directory / "manifests").mkdir()
+        (directory / "manifests" / "strict.yaml").write_text(manifest)
+    with pytest.raises(PolicyError) as raised:
+        load_policy(directory)
+    assert any(message in str(p) for p in raised.value.problems), raised.value.problems
+
+
+def test_the_shipped_manifests_load_and_their_kinds_are_in_the_role(policies_dir: Path) -> None:
+    policy = load_policy(policies_dir)
+    assert "rate-limit-strict" in policy.manifests
+    role = (REPO / "deploy" / "base" / "rbac.yaml").read_text()
+    rules = next(d for d in yaml.safe_load_all(role) if d["kind"] == "Role")["rules"]
+    for manifest in policy.manifests.values():
+        group, resource = MANIFEST_KINDS[(manifest["apiVersion"], manifest["kind"])]
+        verbs = {
+            verb
+            for rule in rules
+            if group in rule["apiGroups"] and resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+        assert {"get", "patch", "create", "delete"} <= verbs, (group, resource, verbs)

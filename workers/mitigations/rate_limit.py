@@ -1,0 +1,186 @@
+"""rate_limit, in two forms, put back after the incident.
+
+(a) `rps` / `connections`: ingress-nginx limit annotations on the Ingress
+    (`ingress` parameter, else the alert's `ingress` label, else its deployment).
+(b) `apply: <name>`: the pre-approved manifest policies/manifests/<name>.yaml
+    (carried in the job by the intake), by server-side apply under field manager
+    `alertpilot`. Its namespace is the manifest's, else the alert's.
+
+Both record the values they replaced. The revert restores them only if the
+object still holds what alertpilot set; an object the apply created is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome, dry_run
+from workers.errors import PermanentError
+from workers.guardrails import Guard
+from workers.incidents import Incident
+from workers.keys import Keys
+from workers.mitigations.common import (
+    Cluster,
+    applied,
+    record,
+    recorded,
+    refused,
+    reverted,
+    target,
+    target_lock,
+    to_revert,
+)
+
+RPS = "nginx.ingress.kubernetes.io/limit-rps"
+CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"
+IDENTITY = ("apiVersion", "kind")
+"""Top-level manifest fields that name the object rather than change it."""
+
+
+def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    guard = Guard.from_params(request.params)
+    manifest = request.params.get("manifest")
+    if request.transition == "resolved":
+        return _restore(request, incident, cluster, guard)
+    if manifest is None and "apply" in request.params:
+        raise PermanentError(f"manifest {request.params['apply']!r} did not reach the job")
+    if manifest is not None:
+        resource = MANIFEST_KINDS.get((manifest.get("apiVersion"), manifest.get("kind")))
+        if resource is None:
+            raise PermanentError(f"alertpilot does not apply {manifest.get('kind')} manifests")
+        namespace = manifest["metadata"].get("namespace")
+        if not namespace:
+            namespace, _ = target(incident, request.params, "deployment")
+        where = (str(namespace), str(manifest["metadata"]["name"]))
+        kind = resource[1]
+    else:
+        where, kind = target(incident, request.params, "ingress"), "ingresses"
+    blocked = refused(request, incident, cluster, guard, where, kind)
+    if blocked is not None:
+        return blocked
+    if guard.dry_run:
+        return dry_run(request, incident)
+    with target_lock(cluster, Keys(request.prefix), where):
+        if manifest is not None:
+            outcome = _apply(request, incident, cluster, where, kind, manifest)
+        else:
+            outcome = _annotate(request, incident, cluster, where)
+    if outcome.kind == "succeeded":
+        applied(cluster, request, incident, guard, "/".join(where))
+    return outcome
+
+
+def _annotate(
+    request: ActionRequest, incident: Incident, cluster: Cluster, where: tuple[str, str]
+) -> Outcome:
+    wanted = {
+        key: str(request.params[param])
+        for key, param in ((RPS, "rps"), (CONNECTIONS, "connections"))
+        if param in request.params
+    }
+    if not wanted:
+        raise PermanentError("rate_limit needs rps or connections, or apply")
+    namespace, name = where
+    kube = cluster.kube()
+    found = kube.read("ingresses", namespace, name)
+    if found is None:
+        raise PermanentError(f"ingress {namespace}/{name} not found")
+    changes = {"metadata": {"annotations": wanted}}
+    doc = {
+        "form": "annotations",
+        "resource": "ingresses",
+        "namespace": namespace,
+        "name": name,
+        "set": changes,
+        "before": _values_at(found, changes),
+        "created": "no",
+    }
+    with _remembered(cluster, request, incident, doc):
+        kube.merge_patch("ingresses", namespace, name, changes)
+    limits = ", ".join(f"{k.rsplit('/', 1)[1]}={v}" for k, v in wanted.items())
+    return Outcome("succeeded", f"rate limited ingress {namespace}/{name} ({limits})")
+
+
+def _apply(
+    request: ActionRequest,
+    incident: Incident,
+    cluster: Cluster,
+    where: tuple[str, str],
+    resource: str,
+    manifest: dict[str, Any],
+) -> Outcome:
+    namespace, name = where
+    body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+    changes = {k: v for k, v in body.items() if k not in IDENTITY}
+    changes["metadata"] = {
+        k: v for k, v in body["metadata"].items() if k not in ("name", "namespace")
+    }
+    kube = cluster.kube()
+    found = kube.read(resource, namespace, name)
+    doc = {
+        "form": "apply",
+        "resource": resource,
+        "namespace": namespace,
+        "name": name,
+        "set": changes,
+        "before": _values_at(found or {}, changes),
+        "created": "yes" if found is None else "no",
+    }
+    with _remembered(cluster, request, incident, doc):
+        kube.apply(namespace, body)
+    what = f"{manifest['kind']} {namespace}/{name}"
+    return Outcome("succeeded", f"applied {request.params['apply']} ({what}, server-side apply)")
+
+
+def _restore(request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard) -> Outcome:
+    found = to_revert(request, incident, cluster, guard)
+    if isinstance(found, Outcome):
+        return found
+    resource, namespace, name = found["resource"], found["namespace"], found["name"]
+    wanted, before = json.loads(found["set"]), json.loads(found["before"])
+    kube = cluster.kube()
+    now = kube.read(resource, namespace, name)
+    what = f"{resource.removesuffix('s')} {namespace}/{name}"
+    if now is None:
+        reverted(cluster, request, incident)
+        return Outcome("skipped", f"{what} is gone; nothing to restore")
+    if _values_at(now, wanted) != wanted:
+        return Outcome("skipped", f"left {what} alone: what alertpilot set was changed since")
+    if found["created"] == "yes":
+        kube.delete(resource, namespace, name)
+        message = f"deleted {what}, which the rate limit had created"
+    else:
+        kube.merge_patch(resource, namespace, name, before)
+        message = f"removed the rate limit from {what}"
+    reverted(cluster, request, incident)
+    return Outcome("succeeded", message)
+
+
+@contextlib.contextmanager
+def _remembered(
+    cluster: Cluster, request: ActionRequest, incident: Incident, doc: dict[str, Any]
+) -> Iterator[None]:
+    """Record the change before making it, so an answer lost after the change still
+    leaves what to revert; a retry keeps the first record's `before`, which the
+    object held before alertpilot touched it. A refused change leaves no record."""
+    earlier = recorded(cluster, request, incident)
+    if earlier.get("form") == doc["form"]:
+        doc = {**doc, "before": json.loads(earlier["before"]), "created": earlier["created"]}
+    record(cluster, request, incident, doc)
+    try:
+        yield
+    except PermanentError:
+        if not earlier:
+            reverted(cluster, request, incident)
+        raise
+
+
+def _values_at(obj: Any, shape: Any) -> Any:
+    """What `obj` holds at each leaf of `shape` (None where it holds nothing)."""
+    if not isinstance(shape, dict):
+        return obj
+    source = obj if isinstance(obj, dict) else {}
+    return {k: _values_at(source.get(k), v) for k, v in shape.items()}

@@ -1,0 +1,110 @@
+"""rollout_restart and rollback: changes to a Deployment's pods that need a person's
+approval unless the route says `approval: auto`.
+
+Without approval the worker only proposes the exact change (timeline and the
+job's answer); `alertpilot actions approve <id>` or the API runs it. Neither is
+reverted after the incident: a restart has nothing to undo, and undoing a
+rollback would bring the bad release back (roll forward with a fix instead).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from workers import timeline
+from workers.actions import ActionRequest, Outcome, dry_run
+from workers.guardrails import Guard, seconds
+from workers.incidents import Incident
+from workers.keys import Keys
+from workers.kube import Revision
+from workers.mitigations.common import (
+    Cluster,
+    applied,
+    proposal,
+    refused,
+    target,
+    target_lock,
+)
+
+DEFAULT_CHANGED_WITHIN = "1h"
+
+
+def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    """Restart the pods, as `kubectl rollout restart` does (a restartedAt annotation)."""
+    if request.transition == "resolved":
+        return Outcome("skipped", "a restart has nothing to revert")
+    guard = Guard.from_params(request.params)
+    where = target(incident, request.params, "deployment")
+    namespace, name = where
+    blocked = refused(request, incident, cluster, guard, where, spend=False)
+    if blocked is not None:
+        return blocked
+    if guard.dry_run:
+        return dry_run(request, incident)
+    proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}")
+    if proposed is not None:
+        return proposed
+    blocked = refused(request, incident, cluster, guard, where)
+    if blocked is not None:
+        return blocked
+    with target_lock(cluster, Keys(request.prefix), where):
+        cluster.kube().restart(namespace, name, timeline.utcnow())
+    applied(cluster, request, incident, guard, f"{namespace}/{name}")
+    return Outcome("succeeded", f"restarted {namespace}/{name} (rollout restart)")
+
+
+def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    """Back to the previous revision, as `kubectl rollout undo` does, and only when the
+    current one rolled out within `changed_within` (default 1h)."""
+    if request.transition == "resolved":
+        return Outcome("skipped", "a rollback is not reverted: roll forward with a fixed release")
+    guard = Guard.from_params(request.params)
+    where = target(incident, request.params, "deployment")
+    namespace, name = where
+    blocked = refused(request, incident, cluster, guard, where, spend=False)
+    if blocked is not None:
+        return blocked
+    if guard.dry_run:
+        return dry_run(request, incident)
+    current, revisions = cluster.kube().revisions(namespace, name)
+    now = next((r for r in revisions if r.number == current), None)
+    earlier = [r for r in revisions if r.number < current]
+    if now is None or not earlier:
+        return Outcome("skipped", f"{namespace}/{name} has no earlier revision to roll back to")
+    window = str(request.params.get("changed_within", DEFAULT_CHANGED_WITHIN))
+    age = (datetime.now(UTC) - now.created).total_seconds()
+    if age > seconds(window, default=3600):
+        message = (
+            f"{namespace}/{name} revision {current} rolled out {_ago(age)} ago, "
+            f"not within {window}: no rollback"
+        )
+        return Outcome("skipped", message)
+    to = earlier[-1]
+    if request.params.get("approved") and request.params.get("from_revision") != current:
+        approved = request.params.get("from_revision")
+        message = f"{namespace}/{name} is at revision {current} now, not the {approved} approved"
+        return Outcome("blocked", message + "; nothing done")
+    change = _change(where, current, now, to)
+    proposed = proposal(request, cluster, change, from_revision=current, to_revision=to.number)
+    if proposed is not None:
+        return proposed
+    blocked = refused(request, incident, cluster, guard, where)
+    if blocked is not None:
+        return blocked
+    with target_lock(cluster, Keys(request.prefix), where):
+        cluster.kube().roll_back(namespace, name, current=current, to=to)
+    applied(cluster, request, incident, guard, f"{namespace}/{name}")
+    return Outcome("succeeded", f"rolled back {change.removeprefix('rollback of ')}")
+
+
+def _change(where: tuple[str, str], current: int, now: Revision, to: Revision) -> str:
+    namespace, name = where
+    return (
+        f"rollback of {namespace}/{name} from revision {current} ({now.images}) "
+        f"to revision {to.number} ({to.images})"
+    )
+
+
+def _ago(age: float) -> str:
+    hours, minutes = int(age // 3600), int(age % 3600 // 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
