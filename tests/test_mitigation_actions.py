@@ -473,3 +473,26 @@ def test_the_shipped_manifests_load_and_their_kinds_are_in_the_role(policies_dir
             for verb in rule["verbs"]
         }
         assert {"get", "patch", "create", "delete"} <= verbs, (group, resource, verbs)
+
+
+def test_a_mitigation_does_nothing_once_no_alert_of_its_open_incident_fires(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    """Truncated notifications keep an incident open with no firing alert it knows of."""
+    app = app_with(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    gone = _resolved(latency())
+    gone["truncatedAlerts"] = 2
+    post(app, gone)
+    run_jobs(queue)
+    assert kube.calls == []
+    (entry,) = entries(app, incident_id, "scale_up")
+    assert (entry["kind"], entry["message"]) == (
+        "skipped",
+        "no alert of the incident fires any more; nothing done",
+    )

@@ -29,7 +29,13 @@ from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
 from workers import timeline
-from workers.actions import COMMUNICATION_ACTIONS, ActionRequest, Handler, Outcome
+from workers.actions import (
+    COMMUNICATION_ACTIONS,
+    MITIGATION_ACTIONS,
+    ActionRequest,
+    Handler,
+    Outcome,
+)
 from workers.errors import PermanentError, TransientError
 from workers.incidents import load_incident
 from workers.keys import Keys
@@ -127,6 +133,10 @@ def _locked(
         return _record_failure(redis, keys, request, "incident not found")
     if request.transition != "resolved" and incident.status == "resolved":
         outcome = Outcome("skipped", "incident resolved before the job ran; nothing done")
+        return _record(redis, keys, request, job_id, outcome)
+    acts = request.action in MITIGATION_ACTIONS and request.transition != "resolved"
+    if acts and not incident.firing:  # open, yet its alerts resolved (a truncated notification)
+        outcome = Outcome("skipped", "no alert of the incident fires any more; nothing done")
         return _record(redis, keys, request, job_id, outcome)
     if (
         request.action in COMMUNICATION_ACTIONS
