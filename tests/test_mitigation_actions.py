@@ -6,6 +6,7 @@ job dispatch; pages and chat go to the PagerDuty and Slack stand-ins.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from tests.test_policy import write_policy
 from webhook.policy import PolicyError, load_policy
 from webhook.settings import Settings
 from workers.actions import MANIFEST_KINDS
+from workers.config import Integrations
+from workers.handlers import build_handlers
+from workers.jobs import execute
 
 
 def route(actions: str, severity: str = "SEV2") -> str:
@@ -160,7 +164,10 @@ def test_an_approved_rollback_does_nothing_after_a_newer_rollout(
     assert image(kube) == "registry.example/canary:2"
     blocked = entries(app, incident_id, "rollback")[-1]
     assert blocked["kind"] == "blocked"
-    assert "is at revision 3 now, not the 2 approved" in blocked["message"]
+    assert blocked["message"] == (
+        "production/canary would now go from revision 3 to 2, "
+        "not from 2 to 1 as approved; nothing done"
+    )
 
 
 # rate_limit by manifest ----------------------------------------------------------------------
@@ -299,7 +306,7 @@ def test_after_the_attempt_cap_a_person_is_paged_and_told_in_chat_instead_of_a_t
     due(queue, 2.2)  # attempt 3 is refused: the cap hands the incident over
     due(queue, 2.2)  # and nothing follows
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
-    assert kube.calls.count(("apps", "deployments/scale", "patch")) == 2
+    assert kube.calls.count(("apps", "deployments/scale", "update")) == 2
 
     scale = entries(app, incident_id, "scale_up")
     assert [e["kind"] for e in scale] == ["succeeded", "succeeded", "blocked"]
@@ -330,7 +337,7 @@ def test_no_follow_up_attempt_after_the_incident_resolved(
     post(app, _resolved(latency()))
     run_jobs(queue)
     due(queue, 2.2)
-    assert kube.calls.count(("apps", "deployments/scale", "patch")) == 1
+    assert kube.calls.count(("apps", "deployments/scale", "update")) == 1
     follow_up = entries(app, incident_id, "scale_up")[-1]
     assert follow_up["kind"] == "skipped" and "resolved" in follow_up["message"]
 
@@ -444,8 +451,18 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
             None,
             "10-routes.yaml:5:15: rollback: approval is required or auto, not 'sometimes'",
         ),
+        (
+            "[{rollback: {changed_within: an hour}}]",
+            None,
+            "10-routes.yaml:5:15: rollback: changed_within: expected a duration like 30s",
+        ),
+        (
+            "[{scale_up: {factor: lots}}]",
+            None,
+            "10-routes.yaml:5:15: scale_up: factor must be a positive number",
+        ),
     ],
-    ids=["missing-manifest", "empty-rate-limit", "kind", "approval"],
+    ids=["missing-manifest", "empty-rate-limit", "kind", "approval", "changed_within", "factor"],
 )
 def test_validate_points_at_mitigation_mistakes(
     tmp_path: Path, actions: str, manifest: str | None, message: str
@@ -496,3 +513,78 @@ def test_a_mitigation_does_nothing_once_no_alert_of_its_open_incident_fires(
         "skipped",
         "no alert of the incident fires any more; nothing done",
     )
+
+
+def test_a_follow_up_that_can_scale_no_further_hands_the_incident_to_a_person(
+    live: FlaskClient,
+    vendors: Any,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    _, _, chat = vendors
+    actions = "[notify, {scale_up: {by: 2, max_replicas: 6}}]"
+    app = app_with(settings, redis, tmp_path, route(actions), cooldown="1s")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)  # 4 -> 6, the route's cap
+    due(queue, 2.2)  # still firing: the follow-up cannot help
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 6
+    last = entries(app, incident_id, "scale_up")[-1]
+    assert last["kind"] == "skipped" and last["handed_off"] == ["notify"]
+    handoff = [m.body["text"] for m in chat.messages if "A person is needed" in m.body["text"]]
+    assert len(handoff) == 1
+    assert "scale_up stopped: production/api has 6 replicas; the caps allow no more" in handoff[0]
+
+
+def test_a_rerun_after_a_crash_past_the_api_call_does_not_scale_twice(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    """The worker died after the scale landed, before anything else was written."""
+    app = app_with(settings, redis, tmp_path)
+    (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
+    payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
+    queue.empty()
+    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:", queue)
+    assert execute(redis, payload, handlers, job_id=job_id).outcome == "succeeded"
+    kept = f"aptest:intent:{job_id}"
+    for key in redis.scan_iter("aptest:*"):  # all bookkeeping after the call is lost
+        name = key.decode()
+        if name != kept and any(
+            p in name for p in ("effect", "attempts", "cooldown", "mitigation", "budget")
+        ):
+            redis.delete(key)
+    again = execute(redis, payload, handlers, job_id=job_id)
+    assert again.outcome == "succeeded"
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    assert kube.calls.count(("apps", "deployments/scale", "update")) == 1
+    record = redis.hgetall(f"aptest:incident:{payload['incident_id']}:mitigation:scale_up")
+    assert (record[b"before"], record[b"after"]) == (b"4", b"8")
+
+
+def test_a_conflicting_write_is_retried_on_a_fresh_read(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = app_with(settings, redis, tmp_path)
+    (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
+    payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
+    queue.empty()
+    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:", queue)
+    kube.fail_next("update", "deployments/scale", 409)
+    first = execute(redis, payload, handlers, job_id=job_id)
+    assert first.outcome == "retried" and "409" in first.message
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 4
+    assert execute(redis, payload, handlers, job_id=job_id, attempt=1).outcome == "succeeded"
+    assert kube.deployment("production", "api")["spec"]["replicas"] == 8
+    assert kube.calls.count(("apps", "deployments/scale", "get")) == 2  # read again

@@ -49,7 +49,7 @@ routes:
     severity: SEV2
     actions: [{rollout_restart: {approval_expires_seconds: 1}}]
 """
-SCALE_PATCH = ("apps", "deployments/scale", "patch")
+SCALE_PATCH = ("apps", "deployments/scale", "update")
 HPA_PATCH = ("autoscaling", "horizontalpodautoscalers", "patch")
 EXPIRY_WAIT_S = 5.0
 SECONDS = {"s": 1, "m": 60, "h": 3600}
@@ -123,7 +123,7 @@ def test_revert_under_an_hpa_puts_its_min_replicas_back(
     (revert,) = reverts(app, incident_id)
     assert (revert["kind"], revert["message"]) == (
         "succeeded",
-        "reverted production/api from 8 to 4",
+        "reverted HPA production/api minReplicas from 8 to 4",
     )
 
 

@@ -98,8 +98,8 @@ def test_scale_up_raises_replicas_once_despite_resends(
     run_jobs(queue)
     run_jobs(queue)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
-    patches = [c for c in kube.calls if c[2] == "patch"]
-    assert patches == [("apps", "deployments/scale", "patch")]
+    patches = [c for c in kube.calls if c[2] in ("patch", "update")]
+    assert patches == [("apps", "deployments/scale", "update")]
     (done,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
     assert (done["kind"], done["message"]) == ("succeeded", "scaled production/api from 4 to 8")
 
@@ -117,7 +117,7 @@ def test_scale_up_under_an_hpa_raises_its_min_replicas(
     post(app, latency())
     run_jobs(queue)
     assert kube.hpa("production", "api")["spec"]["minReplicas"] == 8
-    assert ("apps", "deployments/scale", "patch") not in kube.calls
+    assert ("apps", "deployments/scale", "update") not in kube.calls
 
 
 @pytest.mark.parametrize(
@@ -341,7 +341,7 @@ def test_alertmanager_to_kubernetes_scales_once_and_reverts_after_the_window(
     finally:
         server.shutdown()
     assert kube.deployment("production", "api")["spec"]["replicas"] == 4
-    patches = [c for c in kube.calls if c == ("apps", "deployments/scale", "patch")]
+    patches = [c for c in kube.calls if c == ("apps", "deployments/scale", "update")]
     assert len(patches) == 2  # up once, down once
 
 
@@ -408,7 +408,7 @@ def test_two_workers_scaling_one_workload_change_it_once(
         thread.join(timeout=30)
     assert sorted(outcomes) == ["blocked", "succeeded"]
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
-    assert kube.calls.count(("apps", "deployments/scale", "patch")) == 1
+    assert kube.calls.count(("apps", "deployments/scale", "update")) == 1
 
 
 RESTART = """\

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from webhook.durations import parse_duration
 from webhook.payload import Alert, Notification
 from webhook.policy import Match, Policy
 from webhook.policy.model import Action, Severity
 from workers import timeline
 from workers.actions import COMMUNICATION_ACTIONS, MITIGATION_ACTIONS
+from workers.durations import parse_duration
 from workers.incidents import AlertState, Incident
 
 Transition = Literal["declared", "escalated", "resolved"]

@@ -25,9 +25,9 @@ from redis.exceptions import RedisError, WatchError
 from redis.typing import EncodableT, FieldT
 
 from webhook.app_services import services
-from webhook.durations import parse_duration
 from webhook.errors import BadRequest, Unauthorized, Unavailable
 from workers import timeline
+from workers.durations import parse_duration
 from workers.incidents import Incident
 from workers.keys import Keys, text
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook.durations import DurationError, parse_duration
 from workers.config import SettingsError, boolean, secret
+from workers.durations import DurationError, parse_duration
 
 __all__ = ["Settings", "SettingsError"]
 

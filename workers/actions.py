@@ -45,6 +45,8 @@ class ActionRequest:
     """The severity goes on the status page."""
     update_every: int | None = None
     """Seconds between status updates at this severity (None: no cadence)."""
+    job_id: str = ""
+    """The RQ job running this request (set by workers/jobs.py; not part of the payload)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from typing import Any
 from redis import Redis
 
 from workers.config import boolean
+from workers.durations import DurationError, parse_duration
 from workers.keys import Keys, text
 
 
@@ -44,7 +45,7 @@ class Guard:
             labels=tuple(sorted((allow.get("labels") or {}).items())),
             max_replicas=int(doc.get("max_replicas", 50)),
             max_factor=float(doc.get("max_factor", 3.0)),
-            cooldown_seconds=seconds(str(doc.get("cooldown", "10m"))),
+            cooldown_seconds=seconds(str(doc.get("cooldown", "10m")), 600),
             attempts_per_incident=int(doc.get("attempts_per_incident", 2)),
             budget_per_hour=int(doc.get("budget_per_hour", 20)),
         )
@@ -76,13 +77,12 @@ def refuse(
     namespace: str,
     name: str,
     labels: Callable[[], Mapping[str, str]],
-    spend: bool = True,
 ) -> Refusal | None:
-    """Why this mitigation may not run now, or None (then, if `spend`, it takes from the budget).
+    """Why this mitigation may not run now, or None.
 
     `labels` reads the target's labels; it is called only when the allowlist
-    has a label selector and does not name the target. Dry runs and proposals
-    pass spend=False: only real changes count against the hourly budget.
+    has a label selector and does not name the target. The cooldown is checked
+    here and again under the target lock (`claim`), where the budget is spent.
     """
     stop = paused(redis, keys, env)
     if stop is not None:
@@ -95,10 +95,23 @@ def refuse(
     if attempts >= guard.attempts_per_incident:
         message = f"{action} was tried {attempts} times for this incident: a person decides now"
         return Refusal(message, needs_person=True)
+    return cooling(redis, keys, action, namespace, name)
+
+
+def cooling(redis: Redis, keys: Keys, action: str, namespace: str, name: str) -> Refusal | None:
     if redis.exists(keys.cooldown(action, namespace, name)):
         return Refusal(f"{namespace}/{name} is cooling down after the last {action}")
-    if not spend:
-        return None
+    return None
+
+
+def claim(
+    redis: Redis, keys: Keys, guard: Guard, *, action: str, namespace: str, name: str
+) -> Refusal | None:
+    """Under the target lock, just before the change: the cooldown once more (another
+    incident may have acted since), then one unit of the hourly budget."""
+    refusal = cooling(redis, keys, action, namespace, name)
+    if refusal is not None:
+        return refusal
     hour = keys.budget(int(time.time() // 3600))
     used = int(redis.incr(hour))
     redis.expire(hour, 7200)
@@ -106,6 +119,11 @@ def refuse(
         redis.decr(hour)
         return Refusal(f"the mitigation budget ({guard.budget_per_hour} an hour) is spent")
     return None
+
+
+def refund(redis: Redis, keys: Keys) -> None:
+    """Give back a claimed unit when the change did not happen (failed, or nothing to do)."""
+    redis.decr(keys.budget(int(time.time() // 3600)))
 
 
 def _allowed(guard: Guard, name: str, labels: Callable[[], Mapping[str, str]]) -> bool:
@@ -132,8 +150,9 @@ def applied(
         pipe.execute()
 
 
-def seconds(duration: str, default: int = 600) -> int:
-    """'10m' -> 600; the policy loader has checked the form, so anything else is the default."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = duration[:-1], duration[-1]
-    return int(number) * units[unit] if number.isdigit() and unit in units else default
+def seconds(duration: str, default: int) -> int:
+    """'1h30m' -> 5400; `default` for a value that is not a duration."""
+    try:
+        return int(parse_duration(duration).total_seconds())
+    except DurationError:
+        return default

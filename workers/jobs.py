@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis import Redis
@@ -140,14 +140,14 @@ def _locked(
         return _record(redis, keys, request, job_id, outcome)
     if (
         request.action in COMMUNICATION_ACTIONS
-        and request.transition != "resolved"
+        and request.transition not in ("resolved", "handoff")
         and request.severity != incident.severity
     ):
         # An escalation queued its own jobs at the new severity; this one would undo it.
         message = f"superseded: the incident is {incident.severity} now, not {request.severity}"
         return _record(redis, keys, request, job_id, Outcome("skipped", message))
     try:
-        outcome = handlers[request.action](request, incident)
+        outcome = handlers[request.action](replace(request, job_id=job_id), incident)
     except TransientError as exc:
         return _retry_or_fail(redis, keys, request, attempt, exc)
     except PermanentError as exc:

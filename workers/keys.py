@@ -64,6 +64,10 @@ class Keys:
         """Marker that a job's effect happened, so a rerun does not repeat it."""
         return f"{self.prefix}effect:{job_id}"
 
+    def intent(self, job_id: str) -> str:
+        """The change a mitigation job decided on, so a rerun repeats it, not a new one."""
+        return f"{self.prefix}intent:{job_id}"
+
     def action_lock(self, incident_id: str, action: str) -> str:
         """Lock held while one action of one incident runs (declare vs resolve, reruns)."""
         return f"{self.prefix}lock:{incident_id}:{action}"

@@ -11,9 +11,10 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -21,11 +22,23 @@ from kubernetes.config.config_exception import ConfigException
 from workers.actions import MANIFEST_KINDS
 from workers.errors import PermanentError, TransientError
 
+REQUEST_TIMEOUT = 30
+"""Seconds per API call: well inside the 120 s target lock a mitigation holds."""
+
 
 @dataclass(frozen=True)
 class Scale:
     replicas: int
     resource_version: str
+
+
+@dataclass(frozen=True)
+class Autoscaler:
+    """The HorizontalPodAutoscaler that targets a deployment."""
+
+    name: str
+    min_replicas: int
+    max_replicas: int
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,9 @@ def api_client(kubeconfig: str | None) -> Any:
 
 
 class Kubernetes:
+    """Each method is one or two API calls; every call, and every parse of its answer,
+    runs inside `_wrapped`, so only PermanentError and TransientError leave here."""
+
     def __init__(self, api: Any) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
@@ -80,39 +96,39 @@ class Kubernetes:
         }[resource]
         try:
             with _wrapped(f"get {resource} {namespace}/{name}"):
-                found = reader(name, namespace)
+                found = reader(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+                doc: dict[str, Any] = self.api.sanitize_for_serialization(found)
         except PermanentError as error:
             if error.status == 404:
                 return None
             raise
-        doc: dict[str, Any] = self.api.sanitize_for_serialization(found)
         return doc
 
     def apply(self, namespace: str, manifest: dict[str, Any]) -> None:
         """Server-side apply under field manager `alertpilot`, taking the fields it names."""
         resource = _resource_of(manifest)
-        patch = {
-            "configmaps": self.core.patch_namespaced_config_map,
-            "ingresses": self.networking.patch_namespaced_ingress,
-        }[resource]
         name = str(manifest["metadata"]["name"])
         with _wrapped(f"apply {resource} {namespace}/{name}"):
-            patch(
+            self._patcher(resource)(
                 name,
                 namespace,
                 manifest,
                 field_manager=FIELD_MANAGER,
                 force=True,
                 _content_type="application/apply-patch+yaml",
+                _request_timeout=REQUEST_TIMEOUT,
             )
 
     def merge_patch(self, resource: str, namespace: str, name: str, body: dict[str, Any]) -> None:
-        patch = {
-            "configmaps": self.core.patch_namespaced_config_map,
-            "ingresses": self.networking.patch_namespaced_ingress,
-        }[resource]
+        """A JSON merge patch (RFC 7386): null removes a key."""
         with _wrapped(f"patch {resource} {namespace}/{name}"):
-            patch(name, namespace, body, _content_type="application/merge-patch+json")
+            self._patcher(resource)(
+                name,
+                namespace,
+                body,
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
 
     def delete(self, resource: str, namespace: str, name: str) -> None:
         delete = {
@@ -120,31 +136,87 @@ class Kubernetes:
             "ingresses": self.networking.delete_namespaced_ingress,
         }[resource]
         with _wrapped(f"delete {resource} {namespace}/{name}"):
-            delete(name, namespace)
+            delete(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+
+    def _patcher(self, resource: str) -> Any:
+        return {
+            "configmaps": self.core.patch_namespaced_config_map,
+            "ingresses": self.networking.patch_namespaced_ingress,
+        }[resource]
+
+    def read_scale(self, namespace: str, name: str) -> Scale:
+        with _wrapped(f"get deployments/scale {namespace}/{name}"):
+            scale: Any = self.apps.read_namespaced_deployment_scale(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+            return Scale(int(scale.spec.replicas or 0), str(scale.metadata.resource_version))
+
+    def set_replicas(self, namespace: str, name: str, replicas: int, resource_version: str) -> None:
+        """Replace the scale, as of `resource_version`: if anyone changed it since it was
+        read, the API server answers 409 and the job re-reads and decides again."""
+        body = client.V1Scale(
+            api_version="autoscaling/v1",
+            kind="Scale",
+            metadata=client.V1ObjectMeta(
+                name=name, namespace=namespace, resource_version=resource_version
+            ),
+            spec=client.V1ScaleSpec(replicas=replicas),
+        )
+        with _wrapped(f"update deployments/scale {namespace}/{name}"):
+            self.apps.replace_namespaced_deployment_scale(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
+
+    def restart(self, namespace: str, name: str, at: str) -> None:
+        """What `kubectl rollout restart` does: a restartedAt template annotation. The
+        same `at` twice is one restart: the second patch changes nothing."""
+        annotations = {"kubectl.kubernetes.io/restartedAt": at}
+        body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        with _wrapped(f"patch deployments {namespace}/{name}"):
+            self.apps.patch_namespaced_deployment(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
+
+    def hpa_for(self, namespace: str, deployment: str) -> Autoscaler | None:
+        """The HorizontalPodAutoscaler that targets the deployment, if any."""
+        with _wrapped(f"list horizontalpodautoscalers {namespace}"):
+            found: Any = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+            for hpa in found.items:
+                ref = hpa.spec.scale_target_ref
+                if ref.kind == "Deployment" and ref.name == deployment:
+                    low = int(hpa.spec.min_replicas or 1)
+                    return Autoscaler(str(hpa.metadata.name), low, int(hpa.spec.max_replicas))
+        return None
+
+    def set_hpa_min(self, namespace: str, name: str, min_replicas: int) -> None:
+        body = {"spec": {"minReplicas": min_replicas}}
+        with _wrapped(f"patch horizontalpodautoscalers {namespace}/{name}"):
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
 
     def revisions(self, namespace: str, deployment: str) -> tuple[int, list[Revision]]:
         """The deployment's current revision, and every revision its ReplicaSets hold."""
         found = self.read("deployments", namespace, deployment)
         if found is None:
             raise PermanentError(f"deployment {namespace}/{deployment} not found")
-        meta, spec = found["metadata"], found["spec"]
-        current = int((meta.get("annotations") or {}).get(REVISION, 0))
-        selector = ",".join(
-            f"{k}={v}" for k, v in (spec["selector"].get("matchLabels") or {}).items()
-        )
         with _wrapped(f"list replicasets {namespace}"):
-            listed: Any = self.apps.list_namespaced_replica_set(namespace, label_selector=selector)
-        revisions = []
-        for rs in listed.items:
-            owners = {ref.uid for ref in rs.metadata.owner_references or []}
-            number = (rs.metadata.annotations or {}).get(REVISION)
-            if meta["uid"] in owners and number is not None:
-                template = self.api.sanitize_for_serialization(rs.spec.template)
-                revisions.append(
-                    Revision(
-                        int(number), rs.metadata.name, rs.metadata.creation_timestamp, template
-                    )
-                )
+            meta, spec = found["metadata"], found["spec"]
+            current = int((meta.get("annotations") or {}).get(REVISION, 0))
+            match = spec["selector"].get("matchLabels") or {}
+            listed: Any = self.apps.list_namespaced_replica_set(
+                namespace,
+                label_selector=",".join(f"{k}={v}" for k, v in match.items()),
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            revisions = [
+                _revision(self.api, rs)
+                for rs in listed.items
+                if meta["uid"] in {ref.uid for ref in rs.metadata.owner_references or []}
+                and REVISION in (rs.metadata.annotations or {})
+            ]
         return current, sorted(revisions, key=lambda r: r.number)
 
     def roll_back(self, namespace: str, name: str, *, current: int, to: Revision) -> None:
@@ -165,54 +237,22 @@ class Kubernetes:
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
         with _wrapped(f"patch deployments {namespace}/{name}"):
-            self.apps.patch_namespaced_deployment(name, namespace, operations)
-
-    def ingress_annotations(self, namespace: str, name: str) -> dict[str, str]:
-        with _wrapped(f"get ingresses {namespace}/{name}"):
-            ingress: Any = self.networking.read_namespaced_ingress(name, namespace)
-        return dict(ingress.metadata.annotations or {})
-
-    def annotate_ingress(
-        self, namespace: str, name: str, annotations: dict[str, str | None]
-    ) -> None:
-        """Merge-patch the annotations; None removes one."""
-        body = {"metadata": {"annotations": annotations}}
-        with _wrapped(f"patch ingresses {namespace}/{name}"):
-            self.networking.patch_namespaced_ingress(
-                name, namespace, body, _content_type="application/merge-patch+json"
+            self.apps.patch_namespaced_deployment(
+                name, namespace, operations, _request_timeout=REQUEST_TIMEOUT
             )
 
-    def read_scale(self, namespace: str, name: str) -> Scale:
-        with _wrapped(f"read deployments/scale {namespace}/{name}"):
-            scale: Any = self.apps.read_namespaced_deployment_scale(name, namespace)
-        return Scale(int(scale.spec.replicas or 0), str(scale.metadata.resource_version))
 
-    def set_replicas(self, namespace: str, name: str, replicas: int) -> None:
-        body = {"spec": {"replicas": replicas}}
-        with _wrapped(f"patch deployments/scale {namespace}/{name}"):
-            self.apps.patch_namespaced_deployment_scale(name, namespace, body)
-
-    def restart(self, namespace: str, name: str, at: str) -> None:
-        """What `kubectl rollout restart` does: a new restartedAt template annotation."""
-        annotations = {"kubectl.kubernetes.io/restartedAt": at}
-        body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
-        with _wrapped(f"patch deployments {namespace}/{name}"):
-            self.apps.patch_namespaced_deployment(name, namespace, body)
-
-    def hpa_for(self, namespace: str, deployment: str) -> tuple[str, int] | None:
-        """The HorizontalPodAutoscaler that targets the deployment: (name, minReplicas)."""
-        with _wrapped(f"list horizontalpodautoscalers {namespace}"):
-            found: Any = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace)
-        for hpa in found.items:
-            ref = hpa.spec.scale_target_ref
-            if ref.kind == "Deployment" and ref.name == deployment:
-                return str(hpa.metadata.name), int(hpa.spec.min_replicas or 1)
-        return None
-
-    def set_hpa_min(self, namespace: str, name: str, min_replicas: int) -> None:
-        body = {"spec": {"minReplicas": min_replicas}}
-        with _wrapped(f"patch horizontalpodautoscalers {namespace}/{name}"):
-            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(name, namespace, body)
+def _revision(api: Any, rs: Any) -> Revision:
+    created = rs.metadata.creation_timestamp
+    if not isinstance(created, datetime):
+        raise ValueError(f"ReplicaSet {rs.metadata.name} has no creationTimestamp")
+    template = api.sanitize_for_serialization(rs.spec.template)
+    return Revision(
+        int(rs.metadata.annotations[REVISION]),
+        str(rs.metadata.name),
+        created if created.tzinfo else created.replace(tzinfo=UTC),
+        template,
+    )
 
 
 def _resource_of(manifest: dict[str, Any]) -> str:
@@ -232,5 +272,7 @@ def _wrapped(what: str) -> Iterator[None]:
         if status in (409, 429) or status >= 500 or status == 0:
             raise TransientError(message) from None
         raise PermanentError(message, status=status) from None
-    except (OSError, ValueError) as exc:  # connection errors; pydantic validation
+    except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, reset, timed out
         raise TransientError(f"Kubernetes call failed ({type(exc).__name__}) for {what}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # an answer we cannot read
+        raise PermanentError(f"unexpected answer from Kubernetes to {what} ({exc})") from None

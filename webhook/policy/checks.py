@@ -22,6 +22,7 @@ from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
 from webhook.policy.problems import Location, Problem
 from workers import templates
 from workers.config import DEFAULT_ROUTING_KEY
+from workers.durations import DurationError, parse_duration
 
 MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
 """Regexes that match every value, line breaks included."""
@@ -188,6 +189,19 @@ def _mitigation_params(draft: Draft) -> list[Problem]:
                     if value is not None and (type(value) is not int or value < 1):
                         message = f"scale_up: {number} must be a whole number of at least 1"
                         problems.append(at.problem(message, key=key))
+            for number in ("factor", "rps", "connections", "approval_expires_seconds"):
+                value = params.get(number)
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+                ):
+                    message = f"{action.name}: {number} must be a positive number"
+                    problems.append(at.problem(message, key=key))
+            for duration in ("changed_within",):
+                if duration in params:
+                    try:
+                        parse_duration(str(params[duration]))
+                    except DurationError as exc:
+                        problems.append(at.problem(f"{action.name}: {duration}: {exc}", key=key))
             approval = params.get("approval")
             if approval is not None and approval not in ("required", "auto"):
                 message = f"{action.name}: approval is required or auto, not {approval!r}"

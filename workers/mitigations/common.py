@@ -23,6 +23,9 @@ from workers.incidents import Incident
 from workers.keys import Keys, text
 from workers.kube import Kubernetes
 
+INTENT_TTL = 30 * 24 * 3600
+"""As long as a job's effect marker (workers/jobs.py EFFECT_TTL)."""
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -41,8 +44,6 @@ def refused(
     guard: Guard,
     target: tuple[str, str],
     resource: str = "deployments",
-    *,
-    spend: bool = True,
 ) -> Outcome | None:
     """The guardrails' refusal as a 'blocked' outcome, or None when the action may go ahead.
 
@@ -59,7 +60,6 @@ def refused(
         namespace=namespace,
         name=name,
         labels=lambda: cluster.kube().labels(resource, namespace, name),
-        spend=spend and not guard.dry_run,
     )
     if refusal is None:
         return None
@@ -67,6 +67,62 @@ def refused(
     if refusal.needs_person:
         details["handed_off"] = hand_off(cluster.queue, request, incident, refusal.reason)
     return Outcome("blocked", refusal.reason, details)
+
+
+def act(
+    request: ActionRequest,
+    incident: Incident,
+    cluster: Cluster,
+    guard: Guard,
+    target: tuple[str, str],
+    change: Callable[[], Outcome],
+) -> Outcome:
+    """Make `change` under the target lock, once the cooldown (again) and the budget allow.
+
+    A change that succeeded counts as an attempt and starts the cooldown; one
+    that did nothing or failed gives its budget back.
+    """
+    namespace, name = target
+    keys = Keys(request.prefix)
+    with target_lock(cluster, keys, target):
+        refusal = guardrails.claim(
+            cluster.redis, keys, guard, action=request.action, namespace=namespace, name=name
+        )
+        if refusal is not None:
+            return Outcome("blocked", refusal.reason, {"target": f"{namespace}/{name}"})
+        try:
+            outcome = change()
+        except Exception:
+            guardrails.refund(cluster.redis, keys)
+            raise
+        if outcome.kind != "succeeded":
+            guardrails.refund(cluster.redis, keys)
+            return outcome
+        guardrails.applied(
+            cluster.redis,
+            keys,
+            guard,
+            incident_id=incident.id,
+            action=request.action,
+            target=f"{namespace}/{name}",
+        )
+        return outcome
+
+
+def intent(
+    cluster: Cluster, request: ActionRequest, fresh: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The change this job decided on. A rerun of the job (a crash, a lost answer, a
+    retry) gets the first run's decision back and repeats exactly that change, which
+    the API server takes as a no-op if it landed; it never decides a second one."""
+    key = Keys(request.prefix).intent(request.job_id)
+    stored = cluster.redis.get(key)
+    if stored is not None:
+        found: dict[str, Any] = json.loads(text(stored))
+        return found
+    decided = fresh()
+    cluster.redis.set(key, json.dumps(decided), ex=INTENT_TTL)
+    return decided
 
 
 @contextlib.contextmanager
@@ -121,13 +177,18 @@ def recorded(cluster: Cluster, request: ActionRequest, incident: Incident) -> di
 def to_revert(
     request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard
 ) -> dict[str, str] | Outcome:
-    """What the mitigation recorded, or why there is nothing to revert now."""
+    """What the mitigation recorded, or why there is nothing to revert now.
+
+    While mitigations are paused the revert waits (a transient error: the job
+    retries with backoff, then lands in the failed registry for `alertpilot
+    jobs retry`), rather than being dropped.
+    """
     found = recorded(cluster, request, incident)
     if not found:
         return Outcome("skipped", f"nothing to revert: {request.action} changed nothing")
     stop = guardrails.paused(cluster.redis, Keys(request.prefix), cluster.env)
     if stop is not None:
-        return Outcome("blocked", f"mitigations are paused: {stop}; revert not done")
+        raise TransientError(f"mitigations are paused: {stop}; the revert waits")
     if guard.dry_run:
         return dry_run(request, incident)
     return found
@@ -135,15 +196,6 @@ def to_revert(
 
 def reverted(cluster: Cluster, request: ActionRequest, incident: Incident) -> None:
     cluster.redis.delete(Keys(request.prefix).mitigation(incident.id, request.action))
-
-
-def applied(
-    cluster: Cluster, request: ActionRequest, incident: Incident, guard: Guard, target: str
-) -> None:
-    keys = Keys(request.prefix)
-    guardrails.applied(
-        cluster.redis, keys, guard, incident_id=incident.id, action=request.action, target=target
-    )
 
 
 def target(incident: Incident, params: Mapping[str, Any], kind: str) -> tuple[str, str]:

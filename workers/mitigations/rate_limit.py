@@ -24,7 +24,7 @@ from workers.incidents import Incident
 from workers.keys import Keys
 from workers.mitigations.common import (
     Cluster,
-    applied,
+    act,
     record,
     recorded,
     refused,
@@ -63,14 +63,24 @@ def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> 
         return blocked
     if guard.dry_run:
         return dry_run(request, incident)
-    with target_lock(cluster, Keys(request.prefix), where):
-        if manifest is not None:
-            outcome = _apply(request, incident, cluster, where, kind, manifest)
-        else:
-            outcome = _annotate(request, incident, cluster, where)
-    if outcome.kind == "succeeded":
-        applied(cluster, request, incident, guard, "/".join(where))
-    return outcome
+    if manifest is not None:
+        body = manifest
+        return act(
+            request,
+            incident,
+            cluster,
+            guard,
+            where,
+            lambda: _apply(request, incident, cluster, where, kind, body),
+        )
+    return act(
+        request,
+        incident,
+        cluster,
+        guard,
+        where,
+        lambda: _annotate(request, incident, cluster, where),
+    )
 
 
 def _annotate(
@@ -142,19 +152,20 @@ def _restore(request: ActionRequest, incident: Incident, cluster: Cluster, guard
     resource, namespace, name = found["resource"], found["namespace"], found["name"]
     wanted, before = json.loads(found["set"]), json.loads(found["before"])
     kube = cluster.kube()
-    now = kube.read(resource, namespace, name)
     what = f"{resource.removesuffix('s')} {namespace}/{name}"
-    if now is None:
-        reverted(cluster, request, incident)
-        return Outcome("skipped", f"{what} is gone; nothing to restore")
-    if _values_at(now, wanted) != wanted:
-        return Outcome("skipped", f"left {what} alone: what alertpilot set was changed since")
-    if found["created"] == "yes":
-        kube.delete(resource, namespace, name)
-        message = f"deleted {what}, which the rate limit had created"
-    else:
-        kube.merge_patch(resource, namespace, name, before)
-        message = f"removed the rate limit from {what}"
+    with target_lock(cluster, Keys(request.prefix), (namespace, name)):
+        now = kube.read(resource, namespace, name)
+        if now is None:
+            reverted(cluster, request, incident)
+            return Outcome("skipped", f"{what} is gone; nothing to restore")
+        if _values_at(now, wanted) != wanted:
+            return Outcome("skipped", f"left {what} alone: what alertpilot set was changed since")
+        if found["created"] == "yes":
+            kube.delete(resource, namespace, name)
+            message = f"deleted {what}, which the rate limit had created"
+        else:
+            kube.merge_patch(resource, namespace, name, before)
+            message = f"removed the rate limit from {what}"
     reverted(cluster, request, incident)
     return Outcome("succeeded", message)
 

@@ -9,22 +9,16 @@ rollback would bring the bad release back (roll forward with a fix instead).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from workers import timeline
 from workers.actions import ActionRequest, Outcome, dry_run
 from workers.guardrails import Guard, seconds
 from workers.incidents import Incident
-from workers.keys import Keys
+from workers.keys import Keys, text
 from workers.kube import Revision
-from workers.mitigations.common import (
-    Cluster,
-    applied,
-    proposal,
-    refused,
-    target,
-    target_lock,
-)
+from workers.mitigations.common import Cluster, act, intent, proposal, refused, target
 
 DEFAULT_CHANGED_WITHIN = "1h"
 
@@ -36,7 +30,7 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
     guard = Guard.from_params(request.params)
     where = target(incident, request.params, "deployment")
     namespace, name = where
-    blocked = refused(request, incident, cluster, guard, where, spend=False)
+    blocked = refused(request, incident, cluster, guard, where)
     if blocked is not None:
         return blocked
     if guard.dry_run:
@@ -44,13 +38,14 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
     proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}")
     if proposed is not None:
         return proposed
-    blocked = refused(request, incident, cluster, guard, where)
-    if blocked is not None:
-        return blocked
-    with target_lock(cluster, Keys(request.prefix), where):
-        cluster.kube().restart(namespace, name, timeline.utcnow())
-    applied(cluster, request, incident, guard, f"{namespace}/{name}")
-    return Outcome("succeeded", f"restarted {namespace}/{name} (rollout restart)")
+
+    def restart() -> Outcome:
+        # A rerun sends the first run's timestamp again: one restart, however many runs.
+        at = intent(cluster, request, lambda: {"at": timeline.utcnow()})["at"]
+        cluster.kube().restart(namespace, name, at)
+        return Outcome("succeeded", f"restarted {namespace}/{name} (rollout restart)")
+
+    return act(request, incident, cluster, guard, where, restart)
 
 
 def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
@@ -61,12 +56,18 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     guard = Guard.from_params(request.params)
     where = target(incident, request.params, "deployment")
     namespace, name = where
-    blocked = refused(request, incident, cluster, guard, where, spend=False)
+    blocked = refused(request, incident, cluster, guard, where)
     if blocked is not None:
         return blocked
     if guard.dry_run:
         return dry_run(request, incident)
     current, revisions = cluster.kube().revisions(namespace, name)
+    sent = cluster.redis.get(Keys(request.prefix).intent(request.job_id))
+    if sent is not None and json.loads(text(sent))["from"] != current:
+        # A run of this job sent its rollback, then died or lost the answer, and the
+        # deployment has moved on since (that rollback, or a newer rollout): not again.
+        message = f"{namespace}/{name} left revision {json.loads(text(sent))['from']} already"
+        return Outcome("skipped", message + "; the rollback is not sent twice")
     now = next((r for r in revisions if r.number == current), None)
     earlier = [r for r in revisions if r.number < current]
     if now is None or not earlier:
@@ -80,21 +81,25 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         )
         return Outcome("skipped", message)
     to = earlier[-1]
-    if request.params.get("approved") and request.params.get("from_revision") != current:
-        approved = request.params.get("from_revision")
-        message = f"{namespace}/{name} is at revision {current} now, not the {approved} approved"
-        return Outcome("blocked", message + "; nothing done")
+    approved = (request.params.get("from_revision"), request.params.get("to_revision"))
+    if request.params.get("approved") and approved != (current, to.number):
+        message = (
+            f"{namespace}/{name} would now go from revision {current} to {to.number}, "
+            f"not from {approved[0]} to {approved[1]} as approved; nothing done"
+        )
+        return Outcome("blocked", message)
     change = _change(where, current, now, to)
     proposed = proposal(request, cluster, change, from_revision=current, to_revision=to.number)
     if proposed is not None:
         return proposed
-    blocked = refused(request, incident, cluster, guard, where)
-    if blocked is not None:
-        return blocked
-    with target_lock(cluster, Keys(request.prefix), where):
+
+    def roll_back() -> Outcome:
+        # Sending it again from the same revision is safe: its patch tests the revision.
+        intent(cluster, request, lambda: {"from": current, "to": to.number})
         cluster.kube().roll_back(namespace, name, current=current, to=to)
-    applied(cluster, request, incident, guard, f"{namespace}/{name}")
-    return Outcome("succeeded", f"rolled back {change.removeprefix('rollback of ')}")
+        return Outcome("succeeded", f"rolled back {change.removeprefix('rollback of ')}")
+
+    return act(request, incident, cluster, guard, where, roll_back)
 
 
 def _change(where: tuple[str, str], current: int, now: Revision, to: Revision) -> str:

@@ -3,11 +3,11 @@ the minReplicas of the HorizontalPodAutoscaler that targets it (scaling under an
 HPA is undone by the HPA within seconds).
 
 It never scales down, never beyond the route's `max_replicas`, the policy's
-ceiling or `max_factor` times the current count. While the incident keeps
-firing it tries again once the cooldown has passed, until the attempt cap hands
-the incident to a person (`repeat: false` on the route: one attempt). The
-revert puts back the count from before the first attempt, if the object still
-holds what alertpilot set last.
+ceiling, `max_factor` times the current count or the HPA's maxReplicas. While
+the incident keeps firing it tries again once the cooldown has passed; a
+follow-up that cannot act, and the attempt cap, hand the incident to a person
+(`repeat: false` on the route: one attempt). The revert puts back the count
+from before alertpilot's attempts, if the object still holds what it set last.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from typing import Any
 from workers.actions import ActionRequest, Outcome, action_params, dry_run
 from workers.enqueue import RUN_ACTION, enqueue_once
 from workers.guardrails import Guard
+from workers.handoff import hand_off
 from workers.incidents import Incident
 from workers.keys import Keys
 from workers.mitigations.common import (
     Cluster,
-    applied,
+    act,
+    intent,
     record,
     recorded,
     refused,
@@ -43,15 +45,25 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     if request.transition == "resolved":
         return _revert(request, incident, cluster, guard)
     where = target(incident, request.params, "deployment")
-    blocked = refused(request, incident, cluster, guard, where)
-    if blocked is not None:
-        return blocked
-    if guard.dry_run:
-        return dry_run(request, incident)
-    with target_lock(cluster, Keys(request.prefix), where):
-        outcome = _scale(request, incident, cluster, guard, where)
+    outcome = refused(request, incident, cluster, guard, where)
+    if outcome is None:
+        if guard.dry_run:
+            return dry_run(request, incident)
+        outcome = act(
+            request,
+            incident,
+            cluster,
+            guard,
+            where,
+            lambda: _scale(request, incident, cluster, guard, where),
+        )
+    follow_up = int(request.params.get("attempt", 1)) > 1
     if outcome.kind == "succeeded" and request.params.get("repeat", True) is not False:
-        _follow_up(request, cluster, guard)
+        _next_attempt(request, cluster, guard)
+    elif follow_up and "handed_off" not in outcome.details and outcome.kind != "succeeded":
+        # Still firing after an attempt, and scaling cannot help any more: a person decides.
+        note = f"scale_up stopped: {outcome.message}"
+        outcome.details["handed_off"] = hand_off(cluster.queue, request, incident, note)
     return outcome
 
 
@@ -63,34 +75,49 @@ def _scale(
     where: tuple[str, str],
 ) -> Outcome:
     namespace, name = where
-    if cluster.redis.exists(Keys(request.prefix).cooldown("scale_up", namespace, name)):
-        return Outcome("blocked", f"{namespace}/{name} is cooling down after the last scale_up")
     kube = cluster.kube()
-    current = kube.read_scale(namespace, name).replicas
+    scale = kube.read_scale(namespace, name)
     hpa = kube.hpa_for(namespace, name)
-    if hpa is not None:
-        current = max(current, hpa[1])
-    desired = _desired(action_params(request), current, guard)
+
+    def decide() -> dict[str, Any]:
+        current = max(scale.replicas, hpa.min_replicas) if hpa else scale.replicas
+        desired = _desired(action_params(request), current, guard)
+        if hpa is not None:
+            desired = min(desired, hpa.max_replicas)
+        return {"current": current, "desired": desired}
+
+    # A rerun of this job repeats the first run's decision: scaling to the same
+    # count again changes nothing, so a lost answer never scales twice.
+    decided = intent(cluster, request, decide)
+    current, desired = int(decided["current"]), int(decided["desired"])
     if desired <= current:
-        message = f"{namespace}/{name} already has {current} replicas; never scales down"
+        message = f"{namespace}/{name} has {current} replicas; the caps allow no more"
         return Outcome("skipped", message)
+    now = hpa.min_replicas if hpa is not None else scale.replicas
+    if now > desired:  # raised by someone else since this job decided: never lower it
+        return Outcome("skipped", f"{namespace}/{name} is at {now} already; never scales down")
     if hpa is not None:
-        kube.set_hpa_min(namespace, hpa[0], desired)
-        change = {"object": "hpa", "name": hpa[0], "deployment": name, "after": desired}
+        kube.set_hpa_min(namespace, hpa.name, desired)
+        change = {"object": "hpa", "name": hpa.name, "deployment": name}
+    elif scale.replicas != desired:
+        kube.set_replicas(namespace, name, desired, scale.resource_version)
+        change = {"object": "scale", "name": name}
     else:
-        kube.set_replicas(namespace, name, desired)
-        change = {"object": "scale", "name": name, "after": desired}
-    earlier = recorded(cluster, request, incident)  # an earlier attempt: keep its "before"
-    before = int(earlier["before"]) if earlier else (hpa[1] if hpa is not None else current)
-    doc = {"namespace": namespace, **{k: str(v) for k, v in change.items()}}
-    doc["before"] = str(before)
+        change = {"object": "scale", "name": name}
+    earlier = recorded(cluster, request, incident)
+    # Revert to the count before alertpilot's first attempt, unless someone changed it
+    # since alertpilot's last one: then what they set is what the revert restores.
+    keep = (
+        earlier and earlier.get("object") == change["object"] and int(earlier["after"]) == current
+    )
+    before = int(earlier["before"]) if keep else current
+    doc = {"namespace": namespace, **change, "before": str(before), "after": str(desired)}
     record(cluster, request, incident, doc)
-    applied(cluster, request, incident, guard, f"{namespace}/{name}")
-    via = f" (HPA {hpa[0]} minReplicas)" if hpa is not None else ""
+    via = f" (HPA {hpa.name} minReplicas)" if hpa is not None else ""
     return Outcome("succeeded", f"scaled {namespace}/{name} from {current} to {desired}{via}", doc)
 
 
-def _follow_up(request: ActionRequest, cluster: Cluster, guard: Guard) -> None:
+def _next_attempt(request: ActionRequest, cluster: Cluster, guard: Guard) -> None:
     """The next attempt, after the cooldown: it finds the incident resolved (and does
     nothing), or still firing (and scales again), or the attempt cap reached."""
     attempt = int(request.params.get("attempt", 1)) + 1
@@ -106,26 +133,29 @@ def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard:
     found = to_revert(request, incident, cluster, guard)
     if isinstance(found, Outcome):
         return found
-    namespace, name = found["namespace"], found["name"]
+    namespace, name = found["namespace"], found.get("deployment", found["name"])
     before, after = int(found["before"]), int(found["after"])
     kube = cluster.kube()
-    if found["object"] == "hpa":
-        hpa = kube.hpa_for(namespace, found.get("deployment", name))
-        now = hpa[1] if hpa else None
-    else:
-        now = kube.read_scale(namespace, name).replicas
-    if now != after:
-        message = (
-            f"left {namespace}/{name} alone: it holds {now}, not the {after} alertpilot set "
-            "(a person changed it since)"
-        )
-        return Outcome("skipped", message)
-    if found["object"] == "hpa":
-        kube.set_hpa_min(namespace, name, before)
-    else:
-        kube.set_replicas(namespace, name, before)
+    with target_lock(cluster, Keys(request.prefix), (namespace, name)):
+        if found["object"] == "hpa":
+            hpa = kube.hpa_for(namespace, name)
+            now = hpa.min_replicas if hpa else None
+            what = f"HPA {namespace}/{found['name']} minReplicas"
+        else:
+            scale = kube.read_scale(namespace, name)
+            now, what = scale.replicas, f"{namespace}/{name}"
+        if now != after:
+            message = (
+                f"left {what} alone: it holds {now}, not the {after} alertpilot set "
+                "(a person changed it since)"
+            )
+            return Outcome("skipped", message)
+        if found["object"] == "hpa":
+            kube.set_hpa_min(namespace, found["name"], before)
+        else:
+            kube.set_replicas(namespace, name, before, scale.resource_version)
     reverted(cluster, request, incident)
-    return Outcome("succeeded", f"reverted {namespace}/{name} from {after} to {before}")
+    return Outcome("succeeded", f"reverted {what} from {after} to {before}")
 
 
 def _desired(params: Mapping[str, Any], current: int, guard: Guard) -> int:
