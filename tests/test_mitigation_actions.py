@@ -50,6 +50,13 @@ def image(kube: KubeStandIn) -> str:
     return str(spec["containers"][0]["image"])
 
 
+def role_rules() -> list[dict[str, Any]]:
+    """The rules of the Role in deploy/base/rbac.yaml."""
+    docs = yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
+    rules: list[dict[str, Any]] = next(d for d in docs if d["kind"] == "Role")["rules"]
+    return rules
+
+
 def entries(app: FlaskClient, incident_id: str, action: str) -> list[dict[str, Any]]:
     return [e for e in timeline(app, incident_id) if e.get("action") == action]
 
@@ -410,14 +417,9 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
     due(queue, 1.1)
     verbs = {c[2] for c in kube.calls}
     assert {"get", "list", "patch", "create", "delete"} <= verbs, verbs
-    role = next(
-        doc
-        for doc in yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
-        if doc["kind"] == "Role"
-    )
     allowed = {
         (group, resource, verb)
-        for rule in role["rules"]
+        for rule in role_rules()
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
@@ -479,8 +481,7 @@ def test_validate_points_at_mitigation_mistakes(
 def test_the_shipped_manifests_load_and_their_kinds_are_in_the_role(policies_dir: Path) -> None:
     policy = load_policy(policies_dir)
     assert "rate-limit-strict" in policy.manifests
-    role = (REPO / "deploy" / "base" / "rbac.yaml").read_text()
-    rules = next(d for d in yaml.safe_load_all(role) if d["kind"] == "Role")["rules"]
+    rules = role_rules()
     for manifest in policy.manifests.values():
         group, resource = MANIFEST_KINDS[(manifest["apiVersion"], manifest["kind"])]
         verbs = {

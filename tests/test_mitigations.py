@@ -19,7 +19,7 @@ from redis import Redis
 from rq import Queue
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REDIS_URL, REPO, TOKEN, fixture, post, run_jobs, timeline
+from tests.conftest import AUTH, REDIS_URL, TOKEN, fixture, post, run_jobs, timeline
 from tests.support.alertmanager import run_alertmanager
 from tests.support.kube_standin import KubeStandIn
 from tests.test_cadence import due
@@ -206,37 +206,6 @@ def test_cooldown_stops_a_second_incident_on_the_same_target(
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     (entry,) = [e for e in timeline(app, second) if e.get("action") == "scale_up"]
     assert entry["kind"] == "blocked" and "cooling down" in entry["message"]
-
-
-def test_every_call_the_adapter_makes_is_allowed_by_the_role(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    kube.add_hpa(
-        "production", "api-canary", target_deployment="api-canary", min_replicas=2, max_replicas=9
-    )
-    app = app_with(settings, redis, tmp_path)
-    post(app, latency("api"))
-    post(app, latency("api-canary"))
-    run_jobs(queue)
-    role = next(
-        doc
-        for doc in yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
-        if doc["kind"] == "Role"
-    )
-    allowed = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    assert kube.calls, "the adapter made no call"
-    assert set(kube.calls) <= allowed, set(kube.calls) - allowed
 
 
 def _resolved(doc: dict[str, Any]) -> dict[str, Any]:
