@@ -589,3 +589,59 @@ def test_a_conflicting_write_is_retried_on_a_fresh_read(
     assert execute(redis, payload, handlers, job_id=job_id, attempt=1).outcome == "succeeded"
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     assert kube.calls.count(("apps", "deployments/scale", "get")) == 2  # read again
+
+
+@pytest.mark.parametrize(
+    ("params", "guardrails", "replicas", "kind"),
+    [
+        ("{to: 100}", {"max_replicas": 10}, 10, "succeeded"),  # the policy's ceiling
+        ("{factor: 10}", {"max_factor": 3}, 12, "succeeded"),  # 3x the current 4
+        ("{by: 30, max_replicas: 9}", {}, 9, "succeeded"),  # the route's cap
+        ("{to: 2}", {}, 4, "skipped"),  # never scales down
+    ],
+    ids=["ceiling", "max_factor", "route-cap", "never-down"],
+)
+def test_scale_up_obeys_every_cap(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+    params: str,
+    guardrails: dict[str, Any],
+    replicas: int,
+    kind: str,
+) -> None:
+    actions = f"[{{scale_up: {params}}}]"
+    app = app_with(settings, redis, tmp_path, route(actions), **guardrails)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    assert kube.deployment("production", "api")["spec"]["replicas"] == replicas
+    (entry,) = entries(app, incident_id, "scale_up")
+    assert entry["kind"] == kind
+    writes = [c for c in kube.calls if c[2] not in ("get", "list")]
+    assert len(writes) == (1 if kind == "succeeded" else 0)
+
+
+@pytest.mark.parametrize("where", ["policy", "route"])
+def test_dry_run_mitigations_describe_and_call_nothing(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+    where: str,
+) -> None:
+    routes = route("[{scale_up: {by: 4}}, {rollback: {approval: auto}}]")
+    if where == "route":
+        routes = routes.replace("    severity: SEV2\n", "    severity: SEV2\n    dry_run: true\n")
+    app = app_with(settings, redis, tmp_path, routes, dry_run=where == "policy")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    assert kube.calls == []
+    kinds = {e["action"]: e["kind"] for e in timeline(app, incident_id) if e.get("action")}
+    assert kinds == {"scale_up": "dry_run", "rollback": "dry_run"}
+    (scale,) = entries(app, incident_id, "scale_up")
+    assert scale["message"] == "would apply scale_up {'by': 4} to production/api"
