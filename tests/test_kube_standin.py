@@ -496,3 +496,21 @@ def test_deleting_a_deployment_deletes_its_replicasets_unless_orphaned(
     assert orphan["metadata"]["ownerReferences"] == []
     assert kube.object("apps", "deployments", NS, "web") is None
     assert kube.calls == [("apps", "deployments", "delete")] * 2
+
+
+def test_a_patch_naming_a_stale_resource_version_is_409(kube: KubeStandIn, api: ApiClient) -> None:
+    kube.add_hpa(NS, "api", target_deployment="api", min_replicas=4, max_replicas=30)
+    hpas = AutoscalingV2Api(api)
+    seen = hpas.read_namespaced_horizontal_pod_autoscaler("api", NS)
+    hpas.patch_namespaced_horizontal_pod_autoscaler("api", NS, {"spec": {"minReplicas": 5}})
+    version = seen.metadata.resource_version  # type: ignore[union-attr]
+    stale = {"metadata": {"resourceVersion": version}, "spec": {"minReplicas": 2}}
+    with pytest.raises(ApiException) as raised:
+        hpas.patch_namespaced_horizontal_pod_autoscaler("api", NS, stale)
+    assert raised.value.status == 409
+    assert kube.hpa(NS, "api")["spec"]["minReplicas"] == 5
+    fresh = hpas.read_namespaced_horizontal_pod_autoscaler("api", NS)
+    version = fresh.metadata.resource_version  # type: ignore[union-attr]
+    current = {"metadata": {"resourceVersion": version}, "spec": {"minReplicas": 6}}
+    hpas.patch_namespaced_horizontal_pod_autoscaler("api", NS, current)
+    assert kube.hpa(NS, "api")["spec"]["minReplicas"] == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -27,10 +28,13 @@ from tests.test_e2e_alertmanager import wait_for
 from tests.test_policy import write_policy
 from webhook import cli
 from webhook.app import create_app
+from webhook.approvals_api import approve
 from webhook.settings import Settings
+from workers import approvals
 from workers.config import Integrations
 from workers.handlers import build_handlers
 from workers.jobs import execute
+from workers.keys import Keys
 
 ROUTES = """\
 routes:
@@ -489,3 +493,44 @@ def test_rate_limit_annotates_the_ingress_and_takes_it_back_after_resolve(
     assert kube.ingress("production", "api")["metadata"]["annotations"] == {"team": "api"}
     ingress_calls = {c for c in kube.calls if c[1] == "ingresses"}
     assert ingress_calls == {("networking.k8s.io", "ingresses", v) for v in ("get", "patch")}
+
+
+def test_two_people_approving_at_once_queue_the_job_once(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> None:
+    app = restart_app(settings, redis, tmp_path)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    (proposed,) = [e for e in timeline(app, incident_id) if e["kind"] == "proposed"]
+    keys = Keys("aptest:")
+    answers: list[str | None] = []
+    start = threading.Barrier(4)
+
+    def approver(name: str) -> None:
+        own = Redis.from_url(REDIS_URL)
+        start.wait(timeout=10)
+        answers.append(approve(own, queue, keys, proposed["proposal"], by=name))
+
+    threads = [threading.Thread(target=approver, args=(f"by p{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    job_id = f"{incident_id}-approved-{proposed['proposal']}"
+    assert answers.count(None) == 3 and [a for a in answers if a] == [job_id]
+    run_jobs(queue)
+    assert kube.calls.count(("apps", "deployments", "patch")) == 1
+    approvals = [e for e in timeline(app, incident_id) if e["kind"] == "approved"]
+    assert len(approvals) == 1
+
+
+def test_proposal_ids_are_safe_on_a_command_line(redis: Redis) -> None:
+    """token_urlsafe ids start with "-" one time in 64, and `actions approve -x` is an option."""
+    ids = [approvals.propose(redis, Keys("aptest:"), {}, "nothing", expires=5) for _ in range(500)]
+    assert len(set(ids)) == 500
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from rq import Queue
 
 from webhook.app_services import require_auth, services
@@ -18,31 +18,44 @@ blueprint = Blueprint("approvals", __name__, url_prefix="/api/v1")
 
 
 def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str) -> str | None:
-    """Queue the proposed job, marked approved; its job id, or None if unknown or expired."""
-    proposal = approvals.take(redis, keys, proposal_id)
-    if proposal is None:
-        return None
-    payload = proposal["payload"]
-    job_id = f"{payload['incident_id']}-approved-{proposal_id}"
+    """Queue the proposed job, marked approved; its job id, or None if unknown or expired.
+
+    One transaction: the proposal is removed, the approval written on the timeline
+    and the job queued together, so an approval is never half done, and of two
+    people approving at once only one queues the job.
+    """
+    key = keys.proposal(proposal_id)
     with redis.pipeline() as pipe:
-        pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
-        entry = timeline.entry(
-            "approved",
-            f"{proposal['change']} approved {by}",
-            action=payload["action"],
-            proposal=proposal_id,
-        )
-        timeline.append(pipe, keys, str(payload["incident_id"]), entry)
-        queue.enqueue(
-            JOB_FUNCTION,
-            payload,
-            job_id=job_id,
-            job_timeout=JOB_TIMEOUT,
-            retry=CRASH_RETRIES,
-            pipeline=pipe,
-        )
-        pipe.execute()
-    return job_id
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                if raw is None:
+                    return None
+                proposal = approvals.parse(raw)
+                payload = proposal["payload"]
+                job_id = f"{payload['incident_id']}-approved-{proposal_id}"
+                pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
+                pipe.delete(key)
+                entry = timeline.entry(
+                    "approved",
+                    f"{proposal['change']} approved {by}",
+                    action=payload["action"],
+                    proposal=proposal_id,
+                )
+                timeline.append(pipe, keys, str(payload["incident_id"]), entry)
+                queue.enqueue(
+                    JOB_FUNCTION,
+                    payload,
+                    job_id=job_id,
+                    job_timeout=JOB_TIMEOUT,
+                    retry=CRASH_RETRIES,
+                    pipeline=pipe,
+                )
+                pipe.execute()
+                return job_id
+            except WatchError:
+                continue  # someone else took or changed it: look again
 
 
 @blueprint.post("/actions/<proposal_id>/approve")

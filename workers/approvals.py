@@ -20,17 +20,16 @@ DEFAULT_EXPIRY = 30 * 60
 
 
 def propose(redis: Redis, keys: Keys, payload: dict[str, Any], change: str, *, expires: int) -> str:
-    """Store the proposal; its id (short, URL-safe, unguessable)."""
-    proposal_id = secrets.token_urlsafe(9)
+    """Store the proposal; its id (short, unguessable, and hex: an id from
+    token_urlsafe may start with "-", which a command line takes for an option)."""
+    proposal_id = secrets.token_hex(8)
     doc = {"payload": payload, "change": change}
     redis.set(keys.proposal(proposal_id), json.dumps(doc), ex=expires)
     return proposal_id
 
 
-def take(redis: Redis, keys: Keys, proposal_id: str) -> dict[str, Any] | None:
-    """The proposal, removed so it cannot be approved twice; None if unknown or expired."""
-    raw = redis.getdel(keys.proposal(proposal_id))
-    if raw is None:
-        return None
+def parse(raw: bytes | str) -> dict[str, Any]:
+    """A stored proposal: {payload, change}. Approving it removes it
+    (webhook/approvals_api.py), so it cannot be approved twice."""
     doc: dict[str, Any] = json.loads(text(raw))
     return doc

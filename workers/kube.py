@@ -39,6 +39,7 @@ class Autoscaler:
     name: str
     min_replicas: int
     max_replicas: int
+    resource_version: str
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,17 @@ class Kubernetes:
                 ref = hpa.spec.scale_target_ref
                 if ref.kind == "Deployment" and ref.name == deployment:
                     low = int(hpa.spec.min_replicas or 1)
-                    return Autoscaler(str(hpa.metadata.name), low, int(hpa.spec.max_replicas))
+                    high, version = int(hpa.spec.max_replicas), str(hpa.metadata.resource_version)
+                    return Autoscaler(str(hpa.metadata.name), low, high, version)
         return None
 
-    def set_hpa_min(self, namespace: str, name: str, min_replicas: int) -> None:
-        body = {"spec": {"minReplicas": min_replicas}}
+    def set_hpa_min(self, hpa: Autoscaler, namespace: str, min_replicas: int) -> None:
+        """As of the HPA's resourceVersion when read (else 409: re-read, decide again)."""
+        name = hpa.name
+        body = {
+            "metadata": {"resourceVersion": hpa.resource_version},
+            "spec": {"minReplicas": min_replicas},
+        }
         with _wrapped(f"patch horizontalpodautoscalers {namespace}/{name}"):
             self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 name, namespace, body, _request_timeout=REQUEST_TIMEOUT

@@ -11,7 +11,8 @@ for configmaps): apps/v1 deployments (+ scale: GET, PATCH, PUT with a stale
 ``metadata.resourceVersion`` -> 409) and replicasets, autoscaling/v2 horizontalpodautoscalers,
 networking.k8s.io/v1 ingresses, v1 configmaps. GET is get, or list with equality
 ``labelSelector`` terms; POST creates; PATCH takes strategic merge (maps deep-merged, null
-deletes, lists of objects merged by ``name``), merge patch (RFC 7386), JSON patch
+deletes, lists of objects merged by ``name``; a stale ``metadata.resourceVersion`` in the body
+-> 409, as the API server does), merge patch (RFC 7386), JSON patch
 (add/replace/remove/test) or server-side apply (``application/apply-patch+yaml`` and
 ``fieldManager``: creates (201) or merges, and records the manager in ``managedFields``).
 DELETE of a named object removes it and answers 200 with a ``Status`` (status Success, details
@@ -380,15 +381,15 @@ class KubeStandIn:
         if method == "DELETE":
             return 200, self._delete(route, key, query, body or {})
         if route.sub is None:
+            sent = _sent_version(body, ctype)
+            if sent and sent != old["metadata"]["resourceVersion"]:
+                raise KubeError(409, _modified(route), route.details())
             return 200, self._commit(key, old, _patch(old, body, ctype), dry)
         scale = _scale(old)
         new_scale = body if method == "PUT" else _patch(scale, body, ctype)
         sent = (new_scale.get("metadata") or {}).get("resourceVersion") if method == "PUT" else None
         if sent and sent != old["metadata"]["resourceVersion"]:
-            what = f'{route.qualified()} "{route.name}": the object has been modified'
-            detail = "please apply your changes to the latest version and try again"
-            message = f"Operation cannot be fulfilled on {what}; {detail}"
-            raise KubeError(409, message, route.details())
+            raise KubeError(409, _modified(route), route.details())
         new = copy.deepcopy(old)
         new["spec"]["replicas"] = (new_scale.get("spec") or {}).get("replicas")
         return 200, _scale(self._commit(key, old, new, dry))
@@ -554,6 +555,24 @@ class KubeStandIn:
         for rs in self._owned(ns, deployment):
             current = rs["metadata"]["annotations"].get(REVISION) == revision
             rs["spec"]["replicas"] = rs.setdefault("status", {})["replicas"] = n if current else 0
+
+
+def _sent_version(body: Any, ctype: str) -> str | None:
+    """A merge or strategic-merge patch that names metadata.resourceVersion is conditional."""
+    if ctype not in (SMP, MERGE) or not isinstance(body, dict):
+        return None
+    meta = body.get("metadata")
+    return (
+        str(meta["resourceVersion"])
+        if isinstance(meta, dict) and meta.get("resourceVersion")
+        else None
+    )
+
+
+def _modified(route: _Route) -> str:
+    what = f'{route.qualified()} "{route.name}": the object has been modified'
+    detail = "please apply your changes to the latest version and try again"
+    return f"Operation cannot be fulfilled on {what}; {detail}"
 
 
 def _stamp(when: datetime | None) -> str:

@@ -97,7 +97,7 @@ def _scale(
     if now > desired:  # raised by someone else since this job decided: never lower it
         return Outcome("skipped", f"{namespace}/{name} is at {now} already; never scales down")
     if hpa is not None:
-        kube.set_hpa_min(namespace, hpa.name, desired)
+        kube.set_hpa_min(hpa, namespace, desired)
         change = {"object": "hpa", "name": hpa.name, "deployment": name}
     elif scale.replicas != desired:
         kube.set_replicas(namespace, name, desired, scale.resource_version)
@@ -139,23 +139,23 @@ def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard:
     with target_lock(cluster, Keys(request.prefix), (namespace, name)):
         if found["object"] == "hpa":
             hpa = kube.hpa_for(namespace, name)
-            now = hpa.min_replicas if hpa else None
             what = f"HPA {namespace}/{found['name']} minReplicas"
+            if hpa is None or hpa.name != found["name"] or hpa.min_replicas != after:
+                return _left_alone(what, hpa.min_replicas if hpa else None, after)
+            kube.set_hpa_min(hpa, namespace, before)
         else:
             scale = kube.read_scale(namespace, name)
-            now, what = scale.replicas, f"{namespace}/{name}"
-        if now != after:
-            message = (
-                f"left {what} alone: it holds {now}, not the {after} alertpilot set "
-                "(a person changed it since)"
-            )
-            return Outcome("skipped", message)
-        if found["object"] == "hpa":
-            kube.set_hpa_min(namespace, found["name"], before)
-        else:
+            what = f"{namespace}/{name}"
+            if scale.replicas != after:
+                return _left_alone(what, scale.replicas, after)
             kube.set_replicas(namespace, name, before, scale.resource_version)
     reverted(cluster, request, incident)
     return Outcome("succeeded", f"reverted {what} from {after} to {before}")
+
+
+def _left_alone(what: str, now: int | None, after: int) -> Outcome:
+    message = f"left {what} alone: it holds {now}, not the {after} alertpilot set"
+    return Outcome("skipped", message + " (a person changed it since)")
 
 
 def _desired(params: Mapping[str, Any], current: int, guard: Guard) -> int:
