@@ -634,14 +634,28 @@ def test_dry_run_mitigations_describe_and_call_nothing(
     tmp_path: Path,
     where: str,
 ) -> None:
-    routes = route("[{scale_up: {by: 4}}, {rollback: {approval: auto}}]")
+    routes = route(
+        "[{scale_up: {by: 4}}, {rollback: {approval: auto}}, {rate_limit: {apply: strict}}]"
+    )
     if where == "route":
         routes = routes.replace("    severity: SEV2\n", "    severity: SEV2\n    dry_run: true\n")
-    app = app_with(settings, redis, tmp_path, routes, dry_run=where == "policy")
+    app = app_with(
+        settings,
+        redis,
+        tmp_path,
+        routes,
+        manifests={"strict": CONFIGMAP},
+        allow=ALLOW_MANIFESTS,
+        dry_run=where == "policy",
+    )
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     assert kube.calls == []
     kinds = {e["action"]: e["kind"] for e in timeline(app, incident_id) if e.get("action")}
-    assert kinds == {"scale_up": "dry_run", "rollback": "dry_run"}
+    assert kinds == {"scale_up": "dry_run", "rollback": "dry_run", "rate_limit": "dry_run"}
     (scale,) = entries(app, incident_id, "scale_up")
     assert scale["message"] == "would apply scale_up {'by': 4} to production/api"
+    (limit,) = entries(app, incident_id, "rate_limit")
+    if where == "policy":  # the worker resolved the manifest's object
+        assert limit["message"].endswith("to production/api-rate-limit")
+    assert limit["params"] == {"apply": "strict"}  # the manifest itself stays out

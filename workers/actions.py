@@ -90,8 +90,11 @@ class Outcome:
 Handler = Callable[[ActionRequest, Incident], Outcome]
 
 
-def describe(request: ActionRequest, incident: Incident) -> str:
-    """The call an action would make, in words an on-call engineer reads."""
+def describe(request: ActionRequest, incident: Incident, target: str | None = None) -> str:
+    """The call an action would make, in words an on-call engineer reads.
+
+    `target`: the object a mitigation resolved (route overrides, a manifest's
+    object); by default the workloads the firing alerts name."""
     verb = {"declared": "open", "escalated": "update", "update": "update", "resolved": "resolve"}
     if request.action == "page":
         if request.transition == "handoff":
@@ -108,20 +111,25 @@ def describe(request: ActionRequest, incident: Incident) -> str:
         return f"would {how} the Statuspage incident for {incident.title!r}"
     if request.action == "notify":
         return f"would post the {request.transition} message to chat"
-    target = _target(incident)
+    target = target or _target(incident)
     params = action_params(request)
     if request.transition == "resolved":
         return f"would revert {request.action} on {target}"
     return f"would apply {request.action} {params or ''} to {target}".replace("  ", " ")
 
 
+CARRIED = ("guardrails", "manifest")
+"""What the intake puts into a mitigation job besides the route's parameters."""
+
+
 def action_params(request: ActionRequest) -> dict[str, Any]:
-    """The route's parameters, without the guardrails the job carries along."""
-    return {k: v for k, v in request.params.items() if k != "guardrails"}
+    """The route's parameters, without the guardrails and manifest the job carries along."""
+    return {k: v for k, v in request.params.items() if k not in CARRIED}
 
 
-def dry_run(request: ActionRequest, incident: Incident) -> Outcome:
-    return Outcome("dry_run", describe(request, incident), {"params": action_params(request)})
+def dry_run(request: ActionRequest, incident: Incident, target: str | None = None) -> Outcome:
+    message = describe(request, incident, target)
+    return Outcome("dry_run", message, {"params": action_params(request)})
 
 
 def target_of(labels: Mapping[str, str]) -> str:

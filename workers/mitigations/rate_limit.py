@@ -62,7 +62,7 @@ def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> 
     if blocked is not None:
         return blocked
     if guard.dry_run:
-        return dry_run(request, incident)
+        return dry_run(request, incident, "/".join(where))
     if manifest is not None:
         body = manifest
         return act(

@@ -34,7 +34,7 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
     if blocked is not None:
         return blocked
     if guard.dry_run:
-        return dry_run(request, incident)
+        return dry_run(request, incident, "/".join(where))
     proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}")
     if proposed is not None:
         return proposed
@@ -60,7 +60,7 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     if blocked is not None:
         return blocked
     if guard.dry_run:
-        return dry_run(request, incident)
+        return dry_run(request, incident, "/".join(where))
     current, revisions = cluster.kube().revisions(namespace, name)
     sent = cluster.redis.get(Keys(request.prefix).intent(request.job_id))
     if sent is not None and json.loads(text(sent))["from"] != current:

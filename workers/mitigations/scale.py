@@ -48,7 +48,7 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     outcome = refused(request, incident, cluster, guard, where)
     if outcome is None:
         if guard.dry_run:
-            return dry_run(request, incident)
+            return dry_run(request, incident, "/".join(where))
         outcome = act(
             request,
             incident,
