@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
@@ -26,6 +26,9 @@ from tests.support.statuspage_standin import StatuspageStandIn
 from webhook.app import create_app
 from webhook.settings import Settings
 from workers.keys import Keys
+
+if TYPE_CHECKING:
+    from tests.support.mitigation import MitigationBench
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
@@ -166,3 +169,22 @@ def kube(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[KubeStandI
         server.add_deployment("production", "api-canary", replicas=2)
         monkeypatch.setenv("KUBECONFIG", str(server.write_kubeconfig(tmp_path / "kubeconfig")))
         yield server
+
+
+@pytest.fixture
+def mitigation(
+    live: FlaskClient,
+    kube: KubeStandIn,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    tmp_path: Path,
+) -> MitigationBench:
+    """The stand-in Kubernetes API, Redis and the queue, with dry run off and the vendors'
+    stand-ins (`live`); `.app(routes, manifests, **guardrails)` is alertpilot on that policy."""
+    # Imported here, not above: tests.support.mitigation builds on this module's helpers.
+    from tests.support.mitigation import MitigationBench
+
+    return MitigationBench(
+        kube=kube, redis=redis, queue=queue, settings=settings, tmp_path=tmp_path
+    )

@@ -15,34 +15,17 @@ import pytest
 import yaml
 from flask.testing import FlaskClient
 from kubernetes import client, config
-from redis import Redis
-from rq import Queue
 
 from tests.conftest import AUTH, REPO, post, run_jobs, timeline
 from tests.support.kube_standin import KubeStandIn
+from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.test_cadence import due
-from tests.test_mitigations import (
-    _resolved,
-    app_with,
-    latency,
-)
 from tests.test_policy import write_policy
 from webhook.policy import PolicyError, load_policy
-from webhook.settings import Settings
 from workers.actions import MANIFEST_KINDS
 from workers.config import Integrations
 from workers.handlers import build_handlers
 from workers.jobs import execute
-
-
-def route(actions: str, severity: str = "SEV2") -> str:
-    return f"""\
-routes:
-  - name: api-latency
-    matchers: ['alertname="HighLatency"']
-    severity: {severity}
-    actions: {actions}
-"""
 
 
 def image(kube: KubeStandIn) -> str:
@@ -55,10 +38,6 @@ def role_rules() -> list[dict[str, Any]]:
     docs = yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
     rules: list[dict[str, Any]] = next(d for d in docs if d["kind"] == "Role")["rules"]
     return rules
-
-
-def entries(app: FlaskClient, incident_id: str, action: str) -> list[dict[str, Any]]:
-    return [e for e in timeline(app, incident_id) if e.get("action") == action]
 
 
 # rollback -------------------------------------------------------------------------------------
@@ -80,15 +59,11 @@ def canary(kube: KubeStandIn, *, current_age: timedelta) -> None:
 
 
 def test_rollback_proposes_the_exact_change_and_rolls_back_once_approved(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     canary(kube, current_age=timedelta(minutes=10))
-    app = app_with(settings, redis, tmp_path, route("[rollback]"), allow=ALLOW_CANARY)
+    app = mitigation.app(route("[rollback]"), allow=ALLOW_CANARY)
     (incident_id,) = post(app, latency("canary")).json["incidents"]
     run_jobs(queue)
     (proposed,) = entries(app, incident_id, "rollback")
@@ -124,16 +99,12 @@ ALLOW_CANARY = {"namespaces": ["production"], "workloads": ["api", "canary"]}
 
 
 def test_rollback_leaves_a_release_older_than_changed_within_alone(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     canary(kube, current_age=timedelta(hours=3))
     actions = "[{rollback: {approval: auto, changed_within: 1h}}]"
-    app = app_with(settings, redis, tmp_path, route(actions), allow=ALLOW_CANARY)
+    app = mitigation.app(route(actions), allow=ALLOW_CANARY)
     (incident_id,) = post(app, latency("canary")).json["incidents"]
     run_jobs(queue)
     (skipped,) = entries(app, incident_id, "rollback")
@@ -144,15 +115,11 @@ def test_rollback_leaves_a_release_older_than_changed_within_alone(
 
 
 def test_an_approved_rollback_does_nothing_after_a_newer_rollout(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue, tmp_path = mitigation.kube, mitigation.queue, mitigation.tmp_path
     canary(kube, current_age=timedelta(minutes=10))
-    app = app_with(settings, redis, tmp_path, route("[rollback]"), allow=ALLOW_CANARY)
+    app = mitigation.app(route("[rollback]"), allow=ALLOW_CANARY)
     (incident_id,) = post(app, latency("canary")).json["incidents"]
     run_jobs(queue)
     (proposed,) = entries(app, incident_id, "rollback")
@@ -201,11 +168,8 @@ metadata:
 ALLOW_MANIFESTS = {"namespaces": ["production"], "workloads": ["api", "api-rate-limit"]}
 
 
-def manifest_app(settings: Settings, redis: Redis, tmp_path: Path, manifest: str) -> FlaskClient:
-    return app_with(
-        settings,
-        redis,
-        tmp_path,
+def manifest_app(mitigation: MitigationBench, manifest: str) -> FlaskClient:
+    return mitigation.app(
         route("[{rate_limit: {apply: rate-limit-strict}}]"),
         manifests={"rate-limit-strict": manifest},
         allow=ALLOW_MANIFESTS,
@@ -214,14 +178,10 @@ def manifest_app(settings: Settings, redis: Redis, tmp_path: Path, manifest: str
 
 
 def test_apply_creates_the_manifest_by_server_side_apply_and_deletes_it_after_resolve(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
-    app = manifest_app(settings, redis, tmp_path, CONFIGMAP)
+    kube, queue = mitigation.kube, mitigation.queue
+    app = manifest_app(mitigation, CONFIGMAP)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     made = kube.object("", "configmaps", "production", "api-rate-limit")
@@ -235,7 +195,7 @@ def test_apply_creates_the_manifest_by_server_side_apply_and_deletes_it_after_re
         "applied rate-limit-strict (ConfigMap production/api-rate-limit, server-side apply)"
     )
 
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     assert kube.object("", "configmaps", "production", "api-rate-limit") is None
@@ -246,43 +206,33 @@ def test_apply_creates_the_manifest_by_server_side_apply_and_deletes_it_after_re
 
 
 def test_apply_over_an_existing_ingress_restores_what_it_replaced(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     before = {"team": "api", "nginx.ingress.kubernetes.io/limit-rps": "100"}
     kube.add_ingress("production", "api", annotations=before)
-    app = manifest_app(settings, redis, tmp_path, INGRESS)
+    app = manifest_app(mitigation, INGRESS)
     post(app, latency())
     run_jobs(queue)
     annotations = kube.ingress("production", "api")["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == "10"
     assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == "5"
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     assert kube.ingress("production", "api")["metadata"]["annotations"] == before
 
 
-def test_apply_revert_leaves_an_object_a_person_changed_since(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = manifest_app(settings, redis, tmp_path, CONFIGMAP)
+def test_apply_revert_leaves_an_object_a_person_changed_since(mitigation: MitigationBench) -> None:
+    kube, queue, tmp_path = mitigation.kube, mitigation.queue, mitigation.tmp_path
+    app = manifest_app(mitigation, CONFIGMAP)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     api = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
     client.CoreV1Api(api).patch_namespaced_config_map(
         "api-rate-limit", "production", {"data": {"limit-rps": "50"}}
     )
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     kept = kube.object("", "configmaps", "production", "api-rate-limit")
@@ -295,17 +245,12 @@ def test_apply_revert_leaves_an_object_a_person_changed_since(
 
 
 def test_after_the_attempt_cap_a_person_is_paged_and_told_in_chat_instead_of_a_third_try(
-    live: FlaskClient,
-    vendors: Any,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench, vendors: Any
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     pd, _, chat = vendors
     actions = "[page, notify, {scale_up: {by: 2, max_replicas: 20}}]"
-    app = app_with(settings, redis, tmp_path, route(actions), cooldown="1s")
+    app = mitigation.app(route(actions), cooldown="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)  # attempt 1: 4 -> 6
     due(queue, 2.2)  # still firing after the cooldown: attempt 2, 6 -> 8
@@ -330,18 +275,12 @@ def test_after_the_attempt_cap_a_person_is_paged_and_told_in_chat_instead_of_a_t
     assert len(handoff) == 1 and scale[-1]["message"] in handoff[0]
 
 
-def test_no_follow_up_attempt_after_the_incident_resolved(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_with(settings, redis, tmp_path, cooldown="1s")
+def test_no_follow_up_attempt_after_the_incident_resolved(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(cooldown="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 2.2)
     assert kube.calls.count(("apps", "deployments/scale", "update")) == 1
@@ -352,14 +291,8 @@ def test_no_follow_up_attempt_after_the_incident_resolved(
 # allowlist by label selector -----------------------------------------------------------------
 
 
-def test_a_label_selector_allows_labelled_workloads_only(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
+def test_a_label_selector_allows_labelled_workloads_only(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     kube.add_deployment(
         "production",
         "search",
@@ -367,7 +300,7 @@ def test_a_label_selector_allows_labelled_workloads_only(
         labels={"app": "search", "alertpilot.io/mitigate": "true"},
     )
     allow = {"namespaces": ["production"], "labels": {"alertpilot.io/mitigate": "true"}}
-    app = app_with(settings, redis, tmp_path, allow=allow)
+    app = mitigation.app(allow=allow)
     post(app, latency("search"))
     (refused,) = post(app, latency("api")).json["incidents"]
     run_jobs(queue)
@@ -384,13 +317,9 @@ def test_a_label_selector_allows_labelled_workloads_only(
 
 
 def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     canary(kube, current_age=timedelta(minutes=5))
     kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
     kube.add_ingress("production", "canary")
@@ -399,10 +328,7 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
         " {rollback: {approval: auto}}, {rate_limit: {apply: rate-limit-strict}}]"
     )
     allow = {"namespaces": ["production"], "labels": {"app": "api"}}
-    many = app_with(
-        settings,
-        redis,
-        tmp_path,
+    many = mitigation.app(
         route(actions),
         manifests={"rate-limit-strict": CONFIGMAP},
         allow={**allow, "workloads": ["canary", "api-rate-limit"]},
@@ -412,7 +338,7 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
     post(many, latency("canary"))
     run_jobs(queue)
     for deployment in ("api", "canary"):
-        post(many, _resolved(latency(deployment)))
+        post(many, resolved(latency(deployment)))
     run_jobs(queue)
     due(queue, 1.1)
     verbs = {c[2] for c in kube.calls}
@@ -494,17 +420,13 @@ def test_the_shipped_manifests_load_and_their_kinds_are_in_the_role(policies_dir
 
 
 def test_a_mitigation_does_nothing_once_no_alert_of_its_open_incident_fires(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
     """Truncated notifications keep an incident open with no firing alert it knows of."""
-    app = app_with(settings, redis, tmp_path)
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app()
     (incident_id,) = post(app, latency()).json["incidents"]
-    gone = _resolved(latency())
+    gone = resolved(latency())
     gone["truncatedAlerts"] = 2
     post(app, gone)
     run_jobs(queue)
@@ -517,17 +439,12 @@ def test_a_mitigation_does_nothing_once_no_alert_of_its_open_incident_fires(
 
 
 def test_a_follow_up_that_can_scale_no_further_hands_the_incident_to_a_person(
-    live: FlaskClient,
-    vendors: Any,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench, vendors: Any
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     _, _, chat = vendors
     actions = "[notify, {scale_up: {by: 2, max_replicas: 6}}]"
-    app = app_with(settings, redis, tmp_path, route(actions), cooldown="1s")
+    app = mitigation.app(route(actions), cooldown="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)  # 4 -> 6, the route's cap
     due(queue, 2.2)  # still firing: the follow-up cannot help
@@ -540,15 +457,11 @@ def test_a_follow_up_that_can_scale_no_further_hands_the_incident_to_a_person(
 
 
 def test_a_rerun_after_a_crash_past_the_api_call_does_not_scale_twice(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
     """The worker died after the scale landed, before anything else was written."""
-    app = app_with(settings, redis, tmp_path)
+    kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
+    app = mitigation.app()
     (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
     payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
     queue.empty()
@@ -569,15 +482,9 @@ def test_a_rerun_after_a_crash_past_the_api_call_does_not_scale_twice(
     assert (record[b"before"], record[b"after"]) == (b"4", b"8")
 
 
-def test_a_conflicting_write_is_retried_on_a_fresh_read(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_with(settings, redis, tmp_path)
+def test_a_conflicting_write_is_retried_on_a_fresh_read(mitigation: MitigationBench) -> None:
+    kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
+    app = mitigation.app()
     (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
     payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
     queue.empty()
@@ -602,19 +509,11 @@ def test_a_conflicting_write_is_retried_on_a_fresh_read(
     ids=["ceiling", "max_factor", "route-cap", "never-down"],
 )
 def test_scale_up_obeys_every_cap(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-    params: str,
-    guardrails: dict[str, Any],
-    replicas: int,
-    kind: str,
+    mitigation: MitigationBench, params: str, guardrails: dict[str, Any], replicas: int, kind: str
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     actions = f"[{{scale_up: {params}}}]"
-    app = app_with(settings, redis, tmp_path, route(actions), **guardrails)
+    app = mitigation.app(route(actions), **guardrails)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     assert kube.deployment("production", "api")["spec"]["replicas"] == replicas
@@ -626,23 +525,15 @@ def test_scale_up_obeys_every_cap(
 
 @pytest.mark.parametrize("where", ["policy", "route"])
 def test_dry_run_mitigations_describe_and_call_nothing(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-    where: str,
+    mitigation: MitigationBench, where: str
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     routes = route(
         "[{scale_up: {by: 4}}, {rollback: {approval: auto}}, {rate_limit: {apply: strict}}]"
     )
     if where == "route":
         routes = routes.replace("    severity: SEV2\n", "    severity: SEV2\n    dry_run: true\n")
-    app = app_with(
-        settings,
-        redis,
-        tmp_path,
+    app = mitigation.app(
         routes,
         manifests={"strict": CONFIGMAP},
         allow=ALLOW_MANIFESTS,

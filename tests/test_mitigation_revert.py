@@ -1,70 +1,32 @@
 """What happens to a mitigation after its incident: revert opt-out, HPA reverts, expired proposals.
 
 Against the stand-in Kubernetes API (tests/support/kube_standin.py), through the official client,
-the guardrails and the real job dispatch, as in tests/test_mitigations.py (whose fixtures these
-tests share).
+the guardrails and the real job dispatch, as in tests/test_mitigations.py (whose `mitigation`
+fixture, from tests/conftest.py, these tests share).
 """
 
 from __future__ import annotations
 
-import copy
 import re
 import time
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import yaml
 from flask.testing import FlaskClient
 from kubernetes import client, config
-from prometheus_client import CollectorRegistry
-from redis import Redis
 from rq import Queue
 
 from tests.conftest import AUTH, post, run_jobs, timeline
 from tests.support.kube_standin import KubeStandIn
+from tests.support.mitigation import MitigationBench, latency, resolved, route
 from tests.test_cadence import due
-from tests.test_mitigations import (
-    GUARDRAILS,
-    _resolved,
-    app_with,
-    latency,
-)
-from tests.test_policy import write_policy
-from webhook.app import create_app
-from webhook.settings import Settings
 from workers.keys import Keys
 
-KEEP = """\
-routes:
-  - name: api-latency
-    matchers: ['alertname="HighLatency"']
-    severity: SEV2
-    actions: [{scale_up: {by: 4, max_replicas: 20, revert: false}}]
-"""
-SHORT_APPROVAL = """\
-routes:
-  - name: api-latency
-    matchers: ['alertname="HighLatency"']
-    severity: SEV2
-    actions: [{rollout_restart: {approval_expires_seconds: 1}}]
-"""
+KEEP = route("[{scale_up: {by: 4, max_replicas: 20, revert: false}}]")
+SHORT_APPROVAL = route("[{rollout_restart: {approval_expires_seconds: 1}}]")
 SCALE_PATCH = ("apps", "deployments/scale", "update")
 HPA_PATCH = ("autoscaling", "horizontalpodautoscalers", "patch")
 EXPIRY_WAIT_S = 5.0
 SECONDS = {"s": 1, "m": 60, "h": 3600}
-
-
-def app_for(
-    settings: Settings, redis: Redis, tmp_path: Path, routes: str, **guardrails: Any
-) -> FlaskClient:
-    """The app on ``routes`` and the mitigation guardrails of tests/test_mitigations.py."""
-    directory = write_policy(tmp_path / "policies", routes)
-    doc = copy.deepcopy(GUARDRAILS)
-    doc["mitigations"].update(guardrails)
-    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(doc))
-    changed = replace(settings, policies_dir=directory, dry_run=False)
-    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
 
 
 def reverts(app: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
@@ -76,44 +38,32 @@ def reverts(app: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_revert_false_keeps_the_scale_up_after_the_window(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_for(settings, redis, tmp_path, KEEP, stabilisation="1s")
+def test_revert_false_keeps_the_scale_up_after_the_window(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(KEEP, stabilisation="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     calls_after_scale_up = kube.calls
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     assert kube.calls.count(SCALE_PATCH) == 1
     assert kube.calls == calls_after_scale_up  # not even a read after the resolve
-    (resolved,) = [e for e in timeline(app, incident_id) if e["kind"] == "resolved"]
-    assert "scale_up" not in resolved["queued"]
+    (resolution,) = [e for e in timeline(app, incident_id) if e["kind"] == "resolved"]
+    assert "scale_up" not in resolution["queued"]
     assert reverts(app, incident_id) == []
 
 
-def test_revert_under_an_hpa_puts_its_min_replicas_back(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
+def test_revert_under_an_hpa_puts_its_min_replicas_back(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
-    app = app_with(settings, redis, tmp_path, stabilisation="1s")
+    app = mitigation.app(stabilisation="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     assert kube.hpa("production", "api")["spec"]["minReplicas"] == 8
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     assert kube.hpa("production", "api")["spec"]["minReplicas"] == 8  # not before the window
     due(queue, 1.1)
@@ -128,15 +78,11 @@ def test_revert_under_an_hpa_puts_its_min_replicas_back(
 
 
 def test_revert_under_an_hpa_leaves_a_min_replicas_a_person_changed(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue, tmp_path = mitigation.kube, mitigation.queue, mitigation.tmp_path
     kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
-    app = app_with(settings, redis, tmp_path, stabilisation="1s")
+    app = mitigation.app(stabilisation="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     # A person raises the floor further by hand (kubectl patch hpa), through the same API.
@@ -148,7 +94,7 @@ def test_revert_under_an_hpa_leaves_a_min_replicas_a_person_changed(
         )
     finally:
         api.close()
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     assert kube.hpa("production", "api")["spec"]["minReplicas"] == 10
@@ -170,16 +116,12 @@ def proposed_restart(
 
 
 def test_an_expired_rollout_restart_proposal_cannot_be_approved(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
-    app = app_for(settings, redis, tmp_path, SHORT_APPROVAL)
+    kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
+    app = mitigation.app(SHORT_APPROVAL)
     incident_id, proposed = proposed_restart(app, queue, kube)
-    key = Keys(settings.key_prefix).proposal(proposed["proposal"])
+    key = Keys(mitigation.settings.key_prefix).proposal(proposed["proposal"])
     left_ms = redis.pttl(key)  # -2: already expired (the declare took over a second)
     assert left_ms == -2 or 0 < left_ms <= 1000  # the route's expiry, not the 30 minute default
     deadline = time.monotonic() + EXPIRY_WAIT_S
@@ -198,16 +140,10 @@ def test_an_expired_rollout_restart_proposal_cannot_be_approved(
     assert [e for e in timeline(app, incident_id) if e["kind"] == "approved"] == []
 
 
-def test_a_proposal_states_its_approval_window(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
+def test_a_proposal_states_its_approval_window(mitigation: MitigationBench) -> None:
     """A window under a minute is not stated as "approve within 0m"."""
-    app = app_for(settings, redis, tmp_path, SHORT_APPROVAL)
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(SHORT_APPROVAL)
     _, proposed = proposed_restart(app, queue, kube)
     stated = re.search(r"approve within ((?:\d+[smh])+)", proposed["message"])
     assert stated is not None, proposed["message"]

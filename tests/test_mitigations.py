@@ -2,101 +2,34 @@
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import os
 import re
 import threading
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from flask.testing import FlaskClient
 from kubernetes import client, config
-from prometheus_client import CollectorRegistry
 from redis import Redis
-from rq import Queue
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REDIS_URL, TOKEN, fixture, post, run_jobs, timeline
+from tests.conftest import AUTH, REDIS_URL, TOKEN, post, run_jobs, timeline
 from tests.support.alertmanager import run_alertmanager
-from tests.support.kube_standin import KubeStandIn
+from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.test_cadence import due
 from tests.test_e2e_alertmanager import wait_for
-from tests.test_policy import write_policy
 from webhook import cli
-from webhook.app import create_app
 from webhook.approvals_api import approve
-from webhook.settings import Settings
 from workers import approvals
 from workers.config import Integrations
 from workers.handlers import build_handlers
 from workers.jobs import execute
 from workers.keys import Keys
 
-ROUTES = """\
-routes:
-  - name: api-latency
-    matchers: ['alertname="HighLatency"']
-    severity: SEV2
-    actions: [{scale_up: {by: 4, max_replicas: 20}}]
-"""
-GUARDRAILS = {
-    "mitigations": {
-        "dry_run": False,
-        "allow": {"namespaces": ["production"], "workloads": ["api", "api-canary"]},
-        "max_replicas": 50,
-        "max_factor": 3,
-        "cooldown": "10m",
-        "attempts_per_incident": 2,
-        "budget_per_hour": 20,
-    }
-}
 
-
-def app_with(
-    settings: Settings,
-    redis: Redis,
-    tmp_path: Path,
-    routes: str = ROUTES,
-    manifests: dict[str, str] | None = None,
-    **guardrails: Any,
-) -> FlaskClient:
-    """The app on a policy of `routes`, GUARDRAILS changed by `guardrails`, and
-    `manifests` (name -> YAML) in policies/manifests."""
-    directory = write_policy(tmp_path / "policies", routes)
-    doc = copy.deepcopy(GUARDRAILS)
-    doc["mitigations"].update(guardrails)
-    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(doc))
-    for name, text in (manifests or {}).items():
-        (directory / "manifests").mkdir(exist_ok=True)
-        (directory / "manifests" / f"{name}.yaml").write_text(text)
-    changed = replace(settings, policies_dir=directory, dry_run=False)
-    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
-
-
-def latency(deployment: str = "api", namespace: str = "production") -> dict[str, Any]:
-    doc = copy.deepcopy(fixture("firing-two-alerts.json"))
-    doc["alerts"] = [doc["alerts"][0]]
-    doc["alerts"][0]["labels"] |= {"deployment": deployment, "namespace": namespace}
-    doc["groupKey"] = f'{{}}:{{deployment="{deployment}"}}'
-    doc["alerts"][0]["fingerprint"] = hashlib.sha256(
-        f"{namespace}/{deployment}".encode()
-    ).hexdigest()[:16]
-    return doc
-
-
-def test_scale_up_raises_replicas_once_despite_resends(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_with(settings, redis, tmp_path)
+def test_scale_up_raises_replicas_once_despite_resends(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app()
     (incident_id,) = post(app, latency()).json["incidents"]
     post(app, latency())  # Alertmanager's resend
     run_jobs(queue)
@@ -104,20 +37,14 @@ def test_scale_up_raises_replicas_once_despite_resends(
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     patches = [c for c in kube.calls if c[2] in ("patch", "update")]
     assert patches == [("apps", "deployments/scale", "update")]
-    (done,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
+    (done,) = entries(app, incident_id, "scale_up")
     assert (done["kind"], done["message"]) == ("succeeded", "scaled production/api from 4 to 8")
 
 
-def test_scale_up_under_an_hpa_raises_its_min_replicas(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
+def test_scale_up_under_an_hpa_raises_its_min_replicas(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
-    app = app_with(settings, redis, tmp_path)
+    app = mitigation.app()
     post(app, latency())
     run_jobs(queue)
     assert kube.hpa("production", "api")["spec"]["minReplicas"] == 8
@@ -136,68 +63,44 @@ def test_scale_up_under_an_hpa_raises_its_min_replicas(
     ids=["namespace", "workload"],
 )
 def test_refused_mitigations_change_nothing_and_say_why(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-    guardrails: dict[str, Any],
-    reason: str,
+    mitigation: MitigationBench, guardrails: dict[str, Any], reason: str
 ) -> None:
-    app = app_with(settings, redis, tmp_path, **guardrails)
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(**guardrails)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
-    (entry,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
+    (entry,) = entries(app, incident_id, "scale_up")
     assert entry["kind"] == "blocked" and reason in entry["message"]
     assert kube.calls == []
     assert kube.deployment("production", "api")["spec"]["replicas"] == 4
 
 
-def test_budget_per_hour_holds_across_incidents(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_with(settings, redis, tmp_path, budget_per_hour=1)
+def test_budget_per_hour_holds_across_incidents(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(budget_per_hour=1)
     post(app, latency("api"))
     (second,) = post(app, latency("api-canary")).json["incidents"]
     run_jobs(queue)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
     assert kube.deployment("production", "api-canary")["spec"]["replicas"] == 2
-    (entry,) = [e for e in timeline(app, second) if e.get("action") == "scale_up"]
+    (entry,) = entries(app, second, "scale_up")
     assert entry["kind"] == "blocked" and "budget" in entry["message"]
 
 
-def test_kill_switch_blocks_every_mitigation(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
+def test_kill_switch_blocks_every_mitigation(mitigation: MitigationBench) -> None:
+    kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
     redis.set("aptest:mitigations:paused", "incident review in progress")
-    app = app_with(settings, redis, tmp_path)
+    app = mitigation.app()
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
-    (entry,) = [e for e in timeline(app, incident_id) if e.get("action") == "scale_up"]
+    (entry,) = entries(app, incident_id, "scale_up")
     assert entry["message"] == "mitigations are paused: incident review in progress"
     assert kube.calls == []
 
 
-def test_cooldown_stops_a_second_incident_on_the_same_target(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_with(settings, redis, tmp_path)
+def test_cooldown_stops_a_second_incident_on_the_same_target(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app()
     post(app, latency())
     run_jobs(queue)
     other = latency()
@@ -208,31 +111,18 @@ def test_cooldown_stops_a_second_incident_on_the_same_target(
     (second,) = post(app, other).json["incidents"]
     run_jobs(queue)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8
-    (entry,) = [e for e in timeline(app, second) if e.get("action") == "scale_up"]
+    (entry,) = entries(app, second, "scale_up")
     assert entry["kind"] == "blocked" and "cooling down" in entry["message"]
 
 
-def _resolved(doc: dict[str, Any]) -> dict[str, Any]:
-    done = copy.deepcopy(doc)
-    for alert in done["alerts"]:
-        alert["status"] = "resolved"
-        alert["endsAt"] = "2026-11-27T00:30:00Z"
-    done["status"] = "resolved"
-    return done
-
-
 def test_revert_after_the_stabilisation_window_restores_an_untouched_target(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
-    app = app_with(settings, redis, tmp_path, stabilisation="1s")
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(stabilisation="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 8  # not before the window
     due(queue, 1.1)
@@ -245,15 +135,9 @@ def test_revert_after_the_stabilisation_window_restores_an_untouched_target(
     assert revert["message"] == "reverted production/api from 8 to 4"
 
 
-def test_revert_leaves_a_target_a_person_changed_since(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = app_with(settings, redis, tmp_path, stabilisation="1s")
+def test_revert_leaves_a_target_a_person_changed_since(mitigation: MitigationBench) -> None:
+    kube, queue, tmp_path = mitigation.kube, mitigation.queue, mitigation.tmp_path
+    app = mitigation.app(stabilisation="1s")
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     # A person scales it by hand (kubectl scale), through the same API.
@@ -261,7 +145,7 @@ def test_revert_leaves_a_target_a_person_changed_since(
     client.AppsV1Api(api).patch_namespaced_deployment_scale(
         "api", "production", {"spec": {"replicas": 12}}
     )
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     assert kube.deployment("production", "api")["spec"]["replicas"] == 12
@@ -276,15 +160,11 @@ def test_revert_leaves_a_target_a_person_changed_since(
 
 @pytest.mark.e2e
 def test_alertmanager_to_kubernetes_scales_once_and_reverts_after_the_window(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    live: FlaskClient, mitigation: MitigationBench
 ) -> None:
     """Real Alertmanager -> alertpilot -> stand-in API server: 4 -> 8 once, then back to 4."""
-    app = app_with(settings, redis, tmp_path, stabilisation="1s").application
+    kube, queue, tmp_path = mitigation.kube, mitigation.queue, mitigation.tmp_path
+    app = mitigation.app(stabilisation="1s").application
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/api/v1/alertmanager"
@@ -330,16 +210,12 @@ def test_pause_and_resume_commands_flip_the_kill_switch(
 
 
 def test_scale_up_queued_before_a_resolve_does_not_call_the_api(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
-    app = app_with(settings, redis, tmp_path)
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app()
     (incident_id,) = post(app, latency()).json["incidents"]
-    post(app, _resolved(latency()))  # resolved before any worker took the job
+    post(app, resolved(latency()))  # resolved before any worker took the job
     run_jobs(queue)
     assert kube.calls == []
     (skipped,) = [
@@ -350,16 +226,10 @@ def test_scale_up_queued_before_a_resolve_does_not_call_the_api(
     assert skipped["kind"] == "skipped"
 
 
-def test_two_workers_scaling_one_workload_change_it_once(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
+def test_two_workers_scaling_one_workload_change_it_once(mitigation: MitigationBench) -> None:
     """Two incidents point at production/api; two workers take their jobs at the same time."""
-    app = app_with(settings, redis, tmp_path)
+    kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
+    app = mitigation.app()
     first = latency()
     second = latency()
     second["groupKey"] = '{}:{deployment="api", shard="2"}'
@@ -384,31 +254,12 @@ def test_two_workers_scaling_one_workload_change_it_once(
     assert kube.calls.count(("apps", "deployments/scale", "update")) == 1
 
 
-RESTART = """\
-routes:
-  - name: api-latency
-    matchers: ['alertname="HighLatency"']
-    severity: SEV2
-    actions: [rollout_restart]
-"""
+RESTART = route("[rollout_restart]")
 
 
-def restart_app(settings: Settings, redis: Redis, tmp_path: Path) -> FlaskClient:
-    directory = write_policy(tmp_path / "restart", RESTART)
-    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(GUARDRAILS))
-    changed = replace(settings, policies_dir=directory, dry_run=False)
-    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
-
-
-def test_rollout_restart_is_only_proposed_until_approved(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = restart_app(settings, redis, tmp_path)
+def test_rollout_restart_is_only_proposed_until_approved(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(RESTART)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     assert kube.calls == []
@@ -429,23 +280,18 @@ def test_rollout_restart_is_only_proposed_until_approved(
 
 
 def test_approval_needs_credentials_and_an_unknown_proposal_is_404(
-    live: FlaskClient, settings: Settings, redis: Redis, tmp_path: Path
+    mitigation: MitigationBench,
 ) -> None:
-    app = restart_app(settings, redis, tmp_path)
+    app = mitigation.app(RESTART)
     assert app.post("/api/v1/actions/nope/approve").status_code == 401
     assert app.post("/api/v1/actions/nope/approve", headers=AUTH).status_code == 404
 
 
 def test_cli_approves_a_proposal(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    mitigation: MitigationBench, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = restart_app(settings, redis, tmp_path)
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(RESTART)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     (proposed,) = [e for e in timeline(app, incident_id) if e["kind"] == "proposed"]
@@ -458,36 +304,21 @@ def test_cli_approves_a_proposal(
     assert cli.main(["actions", "approve", proposed["proposal"]]) == 1  # used once
 
 
-LIMIT = """\
-routes:
-  - name: api-latency
-    matchers: ['alertname="HighLatency"']
-    severity: SEV2
-    actions: [{rate_limit: {rps: 50, connections: 20}}]
-"""
+LIMIT = route("[{rate_limit: {rps: 50, connections: 20}}]")
 
 
 def test_rate_limit_annotates_the_ingress_and_takes_it_back_after_resolve(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
+    mitigation: MitigationBench,
 ) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
     kube.add_ingress("production", "api", annotations={"team": "api"})
-    directory = write_policy(tmp_path / "limit", LIMIT)
-    guard = copy.deepcopy(GUARDRAILS)
-    guard["mitigations"]["stabilisation"] = "1s"
-    (directory / "20-mitigations.yaml").write_text(yaml.safe_dump(guard))
-    changed = replace(settings, policies_dir=directory, dry_run=False)
-    app = create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+    app = mitigation.app(LIMIT, stabilisation="1s")
     post(app, latency())
     run_jobs(queue)
     annotations = kube.ingress("production", "api")["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == "50"
     assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == "20"
-    post(app, _resolved(latency()))
+    post(app, resolved(latency()))
     run_jobs(queue)
     due(queue, 1.1)
     assert kube.ingress("production", "api")["metadata"]["annotations"] == {"team": "api"}
@@ -495,15 +326,9 @@ def test_rate_limit_annotates_the_ingress_and_takes_it_back_after_resolve(
     assert ingress_calls == {("networking.k8s.io", "ingresses", v) for v in ("get", "patch")}
 
 
-def test_two_people_approving_at_once_queue_the_job_once(
-    live: FlaskClient,
-    kube: KubeStandIn,
-    settings: Settings,
-    redis: Redis,
-    queue: Queue,
-    tmp_path: Path,
-) -> None:
-    app = restart_app(settings, redis, tmp_path)
+def test_two_people_approving_at_once_queue_the_job_once(mitigation: MitigationBench) -> None:
+    kube, queue = mitigation.kube, mitigation.queue
+    app = mitigation.app(RESTART)
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     (proposed,) = [e for e in timeline(app, incident_id) if e["kind"] == "proposed"]
