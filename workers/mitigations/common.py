@@ -69,6 +69,22 @@ def refused(
     return Outcome("blocked", refusal.reason, details)
 
 
+def stopped(
+    request: ActionRequest,
+    incident: Incident,
+    cluster: Cluster,
+    guard: Guard,
+    target: tuple[str, str],
+    resource: str = "deployments",
+) -> Outcome | None:
+    """What stops the action before any change: a guardrail's refusal, or dry run
+    (described with the resolved target); None when it may go ahead."""
+    blocked = refused(request, incident, cluster, guard, target, resource)
+    if blocked is None and guard.dry_run:
+        return dry_run(request, incident, "/".join(target))
+    return blocked
+
+
 def act(
     request: ActionRequest,
     incident: Incident,
@@ -115,14 +131,23 @@ def intent(
     """The change this job decided on. A rerun of the job (a crash, a lost answer, a
     retry) gets the first run's decision back and repeats exactly that change, which
     the API server takes as a no-op if it landed; it never decides a second one."""
-    key = Keys(request.prefix).intent(request.job_id)
-    stored = cluster.redis.get(key)
-    if stored is not None:
-        found: dict[str, Any] = json.loads(text(stored))
+    found = stored_intent(cluster, request)
+    if found is not None:
         return found
     decided = fresh()
-    cluster.redis.set(key, json.dumps(decided), ex=INTENT_TTL)
+    cluster.redis.set(
+        Keys(request.prefix).intent(request.job_id), json.dumps(decided), ex=INTENT_TTL
+    )
     return decided
+
+
+def stored_intent(cluster: Cluster, request: ActionRequest) -> dict[str, Any] | None:
+    """The decision an earlier run of this job stored, if any."""
+    stored = cluster.redis.get(Keys(request.prefix).intent(request.job_id))
+    if stored is None:
+        return None
+    found: dict[str, Any] = json.loads(text(stored))
+    return found
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome, dry_run
+from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome
 from workers.errors import PermanentError
 from workers.guardrails import Guard
 from workers.incidents import Incident
@@ -27,8 +27,8 @@ from workers.mitigations.common import (
     act,
     record,
     recorded,
-    refused,
     reverted,
+    stopped,
     target,
     target_lock,
     to_revert,
@@ -58,13 +58,11 @@ def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> 
         kind = resource[1]
     else:
         where, kind = target(incident, request.params, "ingress"), "ingresses"
-    blocked = refused(request, incident, cluster, guard, where, kind)
-    if blocked is not None:
-        return blocked
-    if guard.dry_run:
-        return dry_run(request, incident, "/".join(where))
-    if manifest is not None:
-        body = manifest
+    stop = stopped(request, incident, cluster, guard, where, kind)
+    if stop is not None:
+        return stop
+    body = manifest
+    if body is not None:
         return act(
             request,
             incident,

@@ -9,16 +9,22 @@ rollback would bring the bad release back (roll forward with a fix instead).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from workers import timeline
-from workers.actions import ActionRequest, Outcome, dry_run
+from workers.actions import ActionRequest, Outcome
 from workers.guardrails import Guard, seconds
 from workers.incidents import Incident
-from workers.keys import Keys, text
 from workers.kube import Revision
-from workers.mitigations.common import Cluster, act, intent, proposal, refused, target
+from workers.mitigations.common import (
+    Cluster,
+    act,
+    intent,
+    proposal,
+    stopped,
+    stored_intent,
+    target,
+)
 
 DEFAULT_CHANGED_WITHIN = "1h"
 
@@ -30,11 +36,9 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
     guard = Guard.from_params(request.params)
     where = target(incident, request.params, "deployment")
     namespace, name = where
-    blocked = refused(request, incident, cluster, guard, where)
-    if blocked is not None:
-        return blocked
-    if guard.dry_run:
-        return dry_run(request, incident, "/".join(where))
+    stop = stopped(request, incident, cluster, guard, where)
+    if stop is not None:
+        return stop
     proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}")
     if proposed is not None:
         return proposed
@@ -56,17 +60,15 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     guard = Guard.from_params(request.params)
     where = target(incident, request.params, "deployment")
     namespace, name = where
-    blocked = refused(request, incident, cluster, guard, where)
-    if blocked is not None:
-        return blocked
-    if guard.dry_run:
-        return dry_run(request, incident, "/".join(where))
+    stop = stopped(request, incident, cluster, guard, where)
+    if stop is not None:
+        return stop
     current, revisions = cluster.kube().revisions(namespace, name)
-    sent = cluster.redis.get(Keys(request.prefix).intent(request.job_id))
-    if sent is not None and json.loads(text(sent))["from"] != current:
+    sent = stored_intent(cluster, request)
+    if sent is not None and sent["from"] != current:
         # A run of this job sent its rollback, then died or lost the answer, and the
         # deployment has moved on since (that rollback, or a newer rollout): not again.
-        message = f"{namespace}/{name} left revision {json.loads(text(sent))['from']} already"
+        message = f"{namespace}/{name} left revision {sent['from']} already"
         return Outcome("skipped", message + "; the rollback is not sent twice")
     now = next((r for r in revisions if r.number == current), None)
     earlier = [r for r in revisions if r.number < current]

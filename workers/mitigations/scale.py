@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.actions import ActionRequest, Outcome, action_params, dry_run
+from workers.actions import ActionRequest, Outcome, action_params
 from workers.enqueue import RUN_ACTION, enqueue_once
 from workers.guardrails import Guard
 from workers.handoff import hand_off
@@ -29,8 +29,8 @@ from workers.mitigations.common import (
     intent,
     record,
     recorded,
-    refused,
     reverted,
+    stopped,
     target,
     target_lock,
     to_revert,
@@ -45,10 +45,8 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     if request.transition == "resolved":
         return _revert(request, incident, cluster, guard)
     where = target(incident, request.params, "deployment")
-    outcome = refused(request, incident, cluster, guard, where)
+    outcome = stopped(request, incident, cluster, guard, where)
     if outcome is None:
-        if guard.dry_run:
-            return dry_run(request, incident, "/".join(where))
         outcome = act(
             request,
             incident,
