@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
@@ -85,6 +87,36 @@ def queue(redis: Redis, settings: Settings) -> Queue:
 def run_jobs(queue: Queue) -> None:
     """Run every queued job in this process, as a worker would, then return."""
     SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer).work(burst=True)
+
+
+def due(queue: Queue, seconds: float) -> None:
+    """Let `seconds` pass, then do what the worker's scheduler does: queue what is due."""
+    time.sleep(seconds)
+    scheduler = RQScheduler([queue], connection=queue.connection, serializer=JSONSerializer)
+    scheduler.acquire_locks()
+    try:
+        scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.release_locks()
+    run_jobs(queue)
+
+
+SEVERITIES = """\
+severities:
+  SEV0: {name: Critical, response_time: 5m, update_every: 30m, public: true}
+  SEV1: {name: High, response_time: 15m, update_every: 1h, public: true}
+  SEV2: {name: Medium, response_time: 1h, update_every: 4h}
+  SEV3: {name: Low, response_time: 1d}
+default: {severity: SEV3, actions: [notify]}
+"""
+
+
+def write_policy(directory: Path, routes: str, severities: str = SEVERITIES) -> Path:
+    """A policy set of `severities` (with a SEV3 default route) and `routes`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "00-severities.yaml").write_text(severities)
+    (directory / "10-routes.yaml").write_text(routes)
+    return directory
 
 
 def fixture(name: str) -> dict[str, Any]:

@@ -16,24 +16,17 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
-from rq.scheduler import RQScheduler
-from rq.serializers import JSONSerializer
 
-from tests.conftest import AUTH, post, run_jobs
+from tests.conftest import AUTH, SEVERITIES, due, post, run_jobs, write_policy
 from tests.test_communication import payments
-from tests.test_policy import write_policy
 from webhook.app import create_app
 from webhook.settings import Settings
 from workers import cadence
 
-FAST = """\
-severities:
-  SEV0: {name: Critical, response_time: 5m, update_every: 1s, public: true}
-  SEV1: {name: High, response_time: 15m, update_every: 1s, public: true}
-  SEV2: {name: Medium, response_time: 1h, update_every: 4h}
-  SEV3: {name: Low, response_time: 1d}
-default: {severity: SEV3, actions: [notify]}
-"""
+FAST = SEVERITIES.replace("update_every: 30m", "update_every: 1s").replace(
+    "update_every: 1h", "update_every: 1s"
+)
+"""SEV0 and SEV1 update every second."""
 ROUTES = """\
 routes:
   - name: payments
@@ -46,22 +39,9 @@ routes:
 @pytest.fixture
 def fast(live: FlaskClient, settings: Settings, redis: Redis, tmp_path: Path) -> FlaskClient:
     """The live app (vendors' stand-ins, dry run off) on a policy with a 1s cadence."""
-    directory = write_policy(tmp_path / "policies", ROUTES)
-    (directory / "00-severities.yaml").write_text(FAST)
+    directory = write_policy(tmp_path / "policies", ROUTES, FAST)
     changed = replace(settings, policies_dir=directory, dry_run=False)
     return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
-
-
-def due(queue: Queue, seconds: float) -> None:
-    """Let `seconds` pass, then do what the worker's scheduler does: queue what is due."""
-    time.sleep(seconds)
-    scheduler = RQScheduler([queue], connection=queue.connection, serializer=JSONSerializer)
-    scheduler.acquire_locks()
-    try:
-        scheduler.enqueue_scheduled_jobs()
-    finally:
-        scheduler.release_locks()
-    run_jobs(queue)
 
 
 def test_updates_go_out_at_the_cadence_and_stop_at_resolve(

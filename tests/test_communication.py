@@ -29,8 +29,8 @@ from tests.conftest import (
     post,
     run_jobs,
     timeline,
+    write_policy,
 )
-from tests.test_policy import write_policy
 from webhook import cli
 from webhook.app import create_app
 from webhook.settings import Settings

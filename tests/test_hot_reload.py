@@ -16,8 +16,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, fixture
-from tests.test_policy import write_policy
+from tests.conftest import AUTH, fixture, write_policy
 from webhook.app import create_app
 from webhook.app_services import services_of
 from webhook.policy.store import PolicyStore

@@ -14,8 +14,7 @@ from redis import ConnectionPool, Redis
 from redis.connection import Connection
 from rq import Queue
 
-from tests.conftest import AUTH, REDIS_URL, fixture, post
-from tests.test_policy import write_policy
+from tests.conftest import AUTH, REDIS_URL, fixture, post, write_policy
 from webhook.app import create_app
 from webhook.settings import Settings
 

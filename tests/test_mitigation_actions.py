@@ -16,11 +16,9 @@ import yaml
 from flask.testing import FlaskClient
 from kubernetes import client, config
 
-from tests.conftest import AUTH, REPO, post, run_jobs, timeline
+from tests.conftest import AUTH, REPO, due, post, run_jobs, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
-from tests.test_cadence import due
-from tests.test_policy import write_policy
 from webhook.policy import PolicyError, load_policy
 from workers.actions import MANIFEST_KINDS
 from workers.config import Integrations

@@ -15,10 +15,9 @@ from flask.testing import FlaskClient
 from kubernetes import client, config
 from rq import Queue
 
-from tests.conftest import AUTH, post, run_jobs, timeline
+from tests.conftest import AUTH, due, post, run_jobs, timeline
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, latency, resolved, route
-from tests.test_cadence import due
 from workers.keys import Keys
 
 KEEP = route("[{scale_up: {by: 4, max_replicas: 20, revert: false}}]")

@@ -13,10 +13,9 @@ from kubernetes import client, config
 from redis import Redis
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REDIS_URL, TOKEN, post, run_jobs, timeline
+from tests.conftest import AUTH, REDIS_URL, TOKEN, due, post, run_jobs, timeline
 from tests.support.alertmanager import run_alertmanager
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
-from tests.test_cadence import due
 from tests.test_e2e_alertmanager import wait_for
 from webhook import cli
 from webhook.approvals_api import approve

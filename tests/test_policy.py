@@ -7,26 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import write_policy
 from webhook.policy import Policy, PolicyError, evaluate, load_policy
 from webhook.policy.engine import compile_policy
 from webhook.policy.matchers import MatcherError, parse_matcher
 from webhook.policy.model import DefaultRoute, Route
-
-SEVERITIES = """\
-severities:
-  SEV0: {name: Critical, response_time: 5m, update_every: 30m, public: true}
-  SEV1: {name: High, response_time: 15m, update_every: 1h, public: true}
-  SEV2: {name: Medium, response_time: 1h, update_every: 4h}
-  SEV3: {name: Low, response_time: 1d}
-default: {severity: SEV3, actions: [notify]}
-"""
-
-
-def write_policy(directory: Path, routes: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "00-severities.yaml").write_text(SEVERITIES)
-    (directory / "10-routes.yaml").write_text(routes)
-    return directory
 
 
 def test_shipped_policies_define_four_severities_with_cadence(policies_dir: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_policy import write_policy
+from tests.conftest import write_policy
 from webhook.policy import PolicyError
 from webhook.policy.testing import load_cases, run_policy_tests
 

@@ -12,8 +12,7 @@ import yaml
 from flask.testing import FlaskClient
 from redis import Redis
 
-from tests.conftest import REPO, fixture, post
-from tests.test_policy import write_policy
+from tests.conftest import REPO, fixture, post, write_policy
 from webhook.payload import parse
 from webhook.policy.commands import explain_alerts, parse_labels, policy_diff, schema, validate
 from webhook.replay import export, record

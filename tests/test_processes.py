@@ -114,6 +114,24 @@ def _serve_env(tmp_path: Path, port: int, **overrides: str) -> dict[str, str]:
     return _env(tmp_path, **{**settings, **overrides})
 
 
+def _serving_a_policy_copy(
+    tmp_path: Path, *, reload_interval: str
+) -> tuple[Path, str, dict[str, str]]:
+    """A copy of the shipped policies to change, and `serve`'s base URL and environment
+    (two workers, polling the copy every `reload_interval`)."""
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+    port = _free_port()
+    env = _serve_env(
+        tmp_path,
+        port,
+        ALERTPILOT_WEB_CONCURRENCY="2",
+        ALERTPILOT_POLICIES_DIR=str(policies),
+        ALERTPILOT_POLICY_RELOAD_INTERVAL=reload_interval,
+    )
+    return policies, f"http://127.0.0.1:{port}", env
+
+
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a command that is expected to finish on its own (killed after CLI_TIMEOUT_S)."""
     return subprocess.run(
@@ -590,17 +608,8 @@ def _all_workers_report(base: str, check: Callable[[dict[str, Any]], bool]) -> b
 def test_serve_reloads_policies_on_sighup_and_keeps_the_old_set_when_invalid(
     tmp_path: Path, redis: Redis
 ) -> None:
-    policies = tmp_path / "policies"
-    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = _serve_env(
-        tmp_path,
-        port,
-        ALERTPILOT_WEB_CONCURRENCY="2",
-        ALERTPILOT_POLICIES_DIR=str(policies),
-        ALERTPILOT_POLICY_RELOAD_INTERVAL="1h",  # only SIGHUP reloads in this test
-    )
+    # Polled once an hour: only SIGHUP reloads in this test.
+    policies, base, env = _serving_a_policy_copy(tmp_path, reload_interval="1h")
     routes = policies / "10-api-latency.yaml"
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
@@ -632,17 +641,7 @@ def test_sighup_after_a_polled_change_never_brings_back_an_older_set(
     tmp_path: Path, redis: Redis
 ) -> None:
     """Workers poll a valid change in, then the files break and SIGHUP re-forks them."""
-    policies = tmp_path / "policies"
-    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = _serve_env(
-        tmp_path,
-        port,
-        ALERTPILOT_WEB_CONCURRENCY="2",
-        ALERTPILOT_POLICIES_DIR=str(policies),
-        ALERTPILOT_POLICY_RELOAD_INTERVAL="200ms",
-    )
+    policies, base, env = _serving_a_policy_copy(tmp_path, reload_interval="200ms")
     routes = policies / "10-api-latency.yaml"
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
@@ -663,17 +662,7 @@ def test_sighup_after_a_polled_change_never_brings_back_an_older_set(
 def test_serve_picks_up_a_changed_policy_directory_without_a_signal(
     tmp_path: Path, redis: Redis
 ) -> None:
-    policies = tmp_path / "policies"
-    shutil.copytree(REPO / "policies", policies, ignore=shutil.ignore_patterns("tests"))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = _serve_env(
-        tmp_path,
-        port,
-        ALERTPILOT_WEB_CONCURRENCY="2",
-        ALERTPILOT_POLICIES_DIR=str(policies),
-        ALERTPILOT_POLICY_RELOAD_INTERVAL="200ms",
-    )
+    policies, base, env = _serving_a_policy_copy(tmp_path, reload_interval="200ms")
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
         first = _ready_policy(base)["hash"]

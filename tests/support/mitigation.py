@@ -19,9 +19,8 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import fixture, timeline
+from tests.conftest import fixture, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
-from tests.test_policy import write_policy
 from webhook.app import create_app
 from webhook.settings import Settings
 
