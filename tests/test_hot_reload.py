@@ -19,8 +19,8 @@ from werkzeug.serving import make_server
 from tests.conftest import AUTH, fixture, write_policy
 from webhook.app import create_app
 from webhook.app_services import services_of
-from webhook.policy.store import PolicyStore
 from webhook.settings import Settings
+from workers.policy.store import PolicyStore
 
 # Two versions of one route file: every alert of a notification goes to the same
 # severity under each, so a notification evaluated half by one, half by the

@@ -19,11 +19,11 @@ from kubernetes import client, config
 from tests.conftest import AUTH, REPO, due, post, run_jobs, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
-from webhook.policy import PolicyError, load_policy
 from workers.actions import MANIFEST_KINDS
 from workers.config import Integrations
 from workers.handlers import build_handlers
 from workers.jobs import execute
+from workers.policy import PolicyError, load_policy
 
 
 def image(kube: KubeStandIn) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_policy
-from webhook.policy import Policy, PolicyError, evaluate, load_policy
-from webhook.policy.engine import compile_policy
-from webhook.policy.matchers import MatcherError, parse_matcher
-from webhook.policy.model import DefaultRoute, Route
+from workers.policy import Policy, PolicyError, evaluate, load_policy
+from workers.policy.engine import compile_policy
+from workers.policy.matchers import MatcherError, parse_matcher
+from workers.policy.model import DefaultRoute, Route
 
 
 def test_shipped_policies_define_four_severities_with_cadence(policies_dir: Path) -> None:

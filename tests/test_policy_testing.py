@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_policy
-from webhook.policy import PolicyError
 from webhook.policy.testing import load_cases, run_policy_tests
+from workers.policy import PolicyError
 
 REPO = Path(__file__).resolve().parent.parent
 NOTIFICATION = REPO / "tests" / "fixtures" / "alertmanager" / "firing-two-alerts.json"

@@ -17,9 +17,9 @@ from webhook import api, approvals_api, health, pagerduty_webhook, receiver
 from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
-from webhook.policy.store import PolicyStore
 from webhook.settings import Settings
 from workers.keys import Keys
+from workers.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
 

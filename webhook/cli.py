@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from webhook.policy import commands as commands_
-from webhook.policy.loader import PolicyError, load_policy
 from webhook.settings import Settings, SettingsError
+from workers.policy.loader import PolicyError, load_policy
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,12 +19,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from webhook.payload import Alert, Notification
-from webhook.policy import Match, Policy
-from webhook.policy.model import Action, Severity
 from workers import timeline
 from workers.actions import COMMUNICATION_ACTIONS, MITIGATION_ACTIONS
 from workers.durations import parse_duration
 from workers.incidents import AlertState, Incident
+from workers.policy import Match, Policy
+from workers.policy.model import Action, Severity
 
 Transition = Literal["declared", "escalated", "resolved"]
 Pairs = Sequence[tuple[Alert, Match]]

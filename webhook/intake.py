@@ -30,12 +30,12 @@ from rq.job import Job, JobStatus
 from webhook import replay
 from webhook.incidents import Change, Context, JobSpec, apply, drop_stale
 from webhook.payload import Alert, Notification
-from webhook.policy import Match, Policy, evaluate
-from webhook.policy.engine import key_hash
 from workers import timeline
 from workers.incidents import Incident
 from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
 from workers.keys import Keys, text
+from workers.policy import Match, Policy, evaluate
+from workers.policy.engine import key_hash
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from webhook.policy import Policy, evaluate, load_policy
+from workers.policy import Policy, evaluate, load_policy
 
 SIZES = (10, 100, 1_000, 10_000)
 ALERTS = 5_000

@@ -1,6 +1,4 @@
-"""Severity policy: YAML files kept in git, loaded, validated and evaluated per alert."""
+"""Policy tooling for people and CI: validate, test, explain, diff.
 
-from webhook.policy.engine import Match, Policy, evaluate
-from webhook.policy.loader import PolicyError, load_policy
-
-__all__ = ["Match", "Policy", "PolicyError", "evaluate", "load_policy"]
+The policy itself (model, loader, engine, store) lives in workers/policy.
+"""

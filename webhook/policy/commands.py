@@ -10,10 +10,10 @@ from typing import TextIO
 from webhook.payload import PayloadError, parse
 from webhook.policy.diff import DiffError, corpus, diff, load_base
 from webhook.policy.explain import explain
-from webhook.policy.loader import load_policy
-from webhook.policy.model import PolicyFile
-from webhook.policy.problems import PolicyError
 from webhook.policy.testing import run_policy_tests
+from workers.policy.loader import load_policy
+from workers.policy.model import PolicyFile
+from workers.policy.problems import PolicyError
 
 SCHEMA_ID = "https://alertpilot.dev/schemas/policy.json"
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.payload import PayloadError, parse
-from webhook.policy.engine import Match, Policy, evaluate
-from webhook.policy.loader import load_policy
 from webhook.policy.testing import load_cases
+from workers.policy.engine import Match, Policy, evaluate
+from workers.policy.loader import load_policy
 
 
 class DiffError(ValueError):

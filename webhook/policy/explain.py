@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from webhook.policy.engine import CompiledRoute, Match, Policy, evaluate
-from webhook.policy.model import Action
 from workers.actions import MITIGATION_ACTIONS, target_of
+from workers.policy.engine import CompiledRoute, Match, Policy, evaluate
+from workers.policy.model import Action
 
 
 def explain(

@@ -27,11 +27,11 @@ from pydantic import (
 )
 
 from webhook.payload import PayloadError, parse
-from webhook.policy import loader
-from webhook.policy.engine import Match, Policy, evaluate
-from webhook.policy.loader import Marks, PathKey, PolicyError, Problem, load_policy
-from webhook.policy.matchers import Matcher
 from workers.actions import ACTION_NAMES
+from workers.policy import loader
+from workers.policy.engine import Match, Policy, evaluate
+from workers.policy.loader import Marks, PathKey, PolicyError, Problem, load_policy
+from workers.policy.matchers import Matcher
 
 DEFAULT_GROUP_KEY = "{}:{}"
 EXPECT_KEYS = ("route", "severity", "incident_key", "dry_run", "actions")

@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from webhook.policy.matchers import parse_matcher
 from workers.actions import ACTION_NAMES
 from workers.durations import parse_duration
+from workers.policy.matchers import parse_matcher
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 

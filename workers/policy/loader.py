@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from webhook.policy.checks import Draft, check, message_templates
-from webhook.policy.engine import Policy, compile_policy
-from webhook.policy.manifests import FOLDER, load_manifests, manifest_files
-from webhook.policy.model import Action, DefaultRoute, Guardrails, PolicyFile, Route, Severity
-from webhook.policy.problems import Location, Marks, PathKey, PolicyError, Problem
+from workers.policy.checks import Draft, check, message_templates
+from workers.policy.engine import Policy, compile_policy
+from workers.policy.manifests import FOLDER, load_manifests, manifest_files
+from workers.policy.model import Action, DefaultRoute, Guardrails, PolicyFile, Route, Severity
+from workers.policy.problems import Location, Marks, PathKey, PolicyError, Problem
 
 __all__ = [
     "Marks",

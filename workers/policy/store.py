@@ -18,9 +18,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from webhook.policy.engine import Policy
-from webhook.policy.loader import load_policy, read_policy_files
-from webhook.policy.problems import PolicyError
+from workers.policy.engine import Policy
+from workers.policy.loader import load_policy, read_policy_files
+from workers.policy.problems import PolicyError
 
 log = logging.getLogger(__name__)
 

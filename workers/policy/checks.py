@@ -16,13 +16,13 @@ from pathlib import Path
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from webhook.policy.engine import TEMPLATES
-from webhook.policy.matchers import Matcher, parse_matcher
-from webhook.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
-from webhook.policy.problems import Location, Problem
 from workers import templates
 from workers.config import DEFAULT_ROUTING_KEY
 from workers.durations import DurationError, parse_duration
+from workers.policy.engine import TEMPLATES
+from workers.policy.matchers import Matcher, parse_matcher
+from workers.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
+from workers.policy.problems import Location, Problem
 
 MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
 """Regexes that match every value, line breaks included."""

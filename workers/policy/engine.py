@@ -22,9 +22,9 @@ from typing import Any
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from webhook.policy.matchers import Matcher, parse_matcher
-from webhook.policy.model import Action, DefaultRoute, Guardrails, Route, Severity
-from webhook.policy.problems import Problem
+from workers.policy.matchers import Matcher, parse_matcher
+from workers.policy.model import Action, DefaultRoute, Guardrails, Route, Severity
+from workers.policy.problems import Problem
 
 TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False)
 DEFAULT_ROUTE_NAME = "default"

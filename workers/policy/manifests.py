@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from webhook.policy.problems import Marks, PolicyError, Problem
 from workers.actions import MANIFEST_KINDS
+from workers.policy.problems import Marks, PolicyError, Problem
 
 FOLDER = "manifests"
 SERVER_OWNED = ("uid", "resourceVersion", "managedFields", "creationTimestamp", "generation")
