@@ -211,6 +211,7 @@ def mitigation(
     redis: Redis,
     queue: Queue,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> MitigationBench:
     """The stand-in Kubernetes API, Redis and the queue, with dry run off and the vendors'
     stand-ins (`live`); `.app(routes, manifests, **guardrails)` is alertpilot on that policy."""
@@ -218,5 +219,10 @@ def mitigation(
     from tests.support.mitigation import MitigationBench
 
     return MitigationBench(
-        kube=kube, redis=redis, queue=queue, settings=settings, tmp_path=tmp_path
+        kube=kube,
+        redis=redis,
+        queue=queue,
+        settings=settings,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
     )

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from flask.testing import FlaskClient
 from kubernetes import client, config
 
 from tests.conftest import AUTH, REPO, due, post, run_jobs, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
+from tests.support.rbac import allows, granted, kustomize
+from tests.support.rbac import calls as rbac_calls
+from webhook import rbac
 from workers.actions import MANIFEST_KINDS
 from workers.config import Integrations
 from workers.handlers import build_handlers
@@ -31,10 +33,11 @@ def image(kube: KubeStandIn) -> str:
     return str(spec["containers"][0]["image"])
 
 
-def role_rules() -> list[dict[str, Any]]:
-    """The rules of the Role in deploy/base/rbac.yaml."""
-    docs = yaml.safe_load_all((REPO / "deploy" / "base" / "rbac.yaml").read_text())
-    rules: list[dict[str, Any]] = next(d for d in docs if d["kind"] == "Role")["rules"]
+def overlay_rules() -> list[dict[str, Any]]:
+    """What deploy/targets/production, rendered by `kubectl kustomize`, grants alertpilot's
+    ServiceAccount (alertpilot/alertpilot) in production: the mitigation-target component."""
+    rules = granted(kustomize(REPO / "deploy" / "targets" / "production"), "production")
+    assert rules, "deploy/targets/production grants alertpilot's ServiceAccount nothing"
     return rules
 
 
@@ -137,8 +140,9 @@ def test_an_approved_rollback_does_nothing_after_a_newer_rollout(
     blocked = entries(app, incident_id, "rollback")[-1]
     assert blocked["kind"] == "blocked"
     assert blocked["message"] == (
-        "production/canary would now go from revision 3 to 2, "
-        "not from 2 to 1 as approved; nothing done"
+        "production/canary would now go from revision 3 (registry.example/canary:2) to "
+        "2 (registry.example/canary:1), not from 2 (registry.example/canary:1) "
+        "to 1 (registry.example/canary:0) as approved; nothing done"
     )
 
 
@@ -314,22 +318,29 @@ def test_a_label_selector_allows_labelled_workloads_only(mitigation: MitigationB
 # RBAC: every call of every action ------------------------------------------------------------
 
 
-def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
-    mitigation: MitigationBench,
-) -> None:
+EVERY_ACTION = (
+    "[{scale_up: {by: 2}}, {rollout_restart: {approval: auto}},"
+    " {rollback: {approval: auto}}, {rate_limit: {apply: rate-limit-strict}}]"
+)
+BY_LABEL = {
+    "namespaces": ["production"],
+    "labels": {"app": "api"},
+    "workloads": ["canary", "api-rate-limit"],
+}
+BY_NAME = {"namespaces": ["production"], "workloads": ["api", "canary", "api-rate-limit"]}
+
+
+def run_every_action(mitigation: MitigationBench, allow: dict[str, Any]) -> KubeStandIn:
+    """Every action on production/api (with an HPA) and production/canary, then every revert,
+    under the allowlist `allow`; the stand-in that recorded the calls."""
     kube, queue = mitigation.kube, mitigation.queue
     canary(kube, current_age=timedelta(minutes=5))
     kube.add_hpa("production", "api", target_deployment="api", min_replicas=4, max_replicas=30)
     kube.add_ingress("production", "canary")
-    actions = (
-        "[{scale_up: {by: 2}}, {rollout_restart: {approval: auto}},"
-        " {rollback: {approval: auto}}, {rate_limit: {apply: rate-limit-strict}}]"
-    )
-    allow = {"namespaces": ["production"], "labels": {"app": "api"}}
     many = mitigation.app(
-        route(actions),
+        route(EVERY_ACTION),
         manifests={"rate-limit-strict": CONFIGMAP},
-        allow={**allow, "workloads": ["canary", "api-rate-limit"]},
+        allow=allow,
         stabilisation="1s",
     )
     post(many, latency("api"))
@@ -341,14 +352,39 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
     due(queue, 1.1)
     verbs = {c[2] for c in kube.calls}
     assert {"get", "list", "patch", "create", "delete"} <= verbs, verbs
-    allowed = {
-        (group, resource, verb)
-        for rule in role_rules()
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    assert set(kube.calls) <= allowed, set(kube.calls) - allowed
+    return kube
+
+
+def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
+    mitigation: MitigationBench,
+) -> None:
+    """The Role that deploy/targets/production binds to alertpilot's ServiceAccount (a
+    binding to another namespace's `alertpilot` grants nothing here)."""
+    kube = run_every_action(mitigation, BY_LABEL)
+    made = rbac_calls(kube)
+    assert {call[:3] for call in made} == set(kube.calls)
+    rules = overlay_rules()
+    assert {call for call in made if not allows(rules, call)} == set()
+
+
+@pytest.mark.parametrize(
+    ("allow", "named"),
+    [
+        (BY_LABEL, {"configmaps"}),
+        (BY_NAME, {"deployments", "deployments/scale", "ingresses", "configmaps"}),
+    ],
+    ids=["label-selector", "named-workloads"],
+)
+def test_every_call_names_an_object_the_generated_role_allows(
+    mitigation: MitigationBench, allow: dict[str, Any], named: set[str]
+) -> None:
+    """`alertpilot deploy rbac` (webhook/rbac.py) on the same policy: resourceNames where the
+    allowlist fixes them, and still every call of every action and revert allowed."""
+    kube = run_every_action(mitigation, allow)
+    policy = load_policy(mitigation.tmp_path / "policies")
+    rules = granted(rbac.objects(policy, namespace="alertpilot"), "production")
+    assert {r for rule in rules if "resourceNames" in rule for r in rule["resources"]} == named
+    assert {call for call in rbac_calls(kube) if not allows(rules, call)} == set()
 
 
 # policy validate ---------------------------------------------------------------------------
@@ -360,12 +396,12 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
         (
             "[{rate_limit: {apply: strict}}]",
             None,
-            "10-routes.yaml:5:15: rate_limit: no manifest policies/manifests/strict.yaml",
+            "10-routes.yaml:5:29: rate_limit: no manifest policies/manifests/strict.yaml",
         ),
         (
             "[{rate_limit: {}}]",
             None,
-            "10-routes.yaml:5:15: rate_limit: set rps and/or connections, or apply: <manifest>",
+            "10-routes.yaml:5:16: rate_limit: set rps and/or connections, or apply: <manifest>",
         ),
         (
             "[{rate_limit: {apply: strict}}]",
@@ -375,17 +411,17 @@ def test_every_call_of_every_action_and_revert_is_allowed_by_the_role(
         (
             "[{rollback: {approval: sometimes}}]",
             None,
-            "10-routes.yaml:5:15: rollback: approval is required or auto, not 'sometimes'",
+            "10-routes.yaml:5:27: rollback: approval: Input should be 'required' or 'auto'",
         ),
         (
             "[{rollback: {changed_within: an hour}}]",
             None,
-            "10-routes.yaml:5:15: rollback: changed_within: expected a duration like 30s",
+            "10-routes.yaml:5:27: rollback: changed_within: expected a duration like 30s",
         ),
         (
             "[{scale_up: {factor: lots}}]",
             None,
-            "10-routes.yaml:5:15: scale_up: factor must be a positive number",
+            "10-routes.yaml:5:27: scale_up: factor: Input should be a valid number",
         ),
     ],
     ids=["missing-manifest", "empty-rate-limit", "kind", "approval", "changed_within", "factor"],
@@ -402,19 +438,19 @@ def test_validate_points_at_mitigation_mistakes(
     assert any(message in str(p) for p in raised.value.problems), raised.value.problems
 
 
-def test_the_shipped_manifests_load_and_their_kinds_are_in_the_role(policies_dir: Path) -> None:
+def test_the_shipped_manifests_load_and_both_roles_let_alertpilot_apply_and_delete_them(
+    policies_dir: Path,
+) -> None:
     policy = load_policy(policies_dir)
     assert "rate-limit-strict" in policy.manifests
-    rules = role_rules()
+    generated = rbac.objects(policy, namespace="alertpilot")
     for manifest in policy.manifests.values():
         group, resource = MANIFEST_KINDS[(manifest["apiVersion"], manifest["kind"])]
-        verbs = {
-            verb
-            for rule in rules
-            if group in rule["apiGroups"] and resource in rule["resources"]
-            for verb in rule["verbs"]
-        }
-        assert {"get", "patch", "create", "delete"} <= verbs, (group, resource, verbs)
+        namespace = manifest["metadata"].get("namespace") or "production"
+        name = manifest["metadata"]["name"]
+        for rules in (overlay_rules(), granted(generated, namespace)):
+            for verb in ("get", "patch", "create", "delete"):
+                assert allows(rules, (group, resource, verb, name)), (resource, verb, name)
 
 
 def test_a_mitigation_does_nothing_once_no_alert_of_its_open_incident_fires(

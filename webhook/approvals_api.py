@@ -34,6 +34,8 @@ def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str
                     return None
                 proposal = approvals.parse(raw)
                 payload = proposal["payload"]
+                if isinstance(payload.get("approved"), dict):  # the object it names
+                    payload["approved"]["proposal"] = proposal_id
                 job_id = f"{payload['incident_id']}-approved-{proposal_id}"
                 pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
                 pipe.delete(key)

@@ -45,6 +45,8 @@ class JobSpec:
     """Run this long after the transition (`page_after`); 0: at once."""
     update_every: int | None = None
     """The severity's status-update cadence in seconds, for "next update" lines."""
+    route: str = ""
+    """The route whose action this is."""
 
 
 @dataclass(frozen=True)
@@ -247,13 +249,8 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         # (the delayed job finds the incident resolved and does nothing).
         wait = action.params.get("page_after") or (severity.page_after if severity else None)
         delay = _seconds(wait)
-    if action.name in MITIGATION_ACTIONS:
-        # The guardrails travel with the job: the worker checks them before any call;
-        # so does a pre-approved manifest, as reviewed with the routes that matched.
-        extra: dict[str, Any] = {"guardrails": ctx.policy.guardrails.model_dump(mode="json")}
-        if action.name == "rate_limit" and action.params.get("apply") in ctx.policy.manifests:
-            extra["manifest"] = ctx.policy.manifests[action.params["apply"]]
-        action = Action(name=action.name, params={**action.params, **extra})
+    # A mitigation carries no guardrails or manifest: the worker checks it against the
+    # policy in force when it runs (workers/mitigations/common.py `in_force`).
     return JobSpec(
         job_id=_job_id(incident.id, tag, action.name),
         action=_with_severity_defaults(action, severity),
@@ -263,6 +260,7 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
         public=bool(severity and severity.public),
         delay_seconds=delay,
         update_every=_seconds(severity.update_every if severity else None) or None,
+        route=incident.route,
     )
 
 

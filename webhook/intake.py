@@ -297,6 +297,7 @@ class Intake:
             "dry_run": job.dry_run,
             "public": job.public,
             "update_every": job.update_every,
+            "route": job.route,
         }
 
 

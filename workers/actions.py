@@ -31,8 +31,52 @@ PAGERDUTY_SEVERITY = {"SEV0": "critical", "SEV1": "critical", "SEV2": "error", "
 
 
 @dataclass(frozen=True)
+class Approved:
+    """What a person approved: the exact object, and what must still hold when it runs.
+
+    The approved job acts on this object alone (never on whatever the incident's
+    alerts name by then), and refuses, on the timeline, if it has changed.
+    """
+
+    proposal: str
+    namespace: str
+    kind: str
+    """"deployment" (what restart and rollback change)."""
+    name: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    """For a rollback: from_revision, to_revision, from_images, to_images."""
+
+    @property
+    def target(self) -> tuple[str, str]:
+        return self.namespace, self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proposal": self.proposal,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "name": self.name,
+            "facts": dict(self.facts),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Approved:
+        return cls(
+            proposal=str(doc["proposal"]),
+            namespace=str(doc["namespace"]),
+            kind=str(doc["kind"]),
+            name=str(doc["name"]),
+            facts=dict(doc.get("facts") or {}),
+        )
+
+
+@dataclass(frozen=True)
 class ActionRequest:
-    """The plain-JSON payload of one job: one action for one incident transition."""
+    """The plain-JSON payload of one job: one action for one incident transition.
+
+    `params` are the route's settings for the action (workers/params.py); what
+    the run adds (attempt, note, approval) has fields of its own.
+    """
 
     prefix: str
     incident_id: str
@@ -45,6 +89,14 @@ class ActionRequest:
     """The severity goes on the status page."""
     update_every: int | None = None
     """Seconds between status updates at this severity (None: no cadence)."""
+    route: str = ""
+    """The route whose action this is; a mitigation reads its settings in the policy in force."""
+    attempt: int = 1
+    """A mitigation's follow-up attempts count up from 1 (scale_up)."""
+    note: str = ""
+    """Why a person takes over (transition "handoff")."""
+    approved: Approved | None = None
+    """Set on the job an approval queued."""
     job_id: str = ""
     """The RQ job running this request (set by workers/jobs.py; not part of the payload)."""
 
@@ -59,6 +111,10 @@ class ActionRequest:
             "dry_run": self.dry_run,
             "public": self.public,
             "update_every": self.update_every,
+            "route": self.route,
+            "attempt": self.attempt,
+            "note": self.note,
+            "approved": self.approved.to_json() if self.approved else None,
         }
 
     @classmethod
@@ -67,6 +123,7 @@ class ActionRequest:
             raise ValueError(f"unknown action, got {doc.get('action')!r}")
         if doc.get("transition") not in TRANSITIONS:
             raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
+        approved = doc.get("approved")
         return cls(
             prefix=str(doc["prefix"]),
             incident_id=str(doc["incident_id"]),
@@ -77,6 +134,10 @@ class ActionRequest:
             dry_run=bool(doc.get("dry_run", True)),
             public=bool(doc.get("public", False)),
             update_every=int(doc["update_every"]) if doc.get("update_every") else None,
+            route=str(doc.get("route") or ""),
+            attempt=int(doc.get("attempt") or 1),
+            note=str(doc.get("note") or ""),
+            approved=Approved.from_json(approved) if isinstance(approved, dict) else None,
         )
 
 
@@ -98,7 +159,7 @@ def describe(request: ActionRequest, incident: Incident, target: str | None = No
     verb = {"declared": "open", "escalated": "update", "update": "update", "resolved": "resolve"}
     if request.action == "page":
         if request.transition == "handoff":
-            note = request.params.get("note", "")
+            note = request.note
             return f"would add a note to the PagerDuty alert with dedup_key {incident.id}: {note}"
         if request.transition == "resolved":
             return f"would resolve the PagerDuty alert with dedup_key {incident.id}"
@@ -112,24 +173,14 @@ def describe(request: ActionRequest, incident: Incident, target: str | None = No
     if request.action == "notify":
         return f"would post the {request.transition} message to chat"
     target = target or _target(incident)
-    params = action_params(request)
     if request.transition == "resolved":
         return f"would revert {request.action} on {target}"
-    return f"would apply {request.action} {params or ''} to {target}".replace("  ", " ")
-
-
-CARRIED = ("guardrails", "manifest")
-"""What the intake puts into a mitigation job besides the route's parameters."""
-
-
-def action_params(request: ActionRequest) -> dict[str, Any]:
-    """The route's parameters, without the guardrails and manifest the job carries along."""
-    return {k: v for k, v in request.params.items() if k not in CARRIED}
+    return f"would apply {request.action} {request.params or ''} to {target}".replace("  ", " ")
 
 
 def dry_run(request: ActionRequest, incident: Incident, target: str | None = None) -> Outcome:
     message = describe(request, incident, target)
-    return Outcome("dry_run", message, {"params": action_params(request)})
+    return Outcome("dry_run", message, {"params": dict(request.params)})
 
 
 def target_of(labels: Mapping[str, str]) -> str:

@@ -81,7 +81,7 @@ def _routing_key(vendors: Vendors, reference: str) -> str:
 def _trigger(request: ActionRequest, incident: Incident, integrations: Integrations) -> Event:
     first = _first_firing(incident)
     labels = first.labels if first else {}
-    note = str(request.params.get("note") or "") if request.transition == "handoff" else ""
+    note = request.note if request.transition == "handoff" else ""
     summary = f"[{request.severity}] {incident.title}"
     details = {"alertpilot_note": note} if note else {}
     return Event(
@@ -282,7 +282,7 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
         if request.update_every and request.transition != "resolved"
         else "",
         "incident_id": incident.id,
-        "note": str(request.params.get("note") or ""),
+        "note": request.note,
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)

@@ -81,6 +81,8 @@ class Integrations:
     """`ALERTPILOT_NOTIFY_WEBHOOK_URL` (or `_FILE`): a generic JSON webhook, sent the incident."""
     ca_bundle: str | None = None
     """`ALERTPILOT_CA_BUNDLE`: a PEM file trusted for the vendors' TLS, besides the system's."""
+    policies_dir: Path = Path("policies")
+    """`ALERTPILOT_POLICIES_DIR`: the policy set a mitigation is checked against when it runs."""
     templates_dir: Path | None = None
     """`ALERTPILOT_POLICIES_DIR`/templates: the team's chat message templates."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -105,6 +107,7 @@ class Integrations:
             chat_webhook_url=secret(env, "ALERTPILOT_CHAT_WEBHOOK_URL"),
             notify_webhook_url=secret(env, "ALERTPILOT_NOTIFY_WEBHOOK_URL"),
             ca_bundle=ca_bundle,
+            policies_dir=Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies"),
             templates_dir=Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies") / "templates",
             env=dict(env),
         )

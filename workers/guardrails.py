@@ -2,8 +2,10 @@
 
 All state lives in Redis, so the limits hold across every worker: the kill
 switch, the per-incident attempt cap, the per-target cooldown and the hourly
-budget. The allowlist and caps come from the policy's `mitigations:` section,
-carried in the job. A refusal is a reason, written on the timeline.
+budget. The allowlist and caps come from the `mitigations:` section of the policy in
+force when the job runs (not when it was queued): a policy tightened since, or
+a kill switch thrown since, reaches work already queued or approved. A refusal
+is a reason, written on the timeline.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 
 from workers.config import boolean
 from workers.durations import DurationError, parse_duration
 from workers.keys import Keys, text
+from workers.policy.model import Guardrails
 
 
 @dataclass(frozen=True)
@@ -34,20 +36,18 @@ class Guard:
     budget_per_hour: int = 20
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Guard:
-        """The `guardrails` the intake put into the job (the policy's `mitigations:`)."""
-        doc = params.get("guardrails") or {}
-        allow = doc.get("allow") or {}
+    def from_policy(cls, doc: Guardrails, *, dry_run: bool = False) -> Guard:
+        """The policy's `mitigations:`; `dry_run` also when the route in force says so."""
         return cls(
-            dry_run=bool(doc.get("dry_run", True)),
-            namespaces=tuple(allow.get("namespaces") or ()),
-            workloads=tuple(allow.get("workloads") or ()),
-            labels=tuple(sorted((allow.get("labels") or {}).items())),
-            max_replicas=int(doc.get("max_replicas", 50)),
-            max_factor=float(doc.get("max_factor", 3.0)),
-            cooldown_seconds=seconds(str(doc.get("cooldown", "10m")), 600),
-            attempts_per_incident=int(doc.get("attempts_per_incident", 2)),
-            budget_per_hour=int(doc.get("budget_per_hour", 20)),
+            dry_run=doc.dry_run or dry_run,
+            namespaces=tuple(doc.allow.namespaces),
+            workloads=tuple(doc.allow.workloads),
+            labels=tuple(sorted(doc.allow.labels.items())),
+            max_replicas=doc.max_replicas,
+            max_factor=doc.max_factor,
+            cooldown_seconds=seconds(doc.cooldown, 600),
+            attempts_per_incident=doc.attempts_per_incident,
+            budget_per_hour=doc.budget_per_hour,
         )
 
 
@@ -105,10 +105,21 @@ def cooling(redis: Redis, keys: Keys, action: str, namespace: str, name: str) ->
 
 
 def claim(
-    redis: Redis, keys: Keys, guard: Guard, *, action: str, namespace: str, name: str
+    redis: Redis,
+    keys: Keys,
+    guard: Guard,
+    *,
+    env: Mapping[str, str],
+    action: str,
+    namespace: str,
+    name: str,
 ) -> Refusal | None:
-    """Under the target lock, just before the change: the cooldown once more (another
-    incident may have acted since), then one unit of the hourly budget."""
+    """Under the target lock, just before the change: the kill switch and the cooldown
+    once more (thrown, or another incident acted, while this job waited for the lock),
+    then one unit of the hourly budget."""
+    stop = paused(redis, keys, env)
+    if stop is not None:
+        return Refusal(f"mitigations are paused: {stop}")
     refusal = cooling(redis, keys, action, namespace, name)
     if refusal is not None:
         return refusal

@@ -7,6 +7,7 @@ dry-run route, or a dry-run webhook). Mitigations also obey the policy's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from redis import Redis
@@ -16,12 +17,17 @@ from workers.actions import ACTION_NAMES, ActionRequest, Handler, Outcome, dry_r
 from workers.chat import Chat
 from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
+from workers.errors import PermanentError
 from workers.incidents import Incident
 from workers.kube import Kubernetes, api_client
 from workers.mitigations import MITIGATIONS, Cluster
 from workers.pagerduty import PagerDuty
+from workers.policy.engine import Policy
+from workers.policy.problems import PolicyError
+from workers.policy.store import in_force as policy_in_force
 from workers.statuspage import RateLimiter, Statuspage
 
+log = logging.getLogger(__name__)
 Live = Callable[[ActionRequest, Incident, Vendors], Outcome]
 LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notify}
 
@@ -31,7 +37,9 @@ def build_handlers(
 ) -> dict[str, Handler]:
     """`queue`: where mitigations queue what follows them (handoffs, follow-up attempts)."""
     vendors = vendors_for(integrations, redis, prefix)
-    cluster = Cluster(redis, integrations.env, _kube(integrations), queue)
+    cluster = Cluster(
+        redis, integrations.env, _kube(integrations), queue, lambda: _policy(integrations)
+    )
 
     def handler(name: str) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:
@@ -45,6 +53,15 @@ def build_handlers(
         return run
 
     return {name: handler(name) for name in ACTION_NAMES}
+
+
+def _policy(integrations: Integrations) -> Policy:
+    try:
+        return policy_in_force(integrations.policies_dir)
+    except PolicyError as exc:
+        # In full in the log only: the timeline gets no file paths or parse errors.
+        log.error("policy set in %s does not load:\n%s", integrations.policies_dir, exc)
+        raise PermanentError("no valid policy set to check the mitigation against") from None
 
 
 def _kube(integrations: Integrations) -> Callable[[], Kubernetes]:

@@ -27,7 +27,8 @@ def hand_off(queue: Queue, request: ActionRequest, incident: Incident, reason: s
             action=action,
             transition="handoff",
             severity=incident.severity,
-            params={**incident.action_params.get(action, {}), "note": reason},
+            params=incident.action_params.get(action, {}),
+            note=reason,
             dry_run=request.dry_run or incident.dry_run,
         )
         job_id = f"{incident.id}-handoff-{request.action}-{action}"

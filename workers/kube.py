@@ -82,6 +82,14 @@ class Kubernetes:
         self.apps = client.AppsV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
         self.networking = client.NetworkingV1Api(api)
+        self.changes = 0
+        """Writes the API server accepted: a job that fails after one knows its change landed."""
+
+    @contextmanager
+    def _changing(self, what: str) -> Iterator[None]:
+        with _wrapped(what):
+            yield
+        self.changes += 1
 
     def labels(self, resource: str, namespace: str, name: str) -> dict[str, str]:
         """The labels of a deployment, ingress or configmap ({} when it does not exist)."""
@@ -109,7 +117,7 @@ class Kubernetes:
         """Server-side apply under field manager `alertpilot`, taking the fields it names."""
         resource = _resource_of(manifest)
         name = str(manifest["metadata"]["name"])
-        with _wrapped(f"apply {resource} {namespace}/{name}"):
+        with self._changing(f"apply {resource} {namespace}/{name}"):
             self._patcher(resource)(
                 name,
                 namespace,
@@ -122,7 +130,7 @@ class Kubernetes:
 
     def merge_patch(self, resource: str, namespace: str, name: str, body: dict[str, Any]) -> None:
         """A JSON merge patch (RFC 7386): null removes a key."""
-        with _wrapped(f"patch {resource} {namespace}/{name}"):
+        with self._changing(f"patch {resource} {namespace}/{name}"):
             self._patcher(resource)(
                 name,
                 namespace,
@@ -136,7 +144,7 @@ class Kubernetes:
             "configmaps": self.core.delete_namespaced_config_map,
             "ingresses": self.networking.delete_namespaced_ingress,
         }[resource]
-        with _wrapped(f"delete {resource} {namespace}/{name}"):
+        with self._changing(f"delete {resource} {namespace}/{name}"):
             delete(name, namespace, _request_timeout=REQUEST_TIMEOUT)
 
     def _patcher(self, resource: str) -> Any:
@@ -163,7 +171,7 @@ class Kubernetes:
             ),
             spec=client.V1ScaleSpec(replicas=replicas),
         )
-        with _wrapped(f"update deployments/scale {namespace}/{name}"):
+        with self._changing(f"update deployments/scale {namespace}/{name}"):
             self.apps.replace_namespaced_deployment_scale(
                 name, namespace, body, _request_timeout=REQUEST_TIMEOUT
             )
@@ -173,7 +181,7 @@ class Kubernetes:
         same `at` twice is one restart: the second patch changes nothing."""
         annotations = {"kubectl.kubernetes.io/restartedAt": at}
         body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
-        with _wrapped(f"patch deployments {namespace}/{name}"):
+        with self._changing(f"patch deployments {namespace}/{name}"):
             self.apps.patch_namespaced_deployment(
                 name, namespace, body, _request_timeout=REQUEST_TIMEOUT
             )
@@ -199,7 +207,7 @@ class Kubernetes:
             "metadata": {"resourceVersion": hpa.resource_version},
             "spec": {"minReplicas": min_replicas},
         }
-        with _wrapped(f"patch horizontalpodautoscalers {namespace}/{name}"):
+        with self._changing(f"patch horizontalpodautoscalers {namespace}/{name}"):
             self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 name, namespace, body, _request_timeout=REQUEST_TIMEOUT
             )
@@ -243,7 +251,7 @@ class Kubernetes:
             },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
-        with _wrapped(f"patch deployments {namespace}/{name}"):
+        with self._changing(f"patch deployments {namespace}/{name}"):
             self.apps.patch_namespaced_deployment(
                 name, namespace, operations, _request_timeout=REQUEST_TIMEOUT
             )

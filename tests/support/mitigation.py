@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
@@ -59,6 +60,8 @@ class MitigationBench:
     queue: Queue
     settings: Settings
     tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch
+    """Points the worker (ALERTPILOT_POLICIES_DIR) at the policy `app()` writes."""
 
     def app(
         self,
@@ -75,6 +78,7 @@ class MitigationBench:
         for name, text in (manifests or {}).items():
             (directory / "manifests").mkdir(exist_ok=True)
             (directory / "manifests" / f"{name}.yaml").write_text(text)
+        self.monkeypatch.setenv("ALERTPILOT_POLICIES_DIR", str(directory))
         changed = replace(self.settings, policies_dir=directory, dry_run=False)
         return create_app(changed, redis=self.redis, registry=CollectorRegistry()).test_client()
 

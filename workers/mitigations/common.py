@@ -1,5 +1,6 @@
-"""What every mitigation shares: the cluster it acts on, the guardrails' verdict,
-the per-target lock, approval proposals, and the record a revert reads.
+"""What every mitigation shares: the cluster it acts on, the policy in force, the
+guardrails' verdict, the per-target lock, approval proposals, and the record a
+revert reads.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis import Redis
@@ -15,13 +16,14 @@ from redis.exceptions import LockError
 from rq import Queue
 
 from workers import approvals, guardrails, templates
-from workers.actions import ActionRequest, Outcome, dry_run
+from workers.actions import ActionRequest, Approved, Outcome, dry_run
 from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
 from workers.handoff import hand_off
 from workers.incidents import Incident
 from workers.keys import Keys, text
 from workers.kube import Kubernetes
+from workers.policy.engine import Policy
 
 INTENT_TTL = 30 * 24 * 3600
 """As long as a job's effect marker (workers/jobs.py EFFECT_TTL)."""
@@ -35,6 +37,42 @@ class Cluster:
     """Built on first use: a job refused by a guardrail never needs the API server."""
     queue: Queue
     """Where the worker queues what follows a mitigation: handoffs, follow-up attempts."""
+    policy: Callable[[], Policy]
+    """The policy set in force now (workers/policy/store.py), read when the job runs."""
+
+
+@dataclass(frozen=True)
+class InForce:
+    """A mitigation job as the policy in force has it when the job runs."""
+
+    request: ActionRequest
+    """With its route's parameters as they are now."""
+    guard: Guard
+    policy: Policy
+
+
+def in_force(request: ActionRequest, incident: Incident, cluster: Cluster) -> InForce | Outcome:
+    """The request with its route's parameters as the policy in force has them, and the
+    guardrails in force; or why it does nothing: its route no longer has the action.
+
+    Nothing the job carries from when it was queued (or approved) decides a limit:
+    a policy tightened since, a route made dry run, an action taken out, all count.
+    A revert still runs when its route is gone: it puts back what was done.
+    """
+    policy = cluster.policy()
+    name = request.route or incident.route
+    route = policy.route(name)
+    action = next((a for a in route.actions if a.name == request.action), None) if route else None
+    if action is None or route is None:
+        if request.transition == "resolved":
+            return InForce(request, Guard.from_policy(policy.guardrails), policy)
+        message = (
+            f"route {name!r} has no {request.action} in the policy in force "
+            f"({policy.content_hash[:12]}); nothing done"
+        )
+        return Outcome("skipped", message)
+    guard = Guard.from_policy(policy.guardrails, dry_run=bool(route.dry_run))
+    return InForce(replace(request, params=dict(action.params)), guard, policy)
 
 
 def refused(
@@ -96,31 +134,53 @@ def act(
     """Make `change` under the target lock, once the cooldown (again) and the budget allow.
 
     A change that succeeded counts as an attempt and starts the cooldown; one
-    that did nothing or failed gives its budget back.
+    that did nothing or failed before the API server took it gives its budget
+    back. A failure after the API server took a write counts too, and is final:
+    a retry would apply the change again, blindly, with no cooldown.
     """
     namespace, name = target
     keys = Keys(request.prefix)
+    where = f"{namespace}/{name}"
     with target_lock(cluster, keys, target):
         refusal = guardrails.claim(
-            cluster.redis, keys, guard, action=request.action, namespace=namespace, name=name
+            cluster.redis,
+            keys,
+            guard,
+            env=cluster.env,
+            action=request.action,
+            namespace=namespace,
+            name=name,
         )
         if refusal is not None:
-            return Outcome("blocked", refusal.reason, {"target": f"{namespace}/{name}"})
+            return Outcome("blocked", refusal.reason, {"target": where})
+        kube = cluster.kube()
+        landed = kube.changes
         try:
             outcome = change()
-        except Exception:
-            guardrails.refund(cluster.redis, keys)
-            raise
+        except Exception as exc:
+            if kube.changes == landed:
+                guardrails.refund(cluster.redis, keys)
+                raise
+            guardrails.applied(
+                cluster.redis,
+                keys,
+                guard,
+                incident_id=incident.id,
+                action=request.action,
+                target=where,
+            )
+            reason = (
+                str(exc) if isinstance(exc, PermanentError | TransientError) else type(exc).__name__
+            )
+            raise PermanentError(
+                f"{request.action} on {where} failed after the API server took the change "
+                f"({reason}); counted as an attempt and not applied again"
+            ) from exc
         if outcome.kind != "succeeded":
             guardrails.refund(cluster.redis, keys)
             return outcome
         guardrails.applied(
-            cluster.redis,
-            keys,
-            guard,
-            incident_id=incident.id,
-            action=request.action,
-            target=f"{namespace}/{name}",
+            cluster.redis, keys, guard, incident_id=incident.id, action=request.action, target=where
         )
         return outcome
 
@@ -164,16 +224,25 @@ def target_lock(cluster: Cluster, keys: Keys, target: tuple[str, str]) -> Iterat
             lock.release()
 
 
-def proposal(request: ActionRequest, cluster: Cluster, change: str, **facts: Any) -> Outcome | None:
+def proposal(
+    request: ActionRequest,
+    cluster: Cluster,
+    change: str,
+    target: tuple[str, str],
+    **facts: Any,
+) -> Outcome | None:
     """Unless approved (or the route says `approval: auto`): propose the change, and wait.
 
-    `facts` travel with the approved job (e.g. the revision a rollback starts
-    from), so what runs is exactly what the person approved.
+    The proposal names its exact object (`target`, a deployment) and `facts`
+    (e.g. the revisions and images of a rollback); the approved job acts on that
+    object alone and checks the facts still hold, so what runs is exactly what
+    the person approved.
     """
-    if request.params.get("approved") or request.params.get("approval", "required") == "auto":
+    if request.approved is not None or request.params.get("approval", "required") == "auto":
         return None
-    payload = request.to_json()
-    payload["params"] = {**request.params, **facts, "approved": True}
+    namespace, name = target
+    approved = Approved(proposal="", namespace=namespace, kind="deployment", name=name, facts=facts)
+    payload = replace(request, approved=approved).to_json()
     expires = int(request.params.get("approval_expires_seconds", approvals.DEFAULT_EXPIRY))
     keys = Keys(request.prefix)
     proposal_id = approvals.propose(cluster.redis, keys, payload, change, expires=expires)
@@ -192,6 +261,24 @@ def record(
         k: v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()
     }
     cluster.redis.hset(Keys(request.prefix).mitigation(incident.id, request.action), mapping=stored)
+
+
+@contextlib.contextmanager
+def remembered(
+    cluster: Cluster, request: ActionRequest, incident: Incident, doc: dict[str, Any]
+) -> Iterator[None]:
+    """Record the change before making it, so an answer lost after the change still
+    leaves what to revert. A change the API server refused leaves the record as it
+    was before (none, or an earlier attempt's)."""
+    earlier = recorded(cluster, request, incident)
+    record(cluster, request, incident, doc)
+    try:
+        yield
+    except PermanentError:
+        reverted(cluster, request, incident)
+        if earlier:
+            record(cluster, request, incident, dict(earlier))
+        raise
 
 
 def recorded(cluster: Cluster, request: ActionRequest, incident: Incident) -> dict[str, str]:
@@ -224,20 +311,44 @@ def reverted(cluster: Cluster, request: ActionRequest, incident: Incident) -> No
 
 
 def target(incident: Incident, params: Mapping[str, Any], kind: str) -> tuple[str, str]:
-    """(namespace, name) of the `kind` ("deployment" or "ingress") to act on.
+    """(namespace, name) of the `kind` ("deployment" or "ingress") to act on: the
+    first of `targets`."""
+    found = targets(incident, params, kind)
+    if not found:
+        raise PermanentError(f"no firing alert names a namespace and {kind} to act on")
+    return found[0]
 
-    By default from the first firing alert that has the labels (an ingress
-    falls back to the deployment's name); the route's `namespace`, `deployment`
-    or `ingress` parameter overrides that, and may be a template over the
-    alert's labels: `{{ labels.service }}-canary`.
+
+def targets(incident: Incident, params: Mapping[str, Any], kind: str) -> list[tuple[str, str]]:
+    """Every (namespace, name) the firing alerts point the action at, in fingerprint order.
+
+    From each alert's labels (an ingress falls back to the deployment's name);
+    the route's `namespace`, `deployment` or `ingress` parameter overrides
+    that, and may be a template over the alert's labels:
+    `{{ labels.service }}-canary`.
     """
     fallbacks = (kind, "deployment") if kind == "ingress" else (kind,)
+    found: list[tuple[str, str]] = []
     for alert in sorted(incident.firing, key=lambda a: a.fingerprint):
         namespace = _chosen(params.get("namespace"), alert.labels, ("namespace",))
         name = _chosen(params.get(kind), alert.labels, fallbacks)
-        if namespace and name:
-            return namespace, name
-    raise PermanentError(f"no firing alert names a namespace and {kind} to act on")
+        if namespace and name and (namespace, name) not in found:
+            found.append((namespace, name))
+    return found
+
+
+def approved_target(request: ActionRequest, incident: Incident) -> tuple[str, str] | Outcome:
+    """The object the approval names, while a firing alert of the incident still points at
+    it; otherwise why the approved change is not made."""
+    assert request.approved is not None
+    where = request.approved.target
+    if where not in targets(incident, request.params, request.approved.kind):
+        message = (
+            f"approved for {'/'.join(where)}, but no firing alert of the incident points "
+            "at it any more; nothing done"
+        )
+        return Outcome("blocked", message, {"target": "/".join(where)})
+    return where
 
 
 def _chosen(override: Any, labels: Mapping[str, str], names: tuple[str, ...]) -> str | None:

@@ -2,9 +2,10 @@
 
 (a) `rps` / `connections`: ingress-nginx limit annotations on the Ingress
     (`ingress` parameter, else the alert's `ingress` label, else its deployment).
-(b) `apply: <name>`: the pre-approved manifest policies/manifests/<name>.yaml
-    (carried in the job by the intake), by server-side apply under field manager
-    `alertpilot`. Its namespace is the manifest's, else the alert's.
+(b) `apply: <name>`: the reviewed manifest policies/manifests/<name>.yaml, as the
+    policy in force has it when the job runs (no other manifest is ever applied),
+    by server-side apply under field manager `alertpilot`. Its namespace is the
+    manifest's, else the alert's.
 
 Both record the values they replaced. The revert restores them only if the
 object still holds what alertpilot set; an object the apply created is deleted.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome
@@ -25,14 +25,16 @@ from workers.keys import Keys
 from workers.mitigations.common import (
     Cluster,
     act,
-    record,
+    in_force,
     recorded,
+    remembered,
     reverted,
     stopped,
     target,
     target_lock,
     to_revert,
 )
+from workers.params import RateLimitParams
 
 RPS = "nginx.ingress.kubernetes.io/limit-rps"
 CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"
@@ -41,43 +43,45 @@ IDENTITY = ("apiVersion", "kind")
 
 
 def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
-    guard = Guard.from_params(request.params)
-    manifest = request.params.get("manifest")
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    request, guard = now.request, now.guard
     if request.transition == "resolved":
         return _restore(request, incident, cluster, guard)
-    if manifest is None and "apply" in request.params:
-        raise PermanentError(f"manifest {request.params['apply']!r} did not reach the job")
-    if manifest is not None:
-        resource = MANIFEST_KINDS.get((manifest.get("apiVersion"), manifest.get("kind")))
-        if resource is None:
-            raise PermanentError(f"alertpilot does not apply {manifest.get('kind')} manifests")
-        namespace = manifest["metadata"].get("namespace")
-        if not namespace:
-            namespace, _ = target(incident, request.params, "deployment")
-        where = (str(namespace), str(manifest["metadata"]["name"]))
-        kind = resource[1]
-    else:
-        where, kind = target(incident, request.params, "ingress"), "ingresses"
-    stop = stopped(request, incident, cluster, guard, where, kind)
-    if stop is not None:
-        return stop
-    body = manifest
-    if body is not None:
+    params = RateLimitParams.model_validate(request.params)
+    if params.apply is None:
+        where = target(incident, request.params, "ingress")
+        stop = stopped(request, incident, cluster, guard, where, "ingresses")
+        if stop is not None:
+            return stop
         return act(
             request,
             incident,
             cluster,
             guard,
             where,
-            lambda: _apply(request, incident, cluster, where, kind, body),
+            lambda: _annotate(request, incident, cluster, where),
         )
+    name = params.apply
+    manifest = now.policy.manifests.get(name)
+    if manifest is None:
+        raise PermanentError(f"no manifest {name!r} in policies/manifests of the policy in force")
+    kind = MANIFEST_KINDS[(manifest["apiVersion"], manifest["kind"])][1]
+    namespace = (
+        manifest["metadata"].get("namespace") or target(incident, request.params, "deployment")[0]
+    )
+    where = (str(namespace), str(manifest["metadata"]["name"]))
+    stop = stopped(request, incident, cluster, guard, where, kind)
+    if stop is not None:
+        return stop
     return act(
         request,
         incident,
         cluster,
         guard,
         where,
-        lambda: _annotate(request, incident, cluster, where),
+        lambda: _apply(request, incident, cluster, where, kind, name, manifest),
     )
 
 
@@ -118,6 +122,7 @@ def _apply(
     cluster: Cluster,
     where: tuple[str, str],
     resource: str,
+    reviewed: str,
     manifest: dict[str, Any],
 ) -> Outcome:
     namespace, name = where
@@ -140,7 +145,7 @@ def _apply(
     with _remembered(cluster, request, incident, doc):
         kube.apply(namespace, body)
     what = f"{manifest['kind']} {namespace}/{name}"
-    return Outcome("succeeded", f"applied {request.params['apply']} ({what}, server-side apply)")
+    return Outcome("succeeded", f"applied {reviewed} ({what}, server-side apply)")
 
 
 def _restore(request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard) -> Outcome:
@@ -168,23 +173,15 @@ def _restore(request: ActionRequest, incident: Incident, cluster: Cluster, guard
     return Outcome("succeeded", message)
 
 
-@contextlib.contextmanager
 def _remembered(
     cluster: Cluster, request: ActionRequest, incident: Incident, doc: dict[str, Any]
-) -> Iterator[None]:
-    """Record the change before making it, so an answer lost after the change still
-    leaves what to revert; a retry keeps the first record's `before`, which the
-    object held before alertpilot touched it. A refused change leaves no record."""
+) -> contextlib.AbstractContextManager[None]:
+    """`remembered`, keeping the first record's `before` on a retry: what the object
+    held before alertpilot touched it."""
     earlier = recorded(cluster, request, incident)
     if earlier.get("form") == doc["form"]:
         doc = {**doc, "before": json.loads(earlier["before"]), "created": earlier["created"]}
-    record(cluster, request, incident, doc)
-    try:
-        yield
-    except PermanentError:
-        if not earlier:
-            reverted(cluster, request, incident)
-        raise
+    return remembered(cluster, request, incident, doc)
 
 
 def _values_at(obj: Any, shape: Any) -> Any:

@@ -13,33 +13,39 @@ from datetime import UTC, datetime
 
 from workers import timeline
 from workers.actions import ActionRequest, Outcome
-from workers.guardrails import Guard, seconds
+from workers.guardrails import seconds
 from workers.incidents import Incident
 from workers.kube import Revision
 from workers.mitigations.common import (
     Cluster,
     act,
+    approved_target,
+    in_force,
     intent,
     proposal,
     stopped,
     stored_intent,
     target,
 )
-
-DEFAULT_CHANGED_WITHIN = "1h"
+from workers.params import RollbackParams
 
 
 def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Restart the pods, as `kubectl rollout restart` does (a restartedAt annotation)."""
     if request.transition == "resolved":
         return Outcome("skipped", "a restart has nothing to revert")
-    guard = Guard.from_params(request.params)
-    where = target(incident, request.params, "deployment")
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    request, guard = now.request, now.guard
+    where = _where(request, incident)
+    if isinstance(where, Outcome):
+        return where
     namespace, name = where
     stop = stopped(request, incident, cluster, guard, where)
     if stop is not None:
         return stop
-    proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}")
+    proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}", where)
     if proposed is not None:
         return proposed
 
@@ -57,8 +63,13 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     current one rolled out within `changed_within` (default 1h)."""
     if request.transition == "resolved":
         return Outcome("skipped", "a rollback is not reverted: roll forward with a fixed release")
-    guard = Guard.from_params(request.params)
-    where = target(incident, request.params, "deployment")
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    request, guard = now.request, now.guard
+    where = _where(request, incident)
+    if isinstance(where, Outcome):
+        return where
     namespace, name = where
     stop = stopped(request, incident, cluster, guard, where)
     if stop is not None:
@@ -70,12 +81,12 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         # deployment has moved on since (that rollback, or a newer rollout): not again.
         message = f"{namespace}/{name} left revision {sent['from']} already"
         return Outcome("skipped", message + "; the rollback is not sent twice")
-    now = next((r for r in revisions if r.number == current), None)
+    latest = next((r for r in revisions if r.number == current), None)
     earlier = [r for r in revisions if r.number < current]
-    if now is None or not earlier:
+    if latest is None or not earlier:
         return Outcome("skipped", f"{namespace}/{name} has no earlier revision to roll back to")
-    window = str(request.params.get("changed_within", DEFAULT_CHANGED_WITHIN))
-    age = (datetime.now(UTC) - now.created).total_seconds()
+    window = RollbackParams.model_validate(request.params).changed_within
+    age = (datetime.now(UTC) - latest.created).total_seconds()
     if age > seconds(window, default=3600):
         message = (
             f"{namespace}/{name} revision {current} rolled out {_ago(age)} ago, "
@@ -83,15 +94,23 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         )
         return Outcome("skipped", message)
     to = earlier[-1]
-    approved = (request.params.get("from_revision"), request.params.get("to_revision"))
-    if request.params.get("approved") and approved != (current, to.number):
+    facts = {
+        "from_revision": current,
+        "to_revision": to.number,
+        "from_images": latest.images,
+        "to_images": to.images,
+    }
+    if request.approved is not None and request.approved.facts != facts:
+        was = request.approved.facts
         message = (
-            f"{namespace}/{name} would now go from revision {current} to {to.number}, "
-            f"not from {approved[0]} to {approved[1]} as approved; nothing done"
+            f"{namespace}/{name} would now go from revision {current} ({latest.images}) to "
+            f"{to.number} ({to.images}), not from {was.get('from_revision')} "
+            f"({was.get('from_images')}) to {was.get('to_revision')} ({was.get('to_images')}) "
+            "as approved; nothing done"
         )
         return Outcome("blocked", message)
-    change = _change(where, current, now, to)
-    proposed = proposal(request, cluster, change, from_revision=current, to_revision=to.number)
+    change = _change(where, current, latest, to)
+    proposed = proposal(request, cluster, change, where, **facts)
     if proposed is not None:
         return proposed
 
@@ -102,6 +121,14 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         return Outcome("succeeded", f"rolled back {change.removeprefix('rollback of ')}")
 
     return act(request, incident, cluster, guard, where, roll_back)
+
+
+def _where(request: ActionRequest, incident: Incident) -> tuple[str, str] | Outcome:
+    """The approved object once approved (never re-chosen from the alerts), else the
+    first the firing alerts name."""
+    if request.approved is not None:
+        return approved_target(request, incident)
+    return target(incident, request.params, "deployment")
 
 
 def _change(where: tuple[str, str], current: int, now: Revision, to: Revision) -> str:

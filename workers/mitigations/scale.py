@@ -13,11 +13,11 @@ from before alertpilot's attempts, if the object still holds what it set last.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.actions import ActionRequest, Outcome, action_params
+from workers.actions import ActionRequest, Outcome
 from workers.enqueue import RUN_ACTION, enqueue_once
 from workers.guardrails import Guard
 from workers.handoff import hand_off
@@ -26,22 +26,27 @@ from workers.keys import Keys
 from workers.mitigations.common import (
     Cluster,
     act,
+    in_force,
     intent,
-    record,
     recorded,
+    remembered,
     reverted,
     stopped,
     target,
     target_lock,
     to_revert,
 )
+from workers.params import ScaleUpParams
 
 FOLLOW_UP_MARGIN = 1
 """Seconds after the cooldown ends that the next attempt runs."""
 
 
 def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
-    guard = Guard.from_params(request.params)
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    request, guard = now.request, now.guard
     if request.transition == "resolved":
         return _revert(request, incident, cluster, guard)
     where = target(incident, request.params, "deployment")
@@ -55,8 +60,8 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
             where,
             lambda: _scale(request, incident, cluster, guard, where),
         )
-    follow_up = int(request.params.get("attempt", 1)) > 1
-    if outcome.kind == "succeeded" and request.params.get("repeat", True) is not False:
+    follow_up = request.attempt > 1
+    if outcome.kind == "succeeded" and ScaleUpParams.model_validate(request.params).repeat:
         _next_attempt(request, cluster, guard)
     elif follow_up and "handed_off" not in outcome.details and outcome.kind != "succeeded":
         # Still firing after an attempt, and scaling cannot help any more: a person decides.
@@ -79,7 +84,7 @@ def _scale(
 
     def decide() -> dict[str, Any]:
         current = max(scale.replicas, hpa.min_replicas) if hpa else scale.replicas
-        desired = _desired(action_params(request), current, guard)
+        desired = _desired(ScaleUpParams.model_validate(request.params), current, guard)
         if hpa is not None:
             desired = min(desired, hpa.max_replicas)
         return {"current": current, "desired": desired}
@@ -95,11 +100,7 @@ def _scale(
     if now > desired:  # raised by someone else since this job decided: never lower it
         return Outcome("skipped", f"{namespace}/{name} is at {now} already; never scales down")
     if hpa is not None:
-        kube.set_hpa_min(hpa, namespace, desired)
         change = {"object": "hpa", "name": hpa.name, "deployment": name}
-    elif scale.replicas != desired:
-        kube.set_replicas(namespace, name, desired, scale.resource_version)
-        change = {"object": "scale", "name": name}
     else:
         change = {"object": "scale", "name": name}
     earlier = recorded(cluster, request, incident)
@@ -110,7 +111,11 @@ def _scale(
     )
     before = int(earlier["before"]) if keep else current
     doc = {"namespace": namespace, **change, "before": str(before), "after": str(desired)}
-    record(cluster, request, incident, doc)
+    with remembered(cluster, request, incident, doc):
+        if hpa is not None:
+            kube.set_hpa_min(hpa, namespace, desired)
+        elif scale.replicas != desired:
+            kube.set_replicas(namespace, name, desired, scale.resource_version)
     via = f" (HPA {hpa.name} minReplicas)" if hpa is not None else ""
     return Outcome("succeeded", f"scaled {namespace}/{name} from {current} to {desired}{via}", doc)
 
@@ -118,9 +123,8 @@ def _scale(
 def _next_attempt(request: ActionRequest, cluster: Cluster, guard: Guard) -> None:
     """The next attempt, after the cooldown: it finds the incident resolved (and does
     nothing), or still firing (and scales again), or the attempt cap reached."""
-    attempt = int(request.params.get("attempt", 1)) + 1
-    payload = request.to_json()
-    payload["params"] = {**request.params, "attempt": attempt}
+    attempt = request.attempt + 1
+    payload = replace(request, attempt=attempt).to_json()
     job_id = f"{request.incident_id}-attempt{attempt}-{request.action}"
     when = datetime.now(UTC) + timedelta(seconds=guard.cooldown_seconds + FOLLOW_UP_MARGIN)
     enqueue_once(cluster.queue, RUN_ACTION, payload, job_id, when)
@@ -156,14 +160,14 @@ def _left_alone(what: str, now: int | None, after: int) -> Outcome:
     return Outcome("skipped", message + " (a person changed it since)")
 
 
-def _desired(params: Mapping[str, Any], current: int, guard: Guard) -> int:
-    if "to" in params:
-        wanted = int(params["to"])
-    elif "factor" in params:
-        wanted = math.ceil(current * float(params["factor"]))
+def _desired(params: ScaleUpParams, current: int, guard: Guard) -> int:
+    if params.to is not None:
+        wanted = params.to
+    elif params.factor is not None:
+        wanted = math.ceil(current * params.factor)
     else:
-        wanted = current + int(params.get("by", 1))
+        wanted = current + (params.by or 1)
     caps = [guard.max_replicas, math.floor(max(current, 1) * guard.max_factor)]
-    if "max_replicas" in params:
-        caps.append(int(params["max_replicas"]))
+    if params.max_replicas is not None:
+        caps.append(params.max_replicas)
     return min(wanted, *caps)

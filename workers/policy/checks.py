@@ -16,12 +16,13 @@ from pathlib import Path
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from workers import templates
+from workers import params, templates
+from workers.actions import MITIGATION_ACTIONS
 from workers.config import DEFAULT_ROUTING_KEY
-from workers.durations import DurationError, parse_duration
+from workers.params import NAME_PATTERN
 from workers.policy.engine import TEMPLATES
 from workers.policy.matchers import Matcher, parse_matcher
-from workers.policy.model import NAME_PATTERN, DefaultRoute, Route, Severity
+from workers.policy.model import DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Location, Problem
 
 MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
@@ -41,6 +42,8 @@ class Draft:
     """"severity:NAME", "route:NAME" and "default" -> where each was written."""
     manifests: Mapping[str, object] = field(default_factory=dict)
     """The pre-approved manifests by name (policies/manifests)."""
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    """The `mitigations:` section (its allowlist bounds what a route may fix)."""
 
 
 def check(draft: Draft, env: Mapping[str, str] | None = None) -> list[Problem]:
@@ -49,7 +52,7 @@ def check(draft: Draft, env: Mapping[str, str] | None = None) -> list[Problem]:
         *_references(draft),
         *_templates(draft),
         *_duplicate_actions(draft),
-        *_mitigation_params(draft),
+        *_action_params(draft),
         *_unreachable(draft),
         *(_secrets(draft, env) if env is not None else []),
     ]
@@ -164,48 +167,30 @@ def _duplicate_actions(draft: Draft) -> list[Problem]:
     return problems
 
 
-def _mitigation_params(draft: Draft) -> list[Problem]:
-    """What the workers cannot check until an incident: a rate limit that sets nothing,
-    a manifest that is not there, parameters that are not numbers."""
+def _action_params(draft: Draft) -> list[Problem]:
+    """Each action's parameters against its model (workers/params.py), at the key at
+    fault; then what a model cannot know: whether a manifest is there, and whether a
+    fixed namespace is one mitigations may touch at all."""
     problems: list[Problem] = []
+    allowed = draft.guardrails.allow.namespaces
     for at, route in _all_routes(draft):
         for index, action in enumerate(route.actions):
-            key = ("actions", index)
-            params = action.params
-            if action.name == "rate_limit":
-                name = params.get("apply")
-                if name is None and not {"rps", "connections"} & set(params):
-                    message = "rate_limit: set rps and/or connections, or apply: <manifest>"
-                    problems.append(at.problem(message, key=key))
-                elif name is not None and name not in draft.manifests:
-                    known = ", ".join(sorted(draft.manifests)) or "none"
-                    message = (
-                        f"rate_limit: no manifest policies/manifests/{name}.yaml (have: {known})"
-                    )
-                    problems.append(at.problem(message, key=key))
-            if action.name == "scale_up":
-                for number in ("by", "to", "max_replicas"):
-                    value = params.get(number)
-                    if value is not None and (type(value) is not int or value < 1):
-                        message = f"scale_up: {number} must be a whole number of at least 1"
-                        problems.append(at.problem(message, key=key))
-            for number in ("factor", "rps", "connections", "approval_expires_seconds"):
-                value = params.get(number)
-                if value is not None and (
-                    isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-                ):
-                    message = f"{action.name}: {number} must be a positive number"
-                    problems.append(at.problem(message, key=key))
-            for duration in ("changed_within",):
-                if duration in params:
-                    try:
-                        parse_duration(str(params[duration]))
-                    except DurationError as exc:
-                        problems.append(at.problem(f"{action.name}: {duration}: {exc}", key=key))
-            approval = params.get("approval")
-            if approval is not None and approval not in ("required", "auto"):
-                message = f"{action.name}: approval is required or auto, not {approval!r}"
-                problems.append(at.problem(message, key=key))
+            key = ("actions", index, action.name)
+            for loc, message in params.problems(action.name, action.params):
+                where = f"{'.'.join(str(p) for p in loc)}: " if loc else ""
+                problems.append(at.problem(f"{action.name}: {where}{message}", key=(*key, *loc)))
+            name = action.params.get("apply") if action.name == "rate_limit" else None
+            if isinstance(name, str) and name not in draft.manifests:
+                known = ", ".join(sorted(draft.manifests)) or "none"
+                message = f"rate_limit: no manifest policies/manifests/{name}.yaml (have: {known})"
+                problems.append(at.problem(message, key=(*key, "apply")))
+            fixed = action.params.get("namespace") if action.name in MITIGATION_ACTIONS else None
+            if isinstance(fixed, str) and "{" not in fixed and fixed not in allowed:
+                message = (
+                    f"{action.name}: namespace {fixed!r} is not in mitigations.allow.namespaces "
+                    f"({', '.join(allowed) or 'none'}): it would always be refused"
+                )
+                problems.append(at.problem(message, key=(*key, "namespace"), level="warning"))
     return problems
 
 

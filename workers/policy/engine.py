@@ -126,6 +126,12 @@ class Policy:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     """policies/manifests/<name>.yaml by name, for `rate_limit: {apply: <name>}`."""
 
+    def route(self, name: str) -> CompiledRoute | None:
+        """The route of that name (the default route is "default"), if the set has it."""
+        if name == self.default.name:
+            return self.default
+        return next((r for r in self.routes if r.name == name), None)
+
     def rank(self, severity: str) -> int:
         """0 for the most severe; larger numbers are less severe.
 

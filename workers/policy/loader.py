@@ -213,13 +213,13 @@ def _assemble(
     if default is None:
         problems.append(Problem(directory, 0, 0, "no `default` route in any policy file"))
         return None
-    manifests, found = load_manifests(Path(directory), read_yaml)
-    found += check(Draft(severities, routes, default, where, manifests), env)
+    guard = guardrails or Guardrails()
+    manifests, found = load_manifests(Path(directory), read_yaml, guard.allow.namespaces)
+    found += check(Draft(severities, routes, default, where, manifests, guard), env)
     found += message_templates(Path(directory))
     problems.extend(p for p in found if p.level == "error")
     if any(p.level == "error" for p in problems):
         return None
     policy = compile_policy(severities, routes, default, content_hash)
     warnings = tuple(p for p in found if p.level == "warning")
-    guard = guardrails or Guardrails()
     return replace(policy, warnings=warnings, guardrails=guard, manifests=manifests)

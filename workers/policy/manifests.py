@@ -8,9 +8,9 @@ with `metadata.name`, no `status`, and no server-owned metadata.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from workers.actions import MANIFEST_KINDS
 from workers.policy.problems import Marks, PolicyError, Problem
@@ -26,13 +26,18 @@ def manifest_files(directory: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
+Level = Literal["error", "warning"]
 Reader = Callable[[str, str], tuple[Any, Marks]]
 
 
 def load_manifests(
-    directory: Path, read_yaml: Reader
+    directory: Path, read_yaml: Reader, namespaces: Sequence[str] = ()
 ) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
-    """Every manifest by name (its file name without .yaml), and the problems found."""
+    """Every manifest by name (its file name without .yaml), and the problems found.
+
+    `namespaces`: where mitigations may act; a manifest fixed to another namespace
+    would always be refused, which is worth a warning.
+    """
     manifests: dict[str, dict[str, Any]] = {}
     problems: list[Problem] = []
     for path in manifest_files(directory):
@@ -44,17 +49,17 @@ def load_manifests(
         except UnicodeDecodeError as exc:
             problems.append(Problem(str(path), 1, 1, f"not UTF-8 text ({exc.reason})"))
             continue
-        found = _problems(str(path), doc, marks)
+        found = _problems(str(path), doc, marks, namespaces)
         problems.extend(found)
-        if not found:
+        if not any(p.level == "error" for p in found):
             manifests[path.stem] = doc
     return manifests, problems
 
 
-def _problems(path: str, doc: Any, marks: Marks) -> list[Problem]:
-    def at(key: tuple[str, ...], message: str) -> Problem:
+def _problems(path: str, doc: Any, marks: Marks, namespaces: Sequence[str]) -> list[Problem]:
+    def at(key: tuple[str, ...], message: str, level: Level = "error") -> Problem:
         line, col = next(marks[key[:n]] for n in range(len(key), -1, -1) if key[:n] in marks)
-        return Problem(path, line, col, message)
+        return Problem(path, line, col, message, level)
 
     if not isinstance(doc, dict):
         return [Problem(path, 1, 1, "a manifest is one Kubernetes object (a mapping)")]
@@ -72,4 +77,11 @@ def _problems(path: str, doc: Any, marks: Marks) -> list[Problem]:
     ]
     if "status" in doc:
         problems.append(at(("status",), "status: set by the API server, not by a manifest"))
+    namespace = meta.get("namespace")
+    if namespace is not None and namespace not in namespaces:
+        message = (
+            f"metadata.namespace {namespace!r} is not in mitigations.allow.namespaces "
+            f"({', '.join(namespaces) or 'none'}): applying it would always be refused"
+        )
+        problems.append(at(("metadata", "namespace"), message, "warning"))
     return problems

@@ -12,15 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from workers.actions import ACTION_NAMES
-from workers.durations import parse_duration
+from workers.params import NAME_PATTERN, PARAMS, ComponentStatus, Duration
 from workers.policy.matchers import parse_matcher
-
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-
-
-def _duration(value: str) -> str:
-    parse_duration(value)  # DurationError is a ValueError: pydantic reports it
-    return value
 
 
 def _matcher(value: str) -> str:
@@ -44,14 +37,6 @@ def _action_name(value: str) -> str:
     return value
 
 
-ComponentStatus = Literal[
-    "operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"
-]
-Duration = Annotated[
-    str,
-    AfterValidator(_duration),
-    WithJsonSchema({"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w))+$"}),
-]
 MatcherText = Annotated[
     str,
     AfterValidator(_matcher),
@@ -80,8 +65,11 @@ ActionEntry = Annotated[
                     "type": "object",
                     "minProperties": 1,
                     "maxProperties": 1,
-                    "propertyNames": {"enum": list(ACTION_NAMES)},
-                    "additionalProperties": {"type": ["object", "null"]},
+                    "properties": {
+                        name: {"anyOf": [model.model_json_schema(), {"type": "null"}]}
+                        for name, model in PARAMS.items()
+                    },
+                    "additionalProperties": False,
                 },
             ]
         }

@@ -71,6 +71,23 @@ class PolicyStore:
                 return False
             return self._load(content_hash)
 
+    def refresh(self) -> bool:
+        """Load the directory now if it holds another set than the one in force (and not
+        the one last rejected); True if a new set is in force.
+
+        What a worker calls as each mitigation job starts, so the job is checked
+        against the policy as it is then. No settling here: a set caught half
+        written fails validation and the set in force stays, as with `check()`.
+        """
+        with self._lock:
+            try:
+                _, content_hash = read_policy_files(self.directory)
+            except Exception:
+                return False  # being replaced, or unreadable: keep the set in force
+            if content_hash in (self.current.content_hash, self._rejected):
+                return False
+            return self._load(content_hash)
+
     def watch(self, interval: float) -> threading.Thread:
         """Poll every `interval` seconds in a daemon thread (one per process)."""
 
@@ -109,6 +126,22 @@ class PolicyStore:
         log.error("policy reload rejected, keeping %s:\n%s", self.current.content_hash[:12], reason)
         self._on_reload(False)
         return False
+
+
+_SHARED: dict[Path, PolicyStore] = {}
+
+
+def in_force(directory: Path) -> Policy:
+    """The policy set in force in `directory`, for this process's jobs: one store per
+    directory, loaded on first use (a worker loads it before it forks its work
+    horses) and refreshed on every call. Raises PolicyError while no valid set
+    was ever loaded: then no mitigation may act."""
+    store = _SHARED.get(directory)
+    if store is None:
+        store = _SHARED.setdefault(directory, PolicyStore(directory))
+    else:
+        store.refresh()
+    return store.get()
 
 
 def _reason(exc: Exception) -> str:

@@ -1,0 +1,245 @@
+"""A mitigation acts only on the exact object that was decided or approved, under the policy
+in force when it runs; a change the API server took is never applied again blindly."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from tests.conftest import AUTH, post, run_jobs, write_policy
+from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
+from workers.actions import ActionRequest, Outcome
+from workers.errors import PermanentError
+from workers.guardrails import Guard
+from workers.incidents import Incident
+from workers.keys import Keys
+from workers.kube import Kubernetes, api_client
+from workers.mitigations.common import Cluster, act
+from workers.policy import PolicyError, load_policy
+
+RESTART = route("[{rollout_restart: {approval: required}}]")
+API_PATH = "/apis/apps/v1/namespaces/production/deployments/"
+
+
+def _joined(first: dict[str, Any], fingerprint: str, deployment: str) -> dict[str, Any]:
+    """`first`'s group, now also with an alert on `deployment` whose fingerprint sorts first."""
+    doc = copy.deepcopy(first)
+    other = copy.deepcopy(latency(deployment)["alerts"][0])
+    other["fingerprint"] = fingerprint
+    doc["alerts"] = [other, *doc["alerts"]]
+    return doc
+
+
+def _propose(mitigation: MitigationBench, routes: str = RESTART) -> tuple[Any, str, str]:
+    app = mitigation.app(routes)
+    canary = latency("api-canary")
+    (incident_id,) = post(app, canary).json["incidents"]
+    run_jobs(mitigation.queue)
+    (proposed,) = entries(app, incident_id, "rollout_restart")
+    assert proposed["kind"] == "proposed"
+    assert "rollout restart of production/api-canary" in proposed["message"]
+    return app, incident_id, str(proposed["proposal"])
+
+
+def _patches(mitigation: MitigationBench) -> list[str]:
+    return [r.path for r in mitigation.kube.requests if r.method == "PATCH"]
+
+
+def test_an_approved_restart_acts_on_the_proposed_workload_after_another_alert_joins(
+    mitigation: MitigationBench,
+) -> None:
+    app, incident_id, proposal = _propose(mitigation)
+    joined = _joined(latency("api-canary"), "0000000000000001", "api")
+    assert post(app, joined).json["incidents"] == [incident_id]
+
+    assert app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH).status_code == 202
+    run_jobs(mitigation.queue)
+
+    assert _patches(mitigation) == [API_PATH + "api-canary"]
+    done = entries(app, incident_id, "rollout_restart")[-1]
+    assert done["message"] == "restarted production/api-canary (rollout restart)"
+
+
+def test_an_approval_is_refused_once_no_firing_alert_points_at_its_workload(
+    mitigation: MitigationBench,
+) -> None:
+    app, incident_id, proposal = _propose(mitigation)
+    canary = latency("api-canary")
+    both = _joined(canary, "0000000000000001", "api")
+    post(app, both)
+    gone = copy.deepcopy(both)
+    gone["alerts"][1] = resolved(canary)["alerts"][0]
+    post(app, gone)  # the canary's alert resolved; api's still fires
+
+    app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    run_jobs(mitigation.queue)
+
+    assert _patches(mitigation) == []
+    refused = entries(app, incident_id, "rollout_restart")[-1]
+    assert refused["kind"] == "blocked"
+    assert refused["message"].startswith("approved for production/api-canary, but no firing alert")
+
+
+def test_an_approved_restart_obeys_dry_run_set_in_the_policy_since(
+    mitigation: MitigationBench,
+) -> None:
+    app, incident_id, proposal = _propose(mitigation)
+    mitigation.app(RESTART, dry_run=True)  # the team tightens the policy before approving
+
+    app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    run_jobs(mitigation.queue)
+
+    assert _patches(mitigation) == []
+    outcome = entries(app, incident_id, "rollout_restart")[-1]
+    assert outcome["kind"] == "dry_run" and "production/api-canary" in outcome["message"]
+
+
+def test_an_approved_restart_obeys_an_allowlist_narrowed_since(
+    mitigation: MitigationBench,
+) -> None:
+    app, incident_id, proposal = _propose(mitigation)
+    mitigation.app(RESTART, allow={"namespaces": ["production"], "workloads": ["api"]})
+
+    app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    run_jobs(mitigation.queue)
+
+    assert _patches(mitigation) == []
+    outcome = entries(app, incident_id, "rollout_restart")[-1]
+    assert outcome["kind"] == "blocked" and "allowlist" in outcome["message"]
+
+
+def test_a_queued_scale_up_does_nothing_once_its_route_no_longer_has_it(
+    mitigation: MitigationBench,
+) -> None:
+    app = mitigation.app()
+    (incident_id,) = post(app, latency()).json["incidents"]
+    mitigation.app(route("[notify]"))  # scale_up taken out before the worker ran
+
+    run_jobs(mitigation.queue)
+
+    assert [c for c in mitigation.kube.calls if c[2] not in ("get", "list")] == []
+    (outcome,) = entries(app, incident_id, "scale_up")
+    assert outcome["kind"] == "skipped"
+    assert "route 'api-latency' has no scale_up in the policy in force" in outcome["message"]
+
+
+def test_a_queued_scale_up_obeys_a_ceiling_lowered_since(mitigation: MitigationBench) -> None:
+    app = mitigation.app()  # scale_up by 4, max_replicas 20: 4 -> 8 when queued
+    post(app, latency())
+    mitigation.app(max_replicas=5)
+
+    run_jobs(mitigation.queue)
+
+    assert mitigation.kube.deployment("production", "api")["spec"]["replicas"] == 5
+
+
+def test_an_inline_manifest_in_route_parameters_is_a_validate_error(tmp_path: Path) -> None:
+    actions = (
+        "[{rate_limit: {rps: 10, manifest: {kind: ConfigMap, "
+        'metadata: {uid: x, resourceVersion: "1"}}}}]'
+    )
+    directory = write_policy(tmp_path / "p", route(actions))
+    with pytest.raises(PolicyError) as raised:
+        load_policy(directory)
+    (problem,) = raised.value.problems
+    assert str(problem).endswith(
+        "10-routes.yaml:5:38: rate_limit: manifest: unknown parameter 'manifest'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("actions", "message"),
+    [
+        ("[{scale_up: {by: 2, to: 8}}]", "scale_up: takes one of by, to and factor"),
+        ("[{scale_up: {by: true}}]", "scale_up: by: Input should be a valid integer"),
+        ("[{rollback: {approval: later}}]", "rollback: approval: Input should be 'required'"),
+        ("[{page: {routing_key: R0UT1NG}}]", "page: routing_key: unknown parameter"),
+        ("[{rate_limit: {rps: 10, apply: strict}}]", "rate_limit: either apply"),
+    ],
+    ids=["two-amounts", "bool-as-int", "approval", "secret-inline", "two-forms"],
+)
+def test_action_parameters_are_typed_per_action(tmp_path: Path, actions: str, message: str) -> None:
+    directory = write_policy(tmp_path / "p", route(actions))
+    with pytest.raises(PolicyError) as raised:
+        load_policy(directory)
+    assert any(message in str(p) for p in raised.value.problems), raised.value.problems
+
+
+def test_validate_warns_of_a_fixed_namespace_mitigations_may_never_touch(tmp_path: Path) -> None:
+    directory = write_policy(tmp_path / "p", route("[{scale_up: {namespace: staging}}]"))
+    (directory / "20-mitigations.yaml").write_text(
+        "mitigations: {allow: {namespaces: [production]}}\n"
+    )
+    (directory / "manifests").mkdir()
+    (directory / "manifests" / "strict.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: limits, namespace: kube-system}\n"
+    )
+    warnings = [str(p) for p in load_policy(directory).warnings]
+    assert any(
+        "10-routes.yaml:5:27: warning: scale_up: namespace 'staging' is not in "
+        "mitigations.allow.namespaces (production)" in w
+        for w in warnings
+    ), warnings
+    assert any(
+        "manifests/strict.yaml:3:26: warning: metadata.namespace 'kube-system' is not in" in w
+        for w in warnings
+    ), warnings
+
+
+def _cluster(mitigation: MitigationBench) -> tuple[Cluster, Kubernetes]:
+    kube = Kubernetes(api_client(os.environ["KUBECONFIG"]))
+    cluster = Cluster(mitigation.redis, {}, lambda: kube, mitigation.queue, lambda: None)  # type: ignore[arg-type,return-value]
+    return cluster, kube
+
+
+def _incident() -> Incident:
+    now = "2026-12-05T00:00:00Z"
+    return Incident("inc1", "k", "api-latency", "SEV2", "open", now, None, now, "t", "g", "r", "")
+
+
+def _budget(redis: Redis) -> int:
+    return int(redis.get(Keys("aptest:").budget(int(time.time() // 3600))) or 0)
+
+
+def test_a_failure_after_the_api_server_took_the_change_counts_and_is_final(
+    mitigation: MitigationBench,
+) -> None:
+    cluster, kube = _cluster(mitigation)
+    request = ActionRequest("aptest:", "inc1", "rollout_restart", "declared", "SEV2", job_id="j1")
+    guard = Guard(dry_run=False, namespaces=("production",))
+
+    def change() -> Outcome:
+        kube.restart("production", "api", "2026-12-05T00:00:00Z")
+        raise KeyError("kind")  # a bug after the write landed
+
+    with pytest.raises(PermanentError, match="counted as an attempt and not applied again"):
+        act(request, _incident(), cluster, guard, ("production", "api"), change)
+
+    keys, redis = Keys("aptest:"), mitigation.redis
+    assert redis.get(keys.attempts("inc1", "rollout_restart")) == b"1"
+    assert redis.exists(keys.cooldown("rollout_restart", "production", "api"))
+    assert _budget(redis) == 1  # spent, not given back
+
+
+def test_a_failure_before_any_write_gives_the_budget_back_and_counts_nothing(
+    mitigation: MitigationBench,
+) -> None:
+    cluster, _ = _cluster(mitigation)
+    request = ActionRequest("aptest:", "inc1", "rollout_restart", "declared", "SEV2", job_id="j1")
+    guard = Guard(dry_run=False, namespaces=("production",))
+
+    def change() -> Outcome:
+        raise KeyError("kind")
+
+    with pytest.raises(KeyError):
+        act(request, _incident(), cluster, guard, ("production", "api"), change)
+
+    keys, redis = Keys("aptest:"), mitigation.redis
+    assert redis.get(keys.attempts("inc1", "rollout_restart")) is None
+    assert _budget(redis) == 0
