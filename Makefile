@@ -24,7 +24,8 @@ bench: $(VENV)/.test-installed test-redis
 	$(BIN)/python -m tests.bench.intake
 	$(BIN)/python -m tests.bench.policy
 
-# Debian packages the tests run for real: Redis and Alertmanager.
+# Debian packages the tests run for real: Redis, and Alertmanager with its amtool
+# (check-config of deploy/alertmanager). kubectl comes from PyPI (pyproject's test extra).
 debian-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \

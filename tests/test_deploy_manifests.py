@@ -1,13 +1,19 @@
 """Static checks on deploy/: the manifests parse, reference only what exists,
-and use only the environment variables and metrics that alertpilot has.
+use only the environment variables and metrics that alertpilot has, and grant
+alertpilot's ServiceAccount only the mitigation rights, only in target namespaces.
 
-These read files only; no cluster, kubectl or Prometheus is needed.
+No cluster or Prometheus is needed; the kustomizations are rendered with the
+real `kubectl kustomize` (tests/support/rbac.py finds kubectl), and the
+Alertmanager configurations are checked with the `amtool` that comes with
+Debian's prometheus-alertmanager.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +21,16 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.rbac import ALERTPILOT, granted, kustomize
 from webhook import cli
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 BASE = DEPLOY / "base"
 KUSTOMIZATION = BASE / "kustomization.yaml"
 RULES = DEPLOY / "prometheus" / "alertpilot-rules.yaml"
+TARGETS = DEPLOY / "targets"
+RBAC_KINDS = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
+AMTOOL = "/usr/bin/amtool"
 
 # Every variable the settings read (taken from webhook/settings.py and workers/config.py, with the
 # `_FILE` form of each secret); anything else in a manifest is a typo or a missing setting.
@@ -314,3 +324,112 @@ def test_policy_workflow_runs_commands_the_cli_accepts() -> None:
     for command in commands:
         words = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "main", command).replace("$replay", ""))
         parser.parse_args(words[1:])  # exits (fails the test) on an unknown command or flag
+
+
+# kustomize and RBAC ---------------------------------------------------------------------------
+
+
+def kustomization_dirs() -> list[Path]:
+    """Every directory under deploy/ that renders on its own (a Component renders only
+    through the overlays that include it)."""
+    return sorted(
+        path.parent
+        for path in DEPLOY.rglob("kustomization.yaml")
+        if load_all(path)[0].get("kind", "Kustomization") == "Kustomization"
+    )
+
+
+def test_every_kustomization_under_deploy_renders() -> None:
+    dirs = kustomization_dirs()
+    assert BASE in dirs
+    for directory in dirs:
+        assert kustomize(directory), directory
+
+
+def test_base_grants_alertpilot_nothing_in_its_own_namespace() -> None:
+    """The worker reads its policies from a mounted ConfigMap, not the API: a Role
+    here would only let it change its own namespace (its own policies included)."""
+    granting = [
+        f"{obj['kind']}/{obj['metadata']['name']}"
+        for obj in kustomize(BASE)
+        if obj["kind"] in RBAC_KINDS
+    ]
+    assert granting == []
+
+
+def test_every_role_binding_binds_the_service_account_of_alertpilots_namespace() -> None:
+    """A ServiceAccount subject without `namespace` is the binding namespace's
+    account: in a target namespace, not alertpilot's."""
+    namespace, name = ALERTPILOT
+    wanted = [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
+    wrong = [
+        f"{directory.relative_to(DEPLOY)}: {obj['metadata']['name']}: {obj.get('subjects')}"
+        for directory in kustomization_dirs()
+        for obj in kustomize(directory)
+        if obj["kind"] in {"RoleBinding", "ClusterRoleBinding"} and obj.get("subjects") != wanted
+    ]
+    assert wrong == []
+
+
+def test_target_overlays_grant_alertpilot_the_mitigation_role_in_their_namespace_only() -> None:
+    overlays = sorted(path.parent for path in TARGETS.glob("*/kustomization.yaml"))
+    assert overlays, f"no overlay under {TARGETS}"
+    for overlay in overlays:
+        (doc,) = load_all(overlay / "kustomization.yaml")
+        objects = kustomize(overlay)
+        assert {obj["metadata"].get("namespace") for obj in objects} == {doc["namespace"]}
+        assert {obj["kind"] for obj in objects} == {"Role", "RoleBinding"}
+        resources = {r for rule in granted(objects, doc["namespace"]) for r in rule["resources"]}
+        assert "deployments/scale" in resources, overlay
+
+
+def test_the_readme_overlay_puts_the_component_in_a_namespace_bound_to_another_one(
+    tmp_path: Path,
+) -> None:
+    """deploy/README.md's patch for an alertpilot that does not run in `alertpilot`."""
+    (patch,) = re.findall(r"```yaml\n(patches:.*?)```", (DEPLOY / "README.md").read_text(), re.S)
+    component = os.path.relpath(DEPLOY / "components" / "mitigation-target", tmp_path)
+    overlay = {"namespace": "payments", "components": [component], **yaml.safe_load(patch)}
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    objects = kustomize(tmp_path)
+    assert {obj["metadata"]["namespace"] for obj in objects} == {"payments"}
+    assert granted(objects, "payments", ("sre-tools", "alertpilot"))
+    assert granted(objects, "payments") == []
+
+
+# Alertmanager ---------------------------------------------------------------------------------
+
+
+def alertmanager_configs() -> list[Path]:
+    """Every Alertmanager configuration in the repository: YAML with `receivers:`."""
+    skip = {".git", ".venv", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    found = []
+    for root, dirs, files in os.walk(DEPLOY.parent):
+        dirs[:] = sorted(d for d in dirs if d not in skip)
+        for path in sorted(Path(root) / f for f in files if f.endswith((".yaml", ".yml"))):
+            try:
+                docs = load_all(path)
+            except (yaml.YAMLError, UnicodeDecodeError):
+                continue
+            if len(docs) == 1 and isinstance(docs[0], dict) and "receivers" in docs[0]:
+                found.append(path)
+    return found
+
+
+def test_every_alertmanager_config_passes_amtool_check_config() -> None:
+    """With Debian's amtool (0.25 on bookworm): a field only newer versions know is
+    left commented out, with the version that needs it."""
+    configs = alertmanager_configs()
+    assert DEPLOY / "alertmanager" / "receiver-example.yaml" in configs
+    failed = []
+    for path in configs:
+        done = subprocess.run(
+            [AMTOOL, "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            failed.append(f"{path.relative_to(DEPLOY.parent)}: {done.stdout}{done.stderr}")
+    assert failed == []
