@@ -73,7 +73,7 @@ def test_invalid_set_is_rejected_and_the_old_one_stays(tmp_path: Path) -> None:
     assert outcomes == [False, True]
 
 
-def test_reload_outcomes_show_in_metrics_and_readyz(
+def test_reload_outcomes_show_in_metrics_and_status(
     settings: Settings, redis: Redis, tmp_path: Path
 ) -> None:
     directory = write_policy(tmp_path / "p", A)
@@ -82,14 +82,15 @@ def test_reload_outcomes_show_in_metrics_and_readyz(
     store = services_of(app).policies
     replace_file(directory, INVALID)
     store.reload()
-    ready = app.test_client().get("/readyz").json
-    assert ready["policy"]["hash"] == store.get().content_hash
-    assert "invalid regular expression" in ready["policy"]["last_reload_error"]
+    status = app.test_client().get("/api/v1/status", headers=AUTH).json
+    assert status["policy"]["hash"] == store.get().content_hash
+    assert "invalid regular expression" in status["policy"]["last_reload_error"]
     assert registry.get_sample_value("alertpilot_policy_reload_failures_total") == 1
     replace_file(directory, B)
     store.reload()
     assert registry.get_sample_value("alertpilot_policy_reloads_total") == 1
-    assert app.test_client().get("/readyz").json["policy"]["last_reload_error"] is None
+    status = app.test_client().get("/api/v1/status", headers=AUTH).json
+    assert status["policy"]["last_reload_error"] is None
 
 
 def _notification(batch: int) -> bytes:

@@ -10,12 +10,15 @@ import hashlib
 import hmac
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
@@ -23,6 +26,7 @@ from tests.conftest import AUTH, fixture, post
 from tests.support.redis_server import free_port
 from webhook.app import create_app
 from webhook.settings import Settings
+from workers.keys import Keys
 
 URL = "/api/v1/pagerduty"
 SECRET = "pd-whsec-5e1f9a"
@@ -320,3 +324,150 @@ def test_secret_is_read_from_the_environment_and_hidden_from_repr() -> None:
     settings = Settings.from_env({"ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET": SECRET})
     assert settings.pagerduty_webhook_secret == SECRET
     assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_an_occurred_at_outside_years_1_to_9999_in_utc_is_400_naming_it(
+    client: FlaskClient, redis: Redis, occurred_at: str
+) -> None:
+    incident_id, started = declare(client)
+    doc = event(incident_id, started)
+    doc["event"]["occurred_at"] = occurred_at
+    before = snapshot(redis)
+    response = deliver(client, doc)
+    assert response.status_code == 400, response.get_data()
+    assert response.json["error"]["details"]["field"] == "event.occurred_at"
+    assert snapshot(redis) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("id",), "event.id"),
+        (("agent", "summary"), "event.agent.summary"),
+        (("data", "id"), "event.data.id"),
+        (("data", "incident_key"), "event.data.incident_key"),
+    ],
+)
+def test_a_lone_surrogate_in_a_field_alertpilot_stores_is_400_naming_it(
+    client: FlaskClient, redis: Redis, path: tuple[str, ...], field: str
+) -> None:
+    incident_id, started = declare(client)
+    doc = event(incident_id, started + timedelta(minutes=1))
+    parent = doc["event"]
+    for name in path[:-1]:
+        parent = parent[name]
+    parent[path[-1]] = "Jane \udc80"
+    before = snapshot(redis)
+    response = deliver(client, doc)
+    assert response.status_code == 400, response.get_data()
+    assert response.json["error"]["details"]["field"] == field
+    assert snapshot(redis) == before
+
+
+# --- any signed body: 200, 202 or 400, never a 5xx --------------------------------------
+
+HUGE = "\x00HUGE\x00"
+"""Stands for a number too big for JSON's usual readers, spliced in after json.dumps."""
+
+_odd_text = st.text(st.characters() | st.characters(categories=("Cs",)), max_size=40) | (
+    st.sampled_from(["", " ", HUGE, "\x00", "Z", "+01:00", "T", "9" * 400])
+)
+_junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**300), max_value=10**300)
+    | st.floats()
+    | _odd_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_odd_text, inner, max_size=3),
+    max_leaves=8,
+)
+_offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+_edge_years = st.sampled_from([1, 2, 1970, 9998, 9999]).flatmap(
+    lambda year: st.datetimes(datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59, 999999))
+)
+_iso_times = (
+    st.tuples(_edge_years | st.datetimes(), _offsets)
+    .map(lambda pair: pair[0].replace(tzinfo=pair[1]).isoformat())
+    .flatmap(lambda iso: st.sampled_from([iso, iso.replace("+00:00", "Z"), iso.replace("T", " ")]))
+)
+_times = _iso_times | st.sampled_from(
+    ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59Z"]
+)
+
+
+MISSING = object()
+"""A key left out of the event."""
+SPOILABLE = [("id",), ("event_type",), ("occurred_at",), ("agent",), ("agent", "summary")]
+SPOILABLE += [("data",), ("data", "id"), ("data", "incident_key")]
+
+
+def _signed_bodies(incident_id: str) -> st.SearchStrategy[bytes]:
+    """Acknowledgements and resolves of `incident_id` at odd times, with at most one field
+    made odd (a lone surrogate, junk of another type, left out); and bodies of any shape."""
+    event = st.fixed_dictionaries(
+        {
+            "id": st.just("01DEN7ZQ8U4MKS5OEC1BWVFVX1"),
+            "event_type": st.sampled_from([ACK, ACK, RESOLVE, "incident.annotated"]),
+            "occurred_at": _times,
+            "agent": st.fixed_dictionaries({"id": st.just("PLH1HKV"), "summary": _odd_text}),
+            "data": st.fixed_dictionaries(
+                {
+                    "id": st.just("PGR0VU2"),
+                    "incident_key": st.sampled_from([incident_id, incident_id, None, "0123-nope"]),
+                }
+            ),
+        }
+    )
+    spoiled = st.tuples(
+        event,
+        st.sampled_from([None, None, None, *SPOILABLE]),
+        _odd_text | _junk | st.just(MISSING),
+    ).map(lambda drawn: {"event": _spoil(*drawn)})
+    huge = st.sampled_from(["9" * 5000, "1e999999", "-1e-999999", "1" + "0" * 400 + ".5"])
+    return st.one_of(
+        st.tuples(spoiled | _junk, huge).map(
+            lambda pair: json.dumps(pair[0]).replace(json.dumps(HUGE), pair[1]).encode()
+        ),
+        st.binary(max_size=64),
+    )
+
+
+def _spoil(event: dict[str, Any], path: tuple[str, ...] | None, value: Any) -> dict[str, Any]:
+    """`event` with the field at `path` set to `value` (or left out, for MISSING)."""
+    if path is None:
+        return event
+    parent = event
+    for name in path[:-1]:
+        parent = parent[name]
+    if value is MISSING:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return event
+
+
+ACK, RESOLVE = "incident.acknowledged", "incident.resolved"
+
+
+@pytest.fixture
+def declared(client: FlaskClient) -> str:
+    incident_id, _ = declare(client)
+    return incident_id
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_no_signed_body_is_a_5xx(
+    client: FlaskClient, redis: Redis, keys: Keys, declared: str, data: st.DataObject
+) -> None:
+    redis.delete(keys.acknowledgement(declared))  # so every acknowledgement is a first one
+    body = data.draw(_signed_bodies(declared), label="body")
+    response = deliver(client, body)
+    assert response.status_code in (200, 202, 400), (body, response.get_data())
+    if response.status_code == 400:
+        assert isinstance(response.json["error"]["details"]["field"], str)

@@ -1,7 +1,16 @@
-"""Read API: GET /api/v1/incidents and GET /api/v1/incidents/<id>."""
+"""Read API: GET /api/v1/incidents and GET /api/v1/incidents/<id>.
+
+Query parameters are parsed strictly, each a 400 naming it: an unknown name, a
+name given twice, a status other than open/resolved, a limit other than 1..1000
+in ASCII digits ("²".isdigit() is true, and int() rejects it). A path id that
+cannot be an incident id (alertpilot's are `<hex>-<base36>`) is a 400 too, before
+it reaches Redis or the error message.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -12,23 +21,24 @@ from webhook.app_services import require_auth, services
 from webhook.errors import BadRequest, NotFound, Unavailable
 from webhook.pagerduty_webhook import acknowledgement
 from workers import timeline
-from workers.incidents import Incident, list_incidents, load_incident
+from workers.incidents import Incident, IncidentStatus, list_incidents, load_incident
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_ID = 128
+INCIDENT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID}}}", re.ASCII)
+LIMIT = re.compile(r"[0-9]{1,4}", re.ASCII)
+STATUSES: dict[str, IncidentStatus] = {"open": "open", "resolved": "resolved"}
 
 
 @blueprint.get("/incidents")
 def incidents() -> Response:
     s = services()
     require_auth(s)
-    status = request.args.get("status")
-    if status not in (None, "open", "resolved"):
-        raise BadRequest(f'expected "open" or "resolved", got {status!r}', field="status")
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        raise BadRequest(f"expected a number from 1 to 1000, got {limit!r}", field="limit")
+    args = _query({"status", "limit"})
+    status, limit = _status(args.get("status")), _limit(args.get("limit", "100"))
     try:
-        found = list_incidents(s.redis, s.keys, status=status, limit=int(limit))  # type: ignore[arg-type]
+        found = list_incidents(s.redis, s.keys, status=status, limit=limit)
     except RedisError:
         raise Unavailable("incident store unavailable") from None
     return jsonify({"incidents": [_summary(i) for i in found]})
@@ -38,6 +48,10 @@ def incidents() -> Response:
 def incident(incident_id: str) -> Response:
     s = services()
     require_auth(s)
+    _query(())
+    if not INCIDENT_ID.fullmatch(incident_id):
+        message = f"expected letters, digits, _ and - (at most {MAX_ID}), got {_clip(incident_id)}"
+        raise BadRequest(message, field="incident_id")
     try:
         found = load_incident(s.redis, s.keys, incident_id)
         entries = timeline.read(s.redis, s.keys, incident_id) if found else []
@@ -60,6 +74,37 @@ def incident(incident_id: str) -> Response:
             "timeline": entries,
         }
     )
+
+
+def _query(known: Collection[str]) -> dict[str, str]:
+    """The query parameters, each known and given once."""
+    args: dict[str, str] = {}
+    for name, value in request.args.items(multi=True):
+        if name not in known:
+            raise BadRequest(f"unknown query parameter {_clip(name)}", field=name[:64])
+        if name in args:
+            raise BadRequest(f"{name} given more than once", field=name)
+        args[name] = value
+    return args
+
+
+def _status(value: str | None) -> IncidentStatus | None:
+    if value is None:
+        return None
+    if value in STATUSES:
+        return STATUSES[value]
+    raise BadRequest(f'expected "open" or "resolved", got {_clip(value)}', field="status")
+
+
+def _limit(value: str) -> int:
+    if LIMIT.fullmatch(value) and 1 <= int(value) <= 1000:
+        return int(value)
+    raise BadRequest(f"expected a number from 1 to 1000, got {_clip(value)}", field="limit")
+
+
+def _clip(value: str) -> str:
+    """The value for an error message, cut short: a 10,000-character id is not echoed whole."""
+    return repr(value if len(value) <= 64 else value[:64] + "...")
 
 
 def _summary(incident: Incident) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,10 @@ SIGNATURE = "X-PagerDuty-Signature"
 ACKNOWLEDGED, RESOLVED = "incident.acknowledged", "incident.resolved"
 EVENT_TTL_SECONDS = 7 * 24 * 3600
 """How long a delivered event id is remembered (PagerDuty retries for far less)."""
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class EventError(ValueError):
@@ -54,6 +59,7 @@ class Event:
     id: str
     event_type: str
     occurred_at: datetime
+    """In UTC."""
     by: str
     pagerduty_incident: str
     incident_key: str | None
@@ -84,23 +90,38 @@ def parse(body: bytes) -> Event | None:
     agent = event.get("agent")
     if agent is not None and not isinstance(agent, dict):
         raise EventError("event.agent", "expected an object or null")
-    raw_at = _get(event, "occurred_at", str, "event")
-    try:
-        occurred_at = datetime.fromisoformat(raw_at)
-        if occurred_at.tzinfo is None:
-            raise ValueError("no time zone")
-    except ValueError:
-        message = f"expected an RFC 3339 time, got {raw_at!r}"
-        raise EventError("event.occurred_at", message) from None
+    occurred_at = _time(_get(event, "occurred_at", str, "event"))
     key = data.get("incident_key", "")  # missing: 400; null: not an alertpilot incident
     return Event(
         id=_get(event, "id", str, "event"),
         event_type=event_type,
         occurred_at=occurred_at,
-        by=str((agent or {}).get("summary") or (agent or {}).get("id") or "PagerDuty"),
+        by=_by(agent or {}),
         pagerduty_incident=_get(data, "id", str, "event.data"),
         incident_key=None if key is None else _get(data, "incident_key", str, "event.data"),
     )
+
+
+def _time(raw: str) -> datetime:
+    """`raw` in UTC. A time whose UTC form falls outside years 1..9999
+    (`9999-12-31T23:59:59-01:00`) can be parsed but not converted or compared, so it
+    is rejected here rather than overflowing once an incident is found."""
+    try:
+        if not RFC3339.fullmatch(raw):
+            raise ValueError(raw)
+        return datetime.fromisoformat(raw.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        message = f"expected an RFC 3339 time from year 1 to 9999 in UTC, got {_clip(raw)}"
+        raise EventError("event.occurred_at", message) from None
+
+
+def _by(agent: dict[str, Any]) -> str:
+    """Who acted: the agent's summary, else its id, else PagerDuty itself."""
+    for name in ("summary", "id"):
+        if agent.get(name) not in (None, ""):
+            found: str = _get(agent, name, str, "event.agent")
+            return found
+    return "PagerDuty"
 
 
 def _get(doc: dict[str, Any], name: str, kind: type, parent: str = "") -> Any:
@@ -109,7 +130,16 @@ def _get(doc: dict[str, Any], name: str, kind: type, parent: str = "") -> Any:
         raise EventError(field, f"{field} is missing")
     if not isinstance(value, kind):
         raise EventError(field, f"{field}: expected {'an object' if kind is dict else 'text'}")
+    if isinstance(value, str):
+        try:  # JSON can carry lone surrogates ("\udc80") that Redis cannot store
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventError(field, f"{field}: not valid Unicode (lone surrogate)") from None
     return value
+
+
+def _clip(value: str) -> str:
+    return repr(value if len(value) <= 64 else value[:64] + "...")
 
 
 def acknowledgement(redis: Redis, keys: Keys, incident_id: str) -> dict[str, Any]:

@@ -33,6 +33,9 @@ class Settings:
     """`ALERTPILOT_WEBHOOK_PASSWORD` (or `_FILE`)."""
     pagerduty_webhook_secret: str | None = field(default=None, repr=False)
     """`ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET` (or `_FILE`): signs PagerDuty's webhooks."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_METRICS_TOKEN` (or `_FILE`): bearer token `/metrics` then requires; unset,
+    `/metrics` is open (its own token, so Prometheus never holds the webhook's)."""
     max_body_bytes: int = 1024 * 1024
     """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
     key_prefix: str = "alertpilot:"
@@ -79,6 +82,7 @@ class Settings:
             webhook_username=username,
             webhook_password=password,
             pagerduty_webhook_secret=secret(env, "ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET"),
+            metrics_token=secret(env, "ALERTPILOT_METRICS_TOKEN"),
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX", "alertpilot:")),
             queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),
