@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 from flask.testing import FlaskClient
 from redis import Redis
 
 from tests.conftest import REPO, fixture, post, write_policy
+from webhook import cli
 from webhook.payload import parse
 from webhook.policy.commands import explain_alerts, parse_labels, policy_diff, schema, validate
 from webhook.replay import export, record
@@ -208,6 +211,52 @@ def test_diff_against_a_git_ref_with_the_policies_at_the_repository_root(
     out = io.StringIO()
     assert policy_diff("HEAD", repo, out, io.StringIO()) == 0
     assert out.getvalue().splitlines()[-1] == "1 of 3 alerts change: severity 1"
+
+
+def _committed(repo: Path, policies: Path) -> Path:
+    """`policies` (inside `repo`) committed to a new git repository; returns `policies`."""
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    return policies
+
+
+def _changed_copy_elsewhere(policies: Path, elsewhere: Path) -> Path:
+    """A copy of `policies` outside any repository, with the latency route moved to SEV3."""
+    shutil.copytree(policies, elsewhere, ignore=shutil.ignore_patterns(".git"))
+    (elsewhere / "10-routes.yaml").write_text(ROUTES.replace("SEV2", "SEV3"))
+    return elsewhere
+
+
+def test_diff_of_a_directory_outside_the_repository_reads_the_ref_where_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    policies = _committed(repo, policy_with_tests(repo / "policies"))
+    copy = _changed_copy_elsewhere(policies, tmp_path / "elsewhere" / "policies")
+    monkeypatch.chdir(repo)  # where the configured directory, `policies`, is
+    monkeypatch.delenv("ALERTPILOT_POLICIES_DIR", raising=False)
+
+    assert cli.main(["policy", "diff", "HEAD", str(copy)]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert f'~ {{alertname="HighLatency", service="api"}}  ({copy}/tests/cases.yaml:5)' in out
+    assert "    severity  SEV2 -> SEV3" in out
+    assert out[-1] == "1 of 3 alerts change: severity 1"
+
+
+def test_diff_of_a_directory_outside_a_repository_of_policies_at_its_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _committed(tmp_path / "repo", policy_with_tests(tmp_path / "repo"))
+    copy = _changed_copy_elsewhere(repo, tmp_path / "elsewhere")
+    monkeypatch.chdir(repo)  # no `policies` here: the ref is read at the current directory
+    monkeypatch.delenv("ALERTPILOT_POLICIES_DIR", raising=False)
+
+    assert cli.main(["policy", "diff", "HEAD", str(copy)]) == 0
+
+    assert capsys.readouterr().out.splitlines()[-1] == "1 of 3 alerts change: severity 1"
 
 
 def test_recorded_notification_reads_back_as_the_same_alerts() -> None:

@@ -375,11 +375,16 @@ def test_serve_metrics_count_every_notification_across_gunicorn_workers(
     workers = 3
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _serve_env(tmp_path, port, ALERTPILOT_WEB_CONCURRENCY=str(workers))
-    # A previous run's counter file must not survive into this one.
-    metrics_dir = tmp_path / "t" / "alertpilot-metrics"
-    metrics_dir.mkdir(parents=True)
+    # The operator's directory, where a previous run's counter file must not survive.
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"stale")
+    env = _serve_env(
+        tmp_path,
+        port,
+        ALERTPILOT_WEB_CONCURRENCY=str(workers),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
         assert not (metrics_dir / "counter_1.db").exists()
@@ -415,6 +420,45 @@ def test_serve_metrics_count_every_notification_across_gunicorn_workers(
         assert scraped == [[float(notifications)]] * len(scraped), (scraped, per_process)
 
         assert serve.stop(signal.SIGTERM) == 0, serve.logs()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """The environment a process was started (or exec'd) with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(entry.partition("=")[::2] for entry in raw.split("\0") if entry)
+
+
+def test_two_serves_on_one_host_keep_their_own_metrics_and_remove_them_on_exit(
+    tmp_path: Path, redis: Redis
+) -> None:
+    first_port = _free_port()
+    second_port = next(p for p in iter(_free_port, None) if p != first_port)
+    first_base, second_base = (f"http://127.0.0.1:{p}" for p in (first_port, second_port))
+    # Both get the same TMPDIR (tmp_path/t), as two instances on one host would.
+    first_env, second_env = (
+        _serve_env(tmp_path, port, ALERTPILOT_WEB_CONCURRENCY="1")
+        for port in (first_port, second_port)
+    )
+    with _running(["serve"], first_env, tmp_path / "first") as first:
+        first.wait_for(f"{first_base}/readyz")
+        code, body = _http("POST", f"{first_base}/api/v1/alertmanager", _notification(1), AUTH)
+        assert code == 200, body
+        with _running(["serve"], second_env, tmp_path / "second") as second:
+            second.wait_for(f"{second_base}/readyz")
+            # Starting the second must not wipe what the first has counted.
+            assert _accepted_in(_http("GET", f"{first_base}/metrics")[1].decode()) == [1.0]
+            assert _accepted_in(_http("GET", f"{second_base}/metrics")[1].decode()) == [0.0]
+            dirs = [
+                Path(_environ(s.process.pid)["PROMETHEUS_MULTIPROC_DIR"]) for s in (first, second)
+            ]
+            assert dirs[0] != dirs[1]
+            assert all(d.parent == tmp_path / "t" for d in dirs), dirs
+            assert second.stop(signal.SIGTERM) == 0, second.logs()
+        assert not dirs[1].exists()
+        assert dirs[0].is_dir()
+        assert _accepted_in(_http("GET", f"{first_base}/metrics")[1].decode()) == [1.0]
+        assert first.stop(signal.SIGTERM) == 0, first.logs()
+    assert not dirs[0].exists()
 
 
 def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:
@@ -545,6 +589,22 @@ def test_dev_embeds_redis_and_runs_the_worker(tmp_path: Path) -> None:
         assert (dev.data_dir / "redis.rdb").stat().st_size > 0
 
 
+def test_dev_prints_the_embedded_redis_url_other_commands_can_use(tmp_path: Path) -> None:
+    with _dev(tmp_path) as dev:
+        urls = re.findall(r"REDIS_URL=(\S+)", dev.running.stdout())
+        assert len(urls) == 1, dev.running.logs()
+        notification = fixture("firing-two-alerts.json")
+        code, body = _http("POST", f"{dev.base}/api/v1/alertmanager", notification)
+        assert code == 200, body
+
+        exported = _cli(["replay", "export"], _env(tmp_path, REDIS_URL=urls[0]))
+
+        assert exported.returncode == 0, exported
+        assert "exported 1 notifications" in exported.stderr
+        _track(dev.tree, dev.running.process.pid)
+        assert dev.running.stop(signal.SIGTERM) == 0, dev.running.logs()
+
+
 def test_dev_stopped_with_sigterm_leaves_no_worker_or_redis_behind(tmp_path: Path) -> None:
     with _dev(tmp_path) as dev:
         _track(dev.tree, dev.running.process.pid)
@@ -593,16 +653,17 @@ def test_policy_validate_exit_codes(tmp_path: Path) -> None:
 # --- hot reload under serve -----------------------------------------------------------
 
 
-def _ready_policy(base: str) -> dict[str, Any]:
-    code, body = _http("GET", f"{base}/readyz")
+def _policy_status(base: str) -> dict[str, Any]:
+    """The policy part of GET /api/v1/status (hash, routes, last reload error)."""
+    code, body = _http("GET", f"{base}/api/v1/status", headers=AUTH)
     assert code == 200, body
     policy: dict[str, Any] = json.loads(body)["policy"]
     return policy
 
 
 def _all_workers_report(base: str, check: Callable[[dict[str, Any]], bool]) -> bool:
-    """Several readiness reads in a row agree (each may land on another worker)."""
-    return all(check(_ready_policy(base)) for _ in range(8))
+    """Several status reads in a row agree (each may land on another worker)."""
+    return all(check(_policy_status(base)) for _ in range(8))
 
 
 def test_serve_reloads_policies_on_sighup_and_keeps_the_old_set_when_invalid(
@@ -613,14 +674,14 @@ def test_serve_reloads_policies_on_sighup_and_keeps_the_old_set_when_invalid(
     routes = policies / "10-api-latency.yaml"
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
-        first = _ready_policy(base)["hash"]
+        first = _policy_status(base)["hash"]
 
         routes.write_text(routes.read_text().replace("severity: SEV2", "severity: SEV3"))
         serve.process.send_signal(signal.SIGHUP)
         serve.wait_until(
             lambda: _all_workers_report(base, lambda p: p["hash"] != first), "the new set"
         )
-        second = _ready_policy(base)["hash"]
+        second = _policy_status(base)["hash"]
         code, body = _http("POST", f"{base}/api/v1/alertmanager", _notification(1), AUTH)
         assert code == 200 and json.loads(body)["policy"] == second
 
@@ -645,12 +706,12 @@ def test_sighup_after_a_polled_change_never_brings_back_an_older_set(
     routes = policies / "10-api-latency.yaml"
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
-        first = _ready_policy(base)["hash"]
+        first = _policy_status(base)["hash"]
         routes.write_text(routes.read_text().replace("max_replicas: 20", "max_replicas: 30"))
         serve.wait_until(
             lambda: _all_workers_report(base, lambda p: p["hash"] != first), "the polled set"
         )
-        polled = _ready_policy(base)["hash"]
+        polled = _policy_status(base)["hash"]
         time.sleep(1.0)  # the master's own poll has it too
         routes.write_text("routes: [\n")
         serve.process.send_signal(signal.SIGHUP)
@@ -665,7 +726,7 @@ def test_serve_picks_up_a_changed_policy_directory_without_a_signal(
     policies, base, env = _serving_a_policy_copy(tmp_path, reload_interval="200ms")
     with _running(["serve"], env, tmp_path / "serve") as serve:
         serve.wait_for(f"{base}/readyz")
-        first = _ready_policy(base)["hash"]
+        first = _policy_status(base)["hash"]
         routes = policies / "10-api-latency.yaml"
         routes.write_text(routes.read_text().replace("max_replicas: 20", "max_replicas: 30"))
         serve.wait_until(

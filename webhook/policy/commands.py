@@ -96,10 +96,12 @@ def policy_diff(
     *,
     replay: Path | None = None,
     fail_on_change: bool = False,
+    committed: Path | None = None,
 ) -> int:
+    """`committed`: where a git ref `base` is read when `directory` is in no repository."""
     try:
         head = load_policy(directory)
-        old = load_base(base, directory)
+        old = load_base(base, directory, committed=committed)
         samples = corpus(directory, replay)
     except (PolicyError, DiffError) as exc:
         print(exc, file=err)

@@ -1,15 +1,16 @@
 """`alertpilot policy diff`: what a policy change does to real alerts.
 
-Both policy sets (the base as a directory or a git ref, and the working one)
-evaluate one corpus: the alerts of the policy tests' cases, plus recorded
-notifications (`--replay`, JSON lines as `alertpilot replay export` writes).
-Every alert whose route, severity or actions differ is printed with the old
-and new value, then one summary line.
+Both policy sets (the base as a directory or a git ref, and the working one,
+which may lie outside the repository) evaluate one corpus: the alerts of the
+policy tests' cases, plus recorded notifications (`--replay`, JSON lines as
+`alertpilot replay export` writes). Every alert whose route, severity or
+actions differ is printed with the old and new value, then one summary line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -50,19 +51,61 @@ class Plan:
         )
 
 
-def load_base(base: str, directory: Path) -> Policy:
-    """`base` is a policy directory, or a git ref at which `directory` is read."""
+def load_base(base: str, directory: Path, *, committed: Path | None = None) -> Policy:
+    """`base` is a policy directory, or a git ref.
+
+    A ref is read in the repository that holds `directory`, at its path there.
+    A `directory` outside any repository (a copy tried out elsewhere) gets the
+    repository of `committed` (the configured policy directory), at its path,
+    else that of the current directory, at the current directory's path.
+    """
     path = Path(base)
     if path.is_dir():
         return load_policy(path)
+    top, relative = _in_repository(base, [directory, committed, Path.cwd()])
     with tempfile.TemporaryDirectory(prefix="alertpilot-base-") as scratch:
-        _export(base, directory, Path(scratch))
+        _export(base, top, relative, Path(scratch))
         return load_policy(Path(scratch))
 
 
-def _export(ref: str, directory: Path, into: Path) -> None:
-    top = Path(_git(["rev-parse", "--show-toplevel"], directory, ref=ref).strip())
-    relative = directory.resolve().relative_to(top.resolve()).as_posix()
+def _in_repository(ref: str, candidates: list[Path | None]) -> tuple[Path, str]:
+    """The first candidate inside a git work tree: (its repository's top, its path there)."""
+    for candidate in filter(None, candidates):
+        top = _toplevel(candidate) if candidate.is_dir() else None
+        if top is not None:
+            return top, candidate.resolve().relative_to(top.resolve()).as_posix()
+    raise DiffError(f"{ref}: not a policy directory, and no git repository here to read it in")
+
+
+def _toplevel(directory: Path) -> Path | None:
+    """The top of the git work tree that holds `directory`, or None outside any.
+
+    Any other refusal (a repository of another user, say) is an error, not a
+    reason to read the ref in the next candidate's repository instead.
+    """
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=directory,
+            env={**os.environ, "LC_ALL": "C"},  # the message below, untranslated
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except FileNotFoundError:
+        raise DiffError("git is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise DiffError(f"{directory}: git did not answer within 30s") from None
+    if done.returncode == 0:
+        return Path(done.stdout.strip())
+    if "not a git repository" in done.stderr:
+        return None
+    reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "git failed"
+    raise DiffError(f"{directory}: {reason}")
+
+
+def _export(ref: str, top: Path, relative: str, into: Path) -> None:
     tree = f"{ref}:" if relative == "." else f"{ref}:{relative}"
     _git(["rev-parse", "--verify", "--end-of-options", f"{ref}^{{tree}}"], top, ref=ref)
     # From the top: inside a subdirectory, ls-tree also filters by the working directory.
