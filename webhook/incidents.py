@@ -14,8 +14,7 @@ pair, so an alert state older than the one already applied is dropped first
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from webhook.payload import Alert, Notification
@@ -25,6 +24,7 @@ from workers.durations import parse_duration
 from workers.incidents import AlertState, Incident
 from workers.policy import Match, Policy
 from workers.policy.model import Action, Severity
+from workers.timeline import seconds as _ts
 
 Transition = Literal["declared", "escalated", "resolved"]
 Pairs = Sequence[tuple[Alert, Match]]
@@ -160,6 +160,16 @@ def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
             kind = "alert_resolved" if alert.status == "resolved" else "alert_refired"
             verb = "resolved" if alert.status == "resolved" else "fired again"
             entries.append(_alert_entry(ctx, kind, verb, alert))
+    for state in _left(current, ctx):
+        states[state.fingerprint] = replace(
+            state, status="resolved", ends_at=ctx.now, resolved_seen_at=ctx.now
+        )
+        name = state.labels.get("alertname", "alert")
+        message = (
+            f"{name} {state.fingerprint} left its group without a resolve (silenced, "
+            "inhibited or relabelled away): counted as ended"
+        )
+        entries.append(_entry(ctx, "alert_left", message, fingerprint=state.fingerprint))
     if states == current.alerts:
         return None
     incident = current.with_changes(alerts=states, updated_at=ctx.now)
@@ -215,6 +225,27 @@ def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) ->
     return Change(resolved, "resolved", entries, jobs)
 
 
+def _left(current: Incident, ctx: Context) -> list[AlertState]:
+    """Firing alerts of this notification's group that it no longer lists.
+
+    Alertmanager sends a group's whole state each time, so an alert missing from a
+    complete notification has ended for it (a silence, an inhibition, relabelling):
+    no resolve will ever come. A truncated notification (`max_alerts`) proves
+    nothing, and alerts of other groups sharing the incident key are not its to end.
+    Like a resolve, the stale window then keeps a lagging HA twin from bringing it back.
+    """
+    if ctx.notification.truncated_alerts:
+        return []
+    listed = {alert.fingerprint for alert in ctx.notification.alerts}
+    return [
+        state
+        for state in current.alerts.values()
+        if state.status == "firing"
+        and state.group_key == ctx.notification.group_key
+        and state.fingerprint not in listed
+    ]
+
+
 def _most_severe(matches: Sequence[Match], policy: Policy) -> Match:
     return min(matches, key=lambda m: policy.rank(m.severity))
 
@@ -235,6 +266,7 @@ def _state(alert: Alert, match: Match, before: AlertState | None, ctx: Context) 
         severity=match.severity,
         route=match.route,
         resolved_seen_at=resolved_seen_at,
+        group_key=ctx.notification.group_key,
     )
 
 
@@ -311,7 +343,3 @@ def _entry(ctx: Context, kind: str, message: str, **details: Any) -> dict[str, A
 def _alert_entry(ctx: Context, kind: str, verb: str, alert: Alert) -> dict[str, Any]:
     name = alert.labels.get("alertname", "alert")
     return _entry(ctx, kind, f"{name} {alert.fingerprint} {verb}", fingerprint=alert.fingerprint)
-
-
-def _ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -184,7 +184,7 @@ class Intake:
             pipe.watch(tick_key)  # type: ignore[no-untyped-call]
             found = pipe.get(tick_key)
             tick = text(found) if found is not None else None
-        new_id = f"{group.hash[:12]}-{_base36(int(_score(ctx.now) * 1000))}"
+        new_id = f"{group.hash[:12]}-{_base36(int(timeline.seconds(ctx.now) * 1000))}"
         return apply(current, fresh, ctx, key=group.key, new_id=new_id), stale, tick
 
     def _cancel_tick(self, pipe: Pipeline, change: Change, tick: str | None) -> None:
@@ -203,7 +203,9 @@ class Intake:
         if change.transition == "declared":
             pipe.hset(index, mapping={"open": incident.id, "last": incident.id})
             pipe.persist(index)
-            pipe.zadd(self.keys.open_incidents, {incident.id: _score(incident.started_at)})
+            pipe.zadd(
+                self.keys.open_incidents, {incident.id: timeline.seconds(incident.started_at)}
+            )
         elif change.transition == "resolved":
             self._retire(pipe, incident, index)
         timeline.append(pipe, self.keys, incident.id, *change.entries)
@@ -269,7 +271,7 @@ class Intake:
 
     def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
         """Close the incident: off the open index, kept for the retention period, then gone."""
-        resolved_at = _score(incident.resolved_at or incident.updated_at)
+        resolved_at = timeline.seconds(incident.resolved_at or incident.updated_at)
         retention = self.limits.retention_seconds
         pipe.hdel(index, "open")
         pipe.zrem(self.keys.open_incidents, incident.id)
@@ -330,10 +332,6 @@ def _group(notification: Notification, policy: Policy) -> list[_Group]:
 
 def _same(stored: bytes | str | None, digest: str) -> bool:
     return stored is not None and text(stored) == digest
-
-
-def _score(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _base36(number: int) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Status = Literal["firing", "resolved"]
 _FINGERPRINT = re.compile(r"[A-Za-z0-9]{1,64}")
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class PayloadError(ValueError):
@@ -139,13 +142,21 @@ def _labels(doc: dict[str, Any], key: str, path: str, *, required: bool = False)
 
 
 def _time(doc: dict[str, Any], key: str, path: str, *, required: bool) -> str | None:
+    """RFC 3339 with a zone, as Alertmanager writes it (Go's zero time, year 1, included).
+
+    A time without a zone has no instant: comparing it with the zoned times already
+    stored would fail for every later notification of the group, so it never enters.
+    """
     value = doc.get(key)
     if value is None and not required:
         return None
-    if not isinstance(value, str):
-        raise PayloadError(path, "expected an RFC 3339 timestamp")
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        shown = repr(value)[:64]
+        raise PayloadError(path, f"expected an RFC 3339 timestamp with a zone, got {shown}")
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise PayloadError(path, f"expected an RFC 3339 timestamp, got {value!r}") from None
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise PayloadError(
+            path, f"expected an RFC 3339 timestamp in range, got {value!r}"
+        ) from None
     return value

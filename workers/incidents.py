@@ -34,6 +34,9 @@ class AlertState:
     route: str
     resolved_seen_at: str | None = None
     """When alertpilot first saw this instance resolved (its clock, not Alertmanager's)."""
+    group_key: str = ""
+    """The Alertmanager group it came in ("" in records older than this field: such an
+    alert is never taken as having left its group)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,28 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def seconds(iso: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time; never raises for a stored value.
+
+    Stored times passed the payload's check, but records written before it was
+    strict may hold a time without a zone (taken as UTC) or one out of range:
+    such a value must not make every later notification of its group fail.
+    """
+    try:
+        at = datetime.fromisoformat(iso.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        return (at - EPOCH).total_seconds()
+    except OverflowError:
+        return 0.0
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def entry(kind: str, message: str, *, at: str | None = None, **details: Any) -> dict[str, Any]:
     return {"at": at or utcnow(), "kind": kind, "message": message, **details}
 

@@ -68,7 +68,12 @@ def _plan(policy: Policy, match: Match, labels: Mapping[str, str], dry_run: bool
     return [
         f"  plan via {match.route}:",
         f"    severity      {match.severity}{about}",
-        f"    incident key  {match.incident_key}",
+        f"    incident key  {match.incident_key}"
+        + (
+            f" (the route's incident_key is not used: {match.key_fallback})"
+            if match.key_fallback
+            else ""
+        ),
         f"    actions       {_actions(match.actions, labels)}",
         f"    dry run       {'yes (' + why + ')' if why else 'no'}",
     ]

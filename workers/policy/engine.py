@@ -19,14 +19,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import Template, TemplateError
+from jinja2 import Template, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import Action, DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Problem
 
-TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False)
+EMPTY_PART = "\x00"
+"""What an empty `{{ ... }}` renders as in an incident key: marks a key to fall back."""
+
+
+def _mark_empty(value: Any) -> Any:
+    if value is None or isinstance(value, Undefined) or not str(value).strip():
+        return EMPTY_PART
+    return value
+
+
+TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False, finalize=_mark_empty)
+RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, RecursionError)
+"""What rendering a route's template over an alert's labels can raise (the sandbox's too)."""
 DEFAULT_ROUTE_NAME = "default"
 
 
@@ -54,6 +66,8 @@ class Match:
     dry_run: bool | None
     incident_key: str
     """Rendered key that groups alerts into one incident."""
+    key_fallback: str | None = None
+    """Why the route's `incident_key` template was not used for this alert, if it was not."""
 
 
 @dataclass(frozen=True)
@@ -195,31 +209,46 @@ def evaluate(
 def _plan(
     route: CompiledRoute, labels: Mapping[str, str], annotations: Mapping[str, str], group_key: str
 ) -> Match:
+    key, fallback = _incident_key(route, labels, annotations, group_key)
     return Match(
         route=route.name,
         severity=route.severity,
         actions=route.actions,
         dry_run=route.dry_run,
-        incident_key=_incident_key(route, labels, annotations, group_key),
+        incident_key=key,
+        key_fallback=fallback,
     )
 
 
 def _incident_key(
     route: CompiledRoute, labels: Mapping[str, str], annotations: Mapping[str, str], group_key: str
-) -> str:
-    """The route's template, or Alertmanager's groupKey plus the route name.
+) -> tuple[str, str | None]:
+    """The route's template, or Alertmanager's groupKey plus the route name; and why
+    the template was not used, when it was not.
 
-    A template that fails or renders empty for this alert (a label it names is
-    missing) falls back to the default key rather than merging unrelated alerts.
+    A template that fails, or any of whose `{{ ... }}` parts renders empty for this
+    alert (a label it names is missing: `latency/{{ labels.service }}` without a
+    service), falls back to the default key rather than merging unrelated alerts
+    under `latency/`.
     """
     default = f"{group_key}|{route.name}"
     if route.incident_key is None:
-        return default
+        return default, None
+    rendered, problem = render_key(route.incident_key, labels, annotations)
+    return (rendered, None) if rendered else (default, problem)
+
+
+def render_key(
+    template: Template, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> tuple[str, str | None]:
+    """The key a template renders for an alert, or "" and why it cannot be used."""
     try:
-        rendered = route.incident_key.render(labels=labels, annotations=annotations).strip()
-    except TemplateError:
-        return default
-    return rendered or default
+        rendered = template.render(labels=labels, annotations=annotations).strip()
+    except RENDER_ERRORS as exc:
+        return "", f"it fails ({type(exc).__name__}: {exc})"
+    if EMPTY_PART in rendered or not rendered:
+        return "", "a part of it renders empty (a label it names is missing)"
+    return rendered, None
 
 
 def key_hash(incident_key: str) -> str:

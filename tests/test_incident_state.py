@@ -1,0 +1,225 @@
+"""Incident state that input cannot corrupt: zone-less times, alerts that leave their group
+without a resolve, incident keys whose labels are missing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
+
+from tests.conftest import AUTH, fixture, post, write_policy
+from webhook.policy.commands import explain_alerts
+from workers.policy import evaluate, load_policy
+
+
+def _incident(client: FlaskClient, incident_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
+    return doc
+
+
+def _firing() -> dict[str, Any]:
+    return copy.deepcopy(fixture("firing-two-alerts.json"))
+
+
+def _resolved(doc: dict[str, Any], *fingerprints: str) -> dict[str, Any]:
+    done = copy.deepcopy(doc)
+    for alert in done["alerts"]:
+        if not fingerprints or alert["fingerprint"] in fingerprints:
+            alert["status"], alert["endsAt"] = "resolved", "2026-11-27T00:30:00Z"
+    if all(a["status"] == "resolved" for a in done["alerts"]):
+        done["status"] = "resolved"
+    return done
+
+
+def test_a_time_without_a_zone_is_a_400_naming_the_field_and_changes_nothing(
+    client: FlaskClient, redis: Redis
+) -> None:
+    doc = _firing()
+    doc["alerts"][1]["startsAt"] = "0001-01-01T00:00:00"
+    response = post(client, doc)
+    assert response.status_code == 400
+    assert response.json["error"]["details"]["field"] == "alerts[1].startsAt"
+    assert redis.keys("aptest:*") == []
+
+
+def test_times_out_of_range_or_not_rfc3339_are_a_400(client: FlaskClient) -> None:
+    for bad in ("9999-12-31T23:59:59-01:00", "2026-11-27", "2026-W48", "20261127T000000Z"):
+        doc = _firing()
+        doc["alerts"][0]["endsAt"] = bad
+        response = post(client, doc)
+        assert response.status_code == 400, bad
+        assert response.json["error"]["details"]["field"] == "alerts[0].endsAt"
+
+
+def test_go_zero_time_and_nanoseconds_are_accepted(client: FlaskClient) -> None:
+    doc = _firing()
+    doc["alerts"][0]["startsAt"] = "0001-01-01T00:00:00Z"
+    doc["alerts"][1]["startsAt"] = "2026-11-26T23:10:00.123456789+01:00"
+    assert post(client, doc).json["status"] == "accepted"
+
+
+def test_a_stored_time_without_a_zone_does_not_stop_the_incident_from_resolving(
+    client: FlaskClient, redis: Redis
+) -> None:
+    (incident_id,) = post(client, _firing()).json["incidents"]
+    # A record written before times were checked strictly, with a zone-less startsAt.
+    key = f"aptest:incident:{incident_id}"
+    record = json.loads(redis.get(key) or b"{}")
+    for state in record["alerts"].values():
+        state["starts_at"] = "0001-01-01T00:00:00"
+    redis.set(key, json.dumps(record))
+
+    response = post(client, _resolved(_firing()))
+
+    assert response.status_code == 200
+    assert _incident(client, incident_id)["status"] == "resolved"
+
+
+def test_an_alert_missing_from_a_complete_notification_has_ended(
+    client: FlaskClient, queue: Queue
+) -> None:
+    both = _firing()
+    (incident_id,) = post(client, both).json["incidents"]
+    only_a = copy.deepcopy(both)
+    only_a["alerts"] = [both["alerts"][0]]  # B silenced: Alertmanager stops listing it
+    assert post(client, only_a).json["status"] == "accepted"
+    incident = _incident(client, incident_id)
+    assert incident["status"] == "open"
+    left = incident["timeline"][-1]
+    assert left["kind"] == "alert_left"
+    assert left["fingerprint"] == both["alerts"][1]["fingerprint"]
+
+    post(client, _resolved(only_a))
+
+    assert _incident(client, incident_id)["status"] == "resolved"
+    assert f"{incident_id}-resolved-page" in queue.get_job_ids()
+
+
+def test_an_alert_missing_from_a_truncated_notification_is_still_firing(
+    client: FlaskClient,
+) -> None:
+    both = _firing()
+    (incident_id,) = post(client, both).json["incidents"]
+    only_a = copy.deepcopy(both)
+    only_a["alerts"], only_a["truncatedAlerts"] = [both["alerts"][0]], 1
+
+    post(client, _resolved(only_a))
+
+    incident = _incident(client, incident_id)
+    assert incident["status"] == "open"
+    assert [e["kind"] for e in incident["timeline"]][-1] != "alert_left"
+
+
+def test_a_lagging_twin_listing_an_alert_that_left_does_not_bring_it_back(
+    client: FlaskClient,
+) -> None:
+    both = _firing()
+    (incident_id,) = post(client, both).json["incidents"]
+    only_a = copy.deepcopy(both)
+    only_a["alerts"] = [both["alerts"][0]]
+    post(client, only_a)
+    post(client, _resolved(only_a))
+
+    late = post(client, both)  # the other Alertmanager, before the silence reached it
+
+    assert late.json["incidents"] == []
+    assert _incident(client, incident_id)["status"] == "resolved"
+
+
+def test_an_alert_of_another_group_is_not_ended_by_this_groups_notification(
+    tmp_path: Path, settings: Any, redis: Redis
+) -> None:
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+
+    from webhook.app import create_app
+
+    routes = """\
+routes:
+  - name: latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    incident_key: "latency/{{ labels.namespace }}"
+    actions: [notify]
+"""
+    directory = write_policy(tmp_path / "p", routes)
+    client = create_app(
+        replace(settings, policies_dir=directory), redis=redis, registry=CollectorRegistry()
+    ).test_client()
+    first = _firing()
+    first["alerts"] = [first["alerts"][0]]
+    second = copy.deepcopy(first)
+    second["groupKey"] = '{}:{alertname="HighLatency", pod="other"}'
+    second["alerts"][0]["fingerprint"] = "00000000000000aa"
+    (incident_id,) = post(client, first).json["incidents"]
+    assert post(client, second).json["incidents"] == [incident_id]  # same incident key
+
+    resend = copy.deepcopy(first)
+    resend["alerts"][0]["annotations"]["summary"] = "still slow"  # a changed resend
+    resend["alerts"][0]["startsAt"] = "2026-11-26T23:11:00Z"
+    post(client, resend)
+
+    incident = _incident(client, incident_id)
+    assert "00000000000000aa" in {a["fingerprint"] for a in incident["alerts"]}
+    assert "alert_left" not in [e["kind"] for e in incident["timeline"]]
+
+
+SHIPPED_KEY = "latency/{{ labels.service }}"
+
+
+def test_an_incident_key_with_a_missing_label_falls_back_to_the_default_key(
+    policies_dir: Path,
+) -> None:
+    policy = load_policy(policies_dir)
+    labels = {"alertname": "HighLatency", "namespace": "production", "deployment": "api"}
+    api = evaluate(policy, labels, group_key="{}:{namespace=production}")
+    web = evaluate(
+        policy, {**labels, "namespace": "staging", "deployment": "web"}, group_key="{}:{web}"
+    )
+    assert api[0].incident_key == "{}:{namespace=production}|api-latency"
+    assert web[0].incident_key == "{}:{web}|api-latency"
+    assert api[0].key_fallback is not None and "renders empty" in api[0].key_fallback
+    with_service = evaluate(policy, {**labels, "service": "api"}, group_key="g")
+    assert with_service[0].incident_key == "latency/api"
+
+
+def test_two_unrelated_groups_without_the_keyed_label_get_two_incidents(
+    client: FlaskClient,
+) -> None:
+    prod = _firing()
+    prod["alerts"] = [prod["alerts"][0]]
+    for alert in prod["alerts"]:
+        alert["labels"].pop("service", None)
+    staging = copy.deepcopy(prod)
+    staging["groupKey"] = '{}:{alertname="HighLatency", namespace="staging"}'
+    staging["alerts"][0]["labels"]["namespace"] = "staging"
+    staging["alerts"][0]["fingerprint"] = "00000000000000bb"
+
+    (first,) = post(client, prod).json["incidents"]
+    (second,) = post(client, staging).json["incidents"]
+
+    assert first != second
+
+
+def test_validate_and_explain_show_the_key_fallback(
+    tmp_path: Path, policies_dir: Path, capsys: Any
+) -> None:
+    policy = load_policy(policies_dir)
+    assert any(
+        "incident_key: a part of it renders empty" in str(p) and "fall back" in str(p)
+        for p in policy.warnings
+    )
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    code = explain_alerts(
+        policies_dir, out, err, labels={"alertname": "HighLatency"}, notification=None
+    )
+    assert code == 0
+    assert "incident_key is not used: a part of it renders empty" in out.getvalue()
