@@ -212,7 +212,7 @@ def test_validate_and_explain_show_the_key_fallback(
 ) -> None:
     policy = load_policy(policies_dir)
     assert any(
-        "incident_key: a part of it renders empty" in str(p) and "fall back" in str(p)
+        "incident_key renders a part empty" in str(p) and "fall back" in str(p)
         for p in policy.warnings
     )
     import io

@@ -20,7 +20,7 @@ from workers import params, templates
 from workers.actions import MITIGATION_ACTIONS
 from workers.config import DEFAULT_ROUTING_KEY
 from workers.params import NAME_PATTERN
-from workers.policy.engine import TEMPLATES, render_key
+from workers.policy.engine import EMPTY_PART, RENDER_ERRORS, TEMPLATES
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Location, Problem
@@ -116,13 +116,19 @@ def _templates(draft: Draft) -> list[Problem]:
             problems.append(at.problem(f"incident_key: template error: {exc.message}", key=key))
             continue
         labels = sample_labels(route)
-        rendered, why = render_key(template, labels, {})
-        if not rendered and why is not None and why.startswith("it fails"):
-            problems.append(at.problem(f"incident_key: {why} for a sample alert {labels}", key=key))
-        elif not rendered:
+        try:
+            rendered = template.render(labels=labels, annotations={}).strip()
+        except RENDER_ERRORS as exc:
+            message = f"incident_key: fails to render for a sample alert {labels}: {exc}"
+            problems.append(at.problem(message, key=key))
+            continue
+        if EMPTY_PART in rendered or not rendered:
+            what = (
+                "renders empty" if not rendered.strip(EMPTY_PART + " ") else "renders a part empty"
+            )
             message = (
-                f"incident_key: {why} for a sample alert {labels}: such alerts fall back "
-                "to the default key (groupKey and route)"
+                f"incident_key {what} for a sample alert {labels}: such alerts "
+                "fall back to the default key (groupKey and route)"
             )
             problems.append(at.problem(message, key=key, level="warning"))
     return problems
