@@ -24,9 +24,14 @@ from workers.jobs import perform
 def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     job = get_current_job()
     assert job is not None, "run_action runs inside an RQ job"
-    prefix = str(payload.get("prefix", ActionRequest.__dataclass_fields__["prefix"].default))
+    try:
+        request = ActionRequest.from_json(payload)
+    except (KeyError, ValueError, TypeError):
+        return perform(payload, {})  # records the malformed payload as a failure
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
-    handlers = build_handlers(Integrations.from_env(os.environ), job.connection, prefix, queue)
+    handlers = build_handlers(
+        Integrations.from_env(os.environ), job.connection, request.prefix, queue
+    )
     return perform(payload, handlers)
 
 
