@@ -296,7 +296,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if not _check_policies(settings.policies_dir, secrets=not settings.dry_run):
         return 2
-    return run_worker(settings.redis_url, settings.queue_name, burst=args.burst)
+    return run_worker(
+        settings.redis_url,
+        settings.queue_name,
+        policies_dir=settings.policies_dir,
+        reload_seconds=settings.policy_reload_seconds,
+        burst=args.burst,
+    )
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:

@@ -131,16 +131,22 @@ class PolicyStore:
 _SHARED: dict[Path, PolicyStore] = {}
 
 
-def in_force(directory: Path) -> Policy:
-    """The policy set in force in `directory`, for this process's jobs: one store per
-    directory, loaded on first use (a worker loads it before it forks its work
-    horses) and refreshed on every call. Raises PolicyError while no valid set
-    was ever loaded: then no mitigation may act."""
+def shared(directory: Path) -> PolicyStore:
+    """This process's store for `directory`, loaded on first use. `alertpilot worker`
+    loads and watches it before RQ forks work horses, so each job starts from a set
+    already parsed. Raises PolicyError while no valid set was ever loaded."""
     store = _SHARED.get(directory)
     if store is None:
         store = _SHARED.setdefault(directory, PolicyStore(directory))
-    else:
-        store.refresh()
+    return store
+
+
+def in_force(directory: Path) -> Policy:
+    """The policy set in force in `directory` for a job starting now (refreshed first:
+    a job never acts under a set older than the files). Raises PolicyError while no
+    valid set was ever loaded: then no mitigation may act."""
+    store = shared(directory)
+    store.refresh()
     return store.get()
 
 
