@@ -15,12 +15,12 @@ from redis import Redis
 from tests.conftest import AUTH, post, run_jobs, write_policy
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from workers.actions import ActionRequest, Outcome
-from workers.errors import PermanentError
+from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
 from workers.incidents import Incident
 from workers.keys import Keys
 from workers.kube import Kubernetes, api_client
-from workers.mitigations.common import Cluster, act
+from workers.mitigations.common import Cluster, act, record, recorded, remembered
 from workers.policy import PolicyError, load_policy
 
 RESTART = route("[{rollout_restart: {approval: required}}]")
@@ -243,3 +243,31 @@ def test_a_failure_before_any_write_gives_the_budget_back_and_counts_nothing(
     keys, redis = Keys("aptest:"), mitigation.redis
     assert redis.get(keys.attempts("inc1", "rollout_restart")) is None
     assert _budget(redis) == 0
+
+
+@pytest.mark.parametrize(("status", "kept"), [(503, "8"), (409, "8"), (None, "12")])
+def test_a_refused_write_leaves_the_revert_record_of_the_last_change_that_landed(
+    mitigation: MitigationBench, status: int | None, kept: str
+) -> None:
+    """Attempt 1 raised 4 to 8; attempt 2 (to 12) is refused: the revert must still find
+    8, the count the object really holds, or it would leave the workload scaled up. A
+    timeout (no status) may have landed: then the record says 12."""
+    cluster, _ = _cluster(mitigation)
+    request = ActionRequest("aptest:", "inc1", "scale_up", "declared", "SEV2", job_id="j2")
+    incident = _incident()
+    record(cluster, request, incident, {"object": "scale", "before": "4", "after": "8"})
+
+    with (
+        pytest.raises(TransientError),
+        remembered(cluster, request, incident, {"object": "scale", "before": "4", "after": "12"}),
+    ):
+        raise TransientError("Kubernetes answered something", status=status)
+
+    assert recorded(cluster, request, incident)["after"] == kept
+
+
+def test_a_route_may_not_be_named_like_the_default_route(tmp_path: Path) -> None:
+    routes = "routes:\n  - name: default\n    matchers: ['a=\"b\"']\n    severity: SEV1\n"
+    with pytest.raises(PolicyError) as raised:
+        load_policy(write_policy(tmp_path / "p", routes))
+    assert any("route name 'default'" in str(p) for p in raised.value.problems)

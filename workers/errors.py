@@ -26,9 +26,14 @@ class PermanentError(ActionError):
 class TransientError(ActionError):
     """Worth retrying: rate limited, a 5xx, a connection reset.
 
-    `retry_after` is the vendor's hint in seconds, when it gave one.
+    `retry_after` is the vendor's hint in seconds, when it gave one. `status` is the
+    vendor's HTTP status when it answered (409, 429, 5xx: it refused the request);
+    None when no answer came (a timeout), so the request may have taken effect.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status

@@ -285,7 +285,7 @@ def _wrapped(what: str) -> Iterator[None]:
         status = int(exc.status or 0)
         message = f"Kubernetes answered {status} to {what}: {exc.reason}"
         if status in (409, 429) or status >= 500 or status == 0:
-            raise TransientError(message) from None
+            raise TransientError(message, status=status or None) from None
         raise PermanentError(message, status=status) from None
     except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, reset, timed out
         raise TransientError(f"Kubernetes call failed ({type(exc).__name__}) for {what}") from None

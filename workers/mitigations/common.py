@@ -268,16 +268,18 @@ def remembered(
     cluster: Cluster, request: ActionRequest, incident: Incident, doc: dict[str, Any]
 ) -> Iterator[None]:
     """Record the change before making it, so an answer lost after the change still
-    leaves what to revert. A change the API server refused leaves the record as it
-    was before (none, or an earlier attempt's)."""
+    leaves what to revert. A change the API server refused (any answer with a
+    status: 4xx, 409, 429, 5xx) leaves the record as it was before (none, or an
+    earlier attempt's), so a revert still finds what the object really holds."""
     earlier = recorded(cluster, request, incident)
     record(cluster, request, incident, doc)
     try:
         yield
-    except PermanentError:
-        reverted(cluster, request, incident)
-        if earlier:
-            record(cluster, request, incident, dict(earlier))
+    except (PermanentError, TransientError) as exc:
+        if isinstance(exc, PermanentError) or exc.status is not None:
+            reverted(cluster, request, incident)
+            if earlier:
+                record(cluster, request, incident, dict(earlier))
         raise
 
 

@@ -20,7 +20,7 @@ from workers import params, templates
 from workers.actions import MITIGATION_ACTIONS
 from workers.config import DEFAULT_ROUTING_KEY
 from workers.params import NAME_PATTERN
-from workers.policy.engine import EMPTY_PART, RENDER_ERRORS, TEMPLATES
+from workers.policy.engine import DEFAULT_ROUTE_NAME, EMPTY_PART, RENDER_ERRORS, TEMPLATES
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Location, Problem
@@ -49,6 +49,7 @@ class Draft:
 def check(draft: Draft, env: Mapping[str, str] | None = None) -> list[Problem]:
     return [
         *_severity_names(draft),
+        *_route_names(draft),
         *_references(draft),
         *_templates(draft),
         *_duplicate_actions(draft),
@@ -76,6 +77,17 @@ def _secrets(draft: Draft, env: Mapping[str, str]) -> list[Problem]:
                     at.problem(message, key=("actions", index), level="warning", code="secret")
                 )
     return problems
+
+
+def _route_names(draft: Draft) -> list[Problem]:
+    """`default` names the default route (incidents and jobs refer to routes by name)."""
+    return [
+        draft.where[f"route:{route.name}"].problem(
+            "route name 'default' is the default route's; choose another", key=("name",)
+        )
+        for route in draft.routes
+        if route.name == DEFAULT_ROUTE_NAME
+    ]
 
 
 def _severity_names(draft: Draft) -> list[Problem]:
