@@ -155,12 +155,8 @@ def act(
             return Outcome("blocked", refusal.reason, {"target": where})
         kube = cluster.kube()
         landed = kube.changes
-        try:
-            outcome = change()
-        except Exception as exc:
-            if kube.changes == landed:
-                guardrails.refund(cluster.redis, keys)
-                raise
+
+        def count() -> None:
             guardrails.applied(
                 cluster.redis,
                 keys,
@@ -169,6 +165,14 @@ def act(
                 action=request.action,
                 target=where,
             )
+
+        try:
+            outcome = change()
+        except Exception as exc:
+            if kube.changes == landed:
+                guardrails.refund(cluster.redis, keys)
+                raise
+            count()
             reason = (
                 str(exc) if isinstance(exc, PermanentError | TransientError) else type(exc).__name__
             )
@@ -179,6 +183,8 @@ def act(
         if outcome.kind != "succeeded":
             guardrails.refund(cluster.redis, keys)
             return outcome
+        count()
+        return outcome
         guardrails.applied(
             cluster.redis, keys, guard, incident_id=incident.id, action=request.action, target=where
         )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from workers import timeline
 from workers.actions import ActionRequest, Outcome
-from workers.guardrails import seconds
+from workers.guardrails import Guard, seconds
 from workers.incidents import Incident
 from workers.kube import Revision
 from workers.mitigations.common import (
@@ -34,17 +34,11 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
     """Restart the pods, as `kubectl rollout restart` does (a restartedAt annotation)."""
     if request.transition == "resolved":
         return Outcome("skipped", "a restart has nothing to revert")
-    now = in_force(request, incident, cluster)
-    if isinstance(now, Outcome):
-        return now
-    request, guard = now.request, now.guard
-    where = _where(request, incident)
-    if isinstance(where, Outcome):
-        return where
+    ready = _ready(request, incident, cluster)
+    if isinstance(ready, Outcome):
+        return ready
+    request, guard, where = ready
     namespace, name = where
-    stop = stopped(request, incident, cluster, guard, where)
-    if stop is not None:
-        return stop
     proposed = proposal(request, cluster, f"rollout restart of {namespace}/{name}", where)
     if proposed is not None:
         return proposed
@@ -63,17 +57,11 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     current one rolled out within `changed_within` (default 1h)."""
     if request.transition == "resolved":
         return Outcome("skipped", "a rollback is not reverted: roll forward with a fixed release")
-    now = in_force(request, incident, cluster)
-    if isinstance(now, Outcome):
-        return now
-    request, guard = now.request, now.guard
-    where = _where(request, incident)
-    if isinstance(where, Outcome):
-        return where
+    ready = _ready(request, incident, cluster)
+    if isinstance(ready, Outcome):
+        return ready
+    request, guard, where = ready
     namespace, name = where
-    stop = stopped(request, incident, cluster, guard, where)
-    if stop is not None:
-        return stop
     current, revisions = cluster.kube().revisions(namespace, name)
     sent = stored_intent(cluster, request)
     if sent is not None and sent["from"] != current:
@@ -121,6 +109,21 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         return Outcome("succeeded", f"rolled back {change.removeprefix('rollback of ')}")
 
     return act(request, incident, cluster, guard, where, roll_back)
+
+
+def _ready(
+    request: ActionRequest, incident: Incident, cluster: Cluster
+) -> tuple[ActionRequest, Guard, tuple[str, str]] | Outcome:
+    """The request and guardrails as the policy in force has them, and the deployment to
+    change; or what stops the change (the policy, the approval, a guardrail, dry run)."""
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    where = _where(now.request, incident)
+    if isinstance(where, Outcome):
+        return where
+    stop = stopped(now.request, incident, cluster, now.guard, where)
+    return stop if stop is not None else (now.request, now.guard, where)
 
 
 def _where(request: ActionRequest, incident: Incident) -> tuple[str, str] | Outcome:
