@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
 from tests.conftest import AUTH, fixture, post, write_policy
+from webhook.app import create_app
 from webhook.policy.commands import explain_alerts
+from webhook.settings import Settings
 from workers.policy import evaluate, load_policy
 
 
@@ -223,3 +227,113 @@ def test_validate_and_explain_show_the_key_fallback(
     )
     assert code == 0
     assert "incident_key is not used: a part of it renders empty" in out.getvalue()
+
+
+def _client(settings: Settings, redis: Redis, directory: Path) -> FlaskClient:
+    changed = replace(settings, policies_dir=directory)
+    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+
+
+def test_an_alert_back_from_a_lifted_silence_counts_as_firing_again(
+    client: FlaskClient,
+) -> None:
+    """B is silenced (missing from a complete notification: 'alert_left', counted as ended);
+    the silence is lifted minutes later and Alertmanager lists B again, same startsAt (the
+    alert never stopped firing in Prometheus). The stale window (15m) drops that as a
+    'lagging twin', so B is invisible: when A resolves the incident resolves, the page and
+    status page are resolved, while B is still firing."""
+    both = _firing()
+    (incident_id,) = post(client, both).json["incidents"]
+    only_a = copy.deepcopy(both)
+    only_a["alerts"] = [both["alerts"][0]]
+    post(client, only_a)  # B silenced
+    post(client, both)  # silence lifted: B listed again, still firing
+
+    b = both["alerts"][1]["fingerprint"]
+    state = {a["fingerprint"]: a["status"] for a in _incident(client, incident_id)["alerts"]}
+    assert state[b] == "firing"
+
+    a = both["alerts"][0]["fingerprint"]
+    post(client, _resolved(both, a))  # A resolves, B still fires
+    assert _incident(client, incident_id)["status"] == "open"
+
+
+def test_a_lagging_twin_that_has_not_seen_a_new_alert_does_not_end_it(
+    client: FlaskClient,
+) -> None:
+    """HA pair: Alertmanager 1 sends [A, B] (B just started); Alertmanager 2, whose
+    group has not yet picked B up, sends its complete notification [A] a moment later.
+    B is taken as 'left its group' and then every resend listing B (same startsAt) is
+    dropped as stale for the whole stale window: A resolving resolves the incident
+    while B fires."""
+    doc = _firing()
+    a_only = copy.deepcopy(doc)
+    a_only["alerts"] = [doc["alerts"][0]]
+    (incident_id,) = post(client, a_only).json["incidents"]
+    post(client, doc)  # AM 1: B joins
+    post(client, a_only)  # AM 2, lagging: has not seen B yet
+    post(client, doc)  # AM 1's next resend: B still firing
+
+    a = doc["alerts"][0]["fingerprint"]
+    post(client, _resolved(doc, a))
+    incident = _incident(client, incident_id)
+    assert incident["status"] == "open", [e["kind"] for e in incident["timeline"]]
+
+
+def test_an_alert_that_leaves_a_group_spread_over_two_incidents_ends(
+    tmp_path: Path, settings: Settings, redis: Redis
+) -> None:
+    """One Alertmanager group, two routes (so two incidents, keyed groupKey|route). B
+    (route 'canary') is silenced: the complete notification lists only A. `_left` runs
+    only for incidents the notification has alerts for, so B's incident stays open and
+    firing forever (issue 6, still there when a group spans routes)."""
+    routes = """\
+routes:
+  - name: canary
+    matchers: ['deployment="api-canary"']
+    severity: SEV2
+    actions: [notify]
+  - name: api
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    actions: [notify]
+"""
+    client = _client(settings, redis, write_policy(tmp_path / "p", routes))
+    both = _firing()
+    first, second = post(client, both).json["incidents"]
+    only_a = copy.deepcopy(both)
+    only_a["alerts"] = [both["alerts"][0]]  # B (api-canary) silenced
+    post(client, only_a)
+    post(client, _resolved(only_a))
+
+    statuses = {i: _incident(client, i)["status"] for i in (first, second)}
+    assert statuses == {first: "resolved", second: "resolved"}
+
+
+def test_an_incident_key_whose_label_is_missing_inside_an_expression_falls_back(
+    tmp_path: Path, settings: Settings, redis: Redis
+) -> None:
+    """`incident_key: "{{ 'latency/' ~ labels.service }}"` is the shipped key written as
+    one expression: the missing label renders empty inside it, the part as a whole does
+    not, so the fallback never triggers and production/api and staging/web (different
+    groups, no service label) share incident 'latency/' again (issue 7)."""
+    routes = """\
+routes:
+  - name: latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    incident_key: "{{ 'latency/' ~ labels.service }}"
+    actions: [notify]
+"""
+    client = _client(settings, redis, write_policy(tmp_path / "p", routes))
+    prod = _firing()
+    prod["alerts"] = [prod["alerts"][0]]
+    prod["alerts"][0]["labels"].pop("service")
+    staging = copy.deepcopy(prod)
+    staging["groupKey"] = '{}:{alertname="HighLatency", namespace="staging"}'
+    staging["alerts"][0]["labels"] |= {"namespace": "staging", "deployment": "web"}
+    staging["alerts"][0]["fingerprint"] = "00000000000000bb"
+
+    (first,) = post(client, prod).json["incidents"]
+    (second,) = post(client, staging).json["incidents"]
+    assert first != second

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import AUTH, post, run_jobs, write_policy
+from tests.conftest import AUTH, due, post, run_jobs, write_policy
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from workers.actions import ActionRequest, Outcome
 from workers.errors import PermanentError, TransientError
@@ -271,3 +272,182 @@ def test_a_route_may_not_be_named_like_the_default_route(tmp_path: Path) -> None
     with pytest.raises(PolicyError) as raised:
         load_policy(write_policy(tmp_path / "p", routes))
     assert any("route name 'default'" in str(p) for p in raised.value.problems)
+
+
+SCALE_BY_2 = route("[{scale_up: {by: 2, max_replicas: 20}}]")
+
+
+def _replicas(mitigation: MitigationBench, name: str) -> int:
+    return int(mitigation.kube.deployment("production", name)["spec"]["replicas"])
+
+
+def _with_alert_on(doc: dict[str, Any], deployment: str, fingerprint: str) -> dict[str, Any]:
+    """`doc`'s group, now also with a firing alert on `deployment` sorting first."""
+    joined = copy.deepcopy(doc)
+    other = copy.deepcopy(latency(deployment)["alerts"][0])
+    other["fingerprint"] = fingerprint
+    joined["alerts"] = [other, *joined["alerts"]]
+    return joined
+
+
+def _wait_for_lock_then_pause(mitigation: MitigationBench, seconds: float, run: Any) -> None:
+    """Hold production/api's target lock while `run` (a worker, in this thread: RQ's
+    worker installs signal handlers) starts and waits for it; `seconds` later throw the
+    kill switch, then let go of the lock."""
+    keys = Keys("aptest:")
+    lock = mitigation.redis.lock(
+        keys.target_lock("production", "api"), timeout=60, thread_local=False
+    )
+    assert lock.acquire(blocking=False)
+
+    def operator() -> None:
+        time.sleep(seconds)
+        mitigation.redis.set(keys.mitigations_paused, "operator: stop everything")
+        lock.release()
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    run()
+    thread.join(timeout=60)
+
+
+def test_a_scale_up_follow_up_does_not_switch_workloads_and_the_revert_restores_both(
+    mitigation: MitigationBench,
+) -> None:
+    """Attempt 1 scales production/api-canary 2 -> 4. Alert `api` joins the group (its
+    fingerprint sorts first). The follow-up re-chooses its target from the firing alerts
+    and scales production/api 4 -> 6, and because the incident has one revert record per
+    action, it overwrites the canary's; since api's 4 equals the canary's recorded
+    `after`, it even keeps the canary's `before` (2). The revert then sets api to 2
+    replicas (half of what it had before alertpilot touched it) and leaves the canary
+    scaled up for good."""
+    app = mitigation.app(SCALE_BY_2, cooldown="1s", stabilisation="1s")
+    canary = latency("api-canary")
+    (incident_id,) = post(app, canary).json["incidents"]
+    run_jobs(mitigation.queue)
+    assert _replicas(mitigation, "api-canary") == 4
+
+    joined = _with_alert_on(canary, "api", "0000000000000001")
+    assert post(app, joined).json["incidents"] == [incident_id]
+    due(mitigation.queue, 2.5)  # the follow-up attempt
+
+    post(app, resolved(joined))
+    due(mitigation.queue, 2.5)  # the revert, after the stabilisation window
+
+    assert (_replicas(mitigation, "api"), _replicas(mitigation, "api-canary")) == (4, 2), [
+        e["message"] for e in entries(app, incident_id, "scale_up")
+    ]
+
+
+def test_a_queued_scale_up_follow_up_obeys_repeat_false_set_since(
+    mitigation: MitigationBench,
+) -> None:
+    """`repeat: false` means one attempt. Attempt 1 queued attempt 2 (after the cooldown);
+    the team then sets `repeat: false`. Attempt 2 reads the route's parameters in force but
+    only uses `repeat` to decide on attempt 3, so it scales again: 6 -> 8."""
+    app = mitigation.app(SCALE_BY_2, cooldown="1s")
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(mitigation.queue)
+    assert _replicas(mitigation, "api") == 6
+
+    mitigation.app(route("[{scale_up: {by: 2, max_replicas: 20, repeat: false}}]"), cooldown="1s")
+    due(mitigation.queue, 2.5)
+
+    assert _replicas(mitigation, "api") == 6, [
+        e["message"] for e in entries(app, incident_id, "scale_up")
+    ]
+
+
+def test_a_revert_waiting_for_the_target_lock_obeys_the_kill_switch_thrown_meanwhile(
+    mitigation: MitigationBench,
+) -> None:
+    """The revert checks the kill switch (`to_revert`) before it takes the target lock,
+    and not again under it: thrown while the revert waits for the lock (up to 30s), the
+    revert still writes to the deployment. A forward change re-checks it under the lock
+    (`claim`); the revert should too ("while mitigations are paused the revert waits")."""
+    app = mitigation.app(stabilisation="1s")
+    doc = latency()
+    (incident_id,) = post(app, doc).json["incidents"]
+    run_jobs(mitigation.queue)
+    assert _replicas(mitigation, "api") == 8
+    post(app, resolved(doc))
+
+    _wait_for_lock_then_pause(mitigation, 3.0, lambda: due(mitigation.queue, 1.5))
+
+    assert _replicas(mitigation, "api") == 8, [
+        e["message"] for e in entries(app, incident_id, "scale_up")
+    ]
+
+
+def test_a_route_made_dry_run_does_not_strand_the_change_it_already_made(
+    mitigation: MitigationBench,
+) -> None:
+    """scale_up raised production/api 4 -> 8 for real; the team then marks the route
+    `dry_run: true` (the cautious edit). On resolve the revert reads the route in force,
+    turns into a dry run ("would revert") and finishes: the record is kept, no job is
+    left to put it back, and api stays at 8 for good. Deleting the route instead would
+    have reverted (a revert "puts back what was done"), so the more cautious edit leaves
+    the cluster worse off; the kill switch, by contrast, makes the revert wait."""
+    app = mitigation.app(stabilisation="1s")
+    doc = latency()
+    (incident_id,) = post(app, doc).json["incidents"]
+    run_jobs(mitigation.queue)
+    assert _replicas(mitigation, "api") == 8
+
+    dry = """\
+routes:
+  - name: api-latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    dry_run: true
+    actions: [{scale_up: {by: 4, max_replicas: 20}}]
+"""
+    mitigation.app(dry, stabilisation="1s")
+    post(app, resolved(doc))
+    due(mitigation.queue, 2.5)
+
+    assert _replicas(mitigation, "api") == 4, [
+        (e["kind"], e["message"]) for e in entries(app, incident_id, "scale_up")
+    ]
+
+
+def test_a_scale_up_follow_up_does_not_act_for_real_once_the_incident_is_dry_run(
+    mitigation: MitigationBench,
+) -> None:
+    """An incident escalated to a `dry_run: true` route is dry run for good ("sticky: a
+    dry-run route's incident never acts for real", webhook/incidents.py). The scale_up
+    follow-up queued before the escalation carries the job's old `dry_run: false` and the
+    first route's name; the worker never looks at the incident's dry run, so it scales
+    again for real: 6 -> 8."""
+    routes = """\
+routes:
+  - name: canary-latency
+    matchers: ['alertname="HighLatency"', 'deployment="api-canary"']
+    severity: SEV1
+    dry_run: true
+    incident_key: "latency/{{ labels.namespace }}"
+    actions: [notify]
+  - name: api-latency
+    matchers: ['alertname="HighLatency"']
+    severity: SEV2
+    incident_key: "latency/{{ labels.namespace }}"
+    actions: [{scale_up: {by: 2, max_replicas: 20}}]
+"""
+    app = mitigation.app(routes, cooldown="1s")
+    doc = latency()
+    (incident_id,) = post(app, doc).json["incidents"]
+    run_jobs(mitigation.queue)
+    assert _replicas(mitigation, "api") == 6
+
+    joined = copy.deepcopy(doc)
+    canary = copy.deepcopy(latency("api-canary")["alerts"][0])
+    joined["alerts"].append(canary)
+    assert post(app, joined).json["incidents"] == [incident_id]
+    incident = _incident(app, incident_id)
+    assert incident["severity"] == "SEV1"
+
+    due(mitigation.queue, 2.5)  # the follow-up attempt
+
+    assert _replicas(mitigation, "api") == 6, [
+        (e["kind"], e["message"]) for e in entries(app, incident_id, "scale_up")
+    ]

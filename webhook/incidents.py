@@ -88,20 +88,33 @@ def drop_stale(alerts: Pairs, known: Incident | None, ctx: Context) -> tuple[lis
     """
     if known is None:
         return list(alerts), 0
-    fresh = [(a, m) for a, m in alerts if not _stale(a, known.alerts.get(a.fingerprint), ctx)]
+    is_open = known.status == "open"
+    fresh = [
+        (a, m) for a, m in alerts if not _stale(a, known.alerts.get(a.fingerprint), ctx, is_open)
+    ]
     return fresh, len(alerts) - len(fresh)
 
 
-def _stale(alert: Alert, known: AlertState | None, ctx: Context) -> bool:
+def _stale(alert: Alert, known: AlertState | None, ctx: Context, is_open: bool) -> bool:
     if known is None:
         return False
     if alert.status == "resolved":
         return known.status == "firing" and _ts(alert.starts_at) < _ts(known.starts_at)
     if known.status != "resolved" or known.resolved_seen_at is None:
         return False
+    if known.left and is_open:
+        # Listed again while its incident is open: a silence lifted, or the HA twin that
+        # had not seen it yet sent the notification it was missing from. It fires.
+        return False
     same_instance = _ts(alert.starts_at) == _ts(known.starts_at)
     recent = _ts(ctx.now) - _ts(known.resolved_seen_at) < ctx.stale_window_seconds
     return same_instance and recent
+
+
+def absent(current: Incident, ctx: Context) -> Change | None:
+    """What a notification that lists none of an open incident's alerts does to it: its
+    alerts of that group have left the group (`_left`); the incident may resolve."""
+    return _update(current, [], ctx)
 
 
 def apply(
@@ -162,7 +175,7 @@ def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
             entries.append(_alert_entry(ctx, kind, verb, alert))
     for state in _left(current, ctx):
         states[state.fingerprint] = replace(
-            state, status="resolved", ends_at=ctx.now, resolved_seen_at=ctx.now
+            state, status="resolved", ends_at=ctx.now, resolved_seen_at=ctx.now, left=True
         )
         name = state.labels.get("alertname", "alert")
         message = (
@@ -232,7 +245,9 @@ def _left(current: Incident, ctx: Context) -> list[AlertState]:
     complete notification has ended for it (a silence, an inhibition, relabelling):
     no resolve will ever come. A truncated notification (`max_alerts`) proves
     nothing, and alerts of other groups sharing the incident key are not its to end.
-    Like a resolve, the stale window then keeps a lagging HA twin from bringing it back.
+    Listed again while the incident is open, it fires again (a lifted silence, a
+    twin that had not seen it yet); once the incident has resolved, the stale
+    window keeps a lagging twin from declaring it anew, as after a resolve.
     """
     if ctx.notification.truncated_alerts:
         return []

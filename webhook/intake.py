@@ -28,7 +28,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from webhook import replay
-from webhook.incidents import Change, Context, JobSpec, apply, drop_stale
+from webhook.incidents import Change, Context, JobSpec, absent, apply, drop_stale
 from webhook.payload import Alert, Notification
 from workers import timeline
 from workers.incidents import Incident
@@ -133,14 +133,19 @@ class Intake:
             stale = 0
             changes: list[Change] = []
             pending: dict[str, str] = {}
+            seen: set[str] = set()
             for group in groups:
-                change, dropped, tick = self._change(pipe, group, ctx)
+                change, dropped, tick, open_id = self._change(pipe, group, ctx)
                 stale += dropped
+                if open_id is not None:
+                    seen.add(open_id)
                 if change is not None:
                     changes.append(change)
                     if tick is not None:
                         pending[change.incident.id] = tick
+            gone = self._others(pipe, seen, changes, pending, ctx)
             pipe.multi()
+            self._group_members(pipe, changes, gone, ctx)
             for change in changes:
                 self._write(pipe, change)
                 self._cancel_tick(pipe, change, pending.get(change.incident.id))
@@ -160,9 +165,73 @@ class Intake:
         jobs = [job for change in changes for job in change.jobs]
         return IntakeResult("accepted", [c.incident.id for c in changes], jobs, stale, used)
 
+    def _others(
+        self,
+        pipe: Pipeline,
+        seen: set[str],
+        changes: list[Change],
+        pending: dict[str, str],
+        ctx: Context,
+    ) -> list[str]:
+        """The group's other open incidents (its alerts split over routes): the changes
+        its missing alerts make to them, added to `changes`; the ids no longer open."""
+        members = self.keys.group_incidents(key_hash(ctx.notification.group_key))
+        pipe.watch(members)  # type: ignore[no-untyped-call]
+        gone: list[str] = []
+        for incident_id in sorted(text(m) for m in pipe.smembers(members)):
+            if incident_id in seen:
+                continue
+            found = self._absent(pipe, incident_id, ctx)
+            if found is None:
+                gone.append(incident_id)
+            elif found[0] is not None:
+                changes.append(found[0])
+                if found[1] is not None:
+                    pending[incident_id] = found[1]
+        return gone
+
+    def _group_members(
+        self, pipe: Pipeline, changes: list[Change], gone: list[str], ctx: Context
+    ) -> None:
+        """Keep the group's set of open incidents: those holding its alerts, not `gone`."""
+        members = self.keys.group_incidents(key_hash(ctx.notification.group_key))
+        if gone:
+            pipe.srem(members, *gone)
+        group = ctx.notification.group_key
+        for change in changes:
+            incident = change.incident
+            if incident.status == "open" and any(
+                a.group_key == group for a in incident.alerts.values()
+            ):
+                pipe.sadd(members, incident.id)
+                pipe.expire(members, self.limits.retention_seconds)
+
+    def _absent(
+        self, pipe: Pipeline, incident_id: str, ctx: Context
+    ) -> tuple[Change | None, str | None] | None:
+        """An open incident of this Alertmanager group that the notification lists no
+        alert for (its route took none of them this time): what its missing alerts
+        ending changes, and its pending tick; None once it is no longer open (it
+        leaves the group's set)."""
+        doc_key = self.keys.incident(incident_id)
+        pipe.watch(doc_key)  # type: ignore[no-untyped-call]
+        raw = pipe.get(doc_key)
+        current = Incident.from_json(raw) if raw is not None else None
+        if current is None or current.status != "open":
+            return None
+        return absent(current, ctx), self._tick_of(pipe, current)
+
+    def _tick_of(self, pipe: Pipeline, current: Incident) -> str | None:
+        """The open incident's pending status-update tick (watched): a resolve or an
+        escalation cancels it."""
+        tick_key = self.keys.pending_tick(current.id)
+        pipe.watch(tick_key)  # type: ignore[no-untyped-call]
+        found = pipe.get(tick_key)
+        return text(found) if found is not None else None
+
     def _change(
         self, pipe: Pipeline, group: _Group, ctx: Context
-    ) -> tuple[Change | None, int, str | None]:
+    ) -> tuple[Change | None, int, str | None, str | None]:
         """Read (under WATCH) the open or last incident of the group's key, then decide.
 
         Also the open incident's pending status-update tick, which a resolve or an
@@ -178,14 +247,10 @@ class Intake:
             known = Incident.from_json(raw) if raw is not None else None
         fresh, stale = drop_stale(group.alerts, known, ctx)
         current = known if known is not None and open_id is not None else None
-        tick = None
-        if current is not None:
-            tick_key = self.keys.pending_tick(current.id)
-            pipe.watch(tick_key)  # type: ignore[no-untyped-call]
-            found = pipe.get(tick_key)
-            tick = text(found) if found is not None else None
+        tick = self._tick_of(pipe, current) if current is not None else None
         new_id = f"{group.hash[:12]}-{_base36(int(timeline.seconds(ctx.now) * 1000))}"
-        return apply(current, fresh, ctx, key=group.key, new_id=new_id), stale, tick
+        change = apply(current, fresh, ctx, key=group.key, new_id=new_id)
+        return change, stale, tick, current.id if current is not None else None
 
     def _cancel_tick(self, pipe: Pipeline, change: Change, tick: str | None) -> None:
         """A resolve or an escalation ends the pending status-update chain."""

@@ -97,6 +97,8 @@ class ActionRequest:
     """Why a person takes over (transition "handoff")."""
     approved: Approved | None = None
     """Set on the job an approval queued."""
+    target: str = ""
+    """"namespace/name" a follow-up attempt keeps to: the object attempt 1 changed."""
     job_id: str = ""
     """The RQ job running this request (set by workers/jobs.py; not part of the payload)."""
 
@@ -115,6 +117,7 @@ class ActionRequest:
             "attempt": self.attempt,
             "note": self.note,
             "approved": self.approved.to_json() if self.approved else None,
+            "target": self.target,
         }
 
     @classmethod
@@ -138,6 +141,7 @@ class ActionRequest:
             attempt=int(doc.get("attempt") or 1),
             note=str(doc.get("note") or ""),
             approved=Approved.from_json(approved) if isinstance(approved, dict) else None,
+            target=str(doc.get("target") or ""),
         )
 
 

@@ -43,6 +43,10 @@ def build_handlers(
 
     def handler(name: str) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:
+            if name in MITIGATIONS and request.transition == "resolved":
+                # A revert puts back only what was really changed (its record), dry run or
+                # not since: dry run stops new changes, it must not strand a made one.
+                return MITIGATIONS[name](request, incident, cluster)
             if request.dry_run or integrations.dry_run:
                 return dry_run(request, incident)
             if name in MITIGATIONS:

@@ -37,6 +37,8 @@ class AlertState:
     group_key: str = ""
     """The Alertmanager group it came in ("" in records older than this field: such an
     alert is never taken as having left its group)."""
+    left: bool = False
+    """Ended by leaving its group (silenced, inhibited, relabelled), not by a resolve."""
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,11 @@ class Keys:
         """List of the last accepted notifications (newest first), for `policy diff --replay`."""
         return f"{self.prefix}replay"
 
+    def group_incidents(self, group_hash: str) -> str:
+        """Set of the incidents holding alerts of one Alertmanager group (by groupKey hash),
+        so a notification can end its missing alerts in incidents it lists nothing for."""
+        return f"{self.prefix}group:{group_hash}:incidents"
+
     def effect(self, job_id: str) -> str:
         """Marker that a job's effect happened, so a rerun does not repeat it."""
         return f"{self.prefix}effect:{job_id}"

@@ -71,7 +71,10 @@ def in_force(request: ActionRequest, incident: Incident, cluster: Cluster) -> In
             f"({policy.content_hash[:12]}); nothing done"
         )
         return Outcome("skipped", message)
-    guard = Guard.from_policy(policy.guardrails, dry_run=bool(route.dry_run))
+    # An incident that took a dry-run route stays dry run (webhook/incidents.py), whatever
+    # this job was queued with: a follow-up attempt queued before never acts for real.
+    dry = bool(route.dry_run) or incident.dry_run
+    guard = Guard.from_policy(policy.guardrails, dry_run=dry)
     return InForce(replace(request, params=dict(action.params)), guard, policy)
 
 
@@ -295,23 +298,39 @@ def recorded(cluster: Cluster, request: ActionRequest, incident: Incident) -> di
 
 
 def to_revert(
-    request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard
+    request: ActionRequest, incident: Incident, cluster: Cluster
 ) -> dict[str, str] | Outcome:
     """What the mitigation recorded, or why there is nothing to revert now.
 
-    While mitigations are paused the revert waits (a transient error: the job
-    retries with backoff, then lands in the failed registry for `alertpilot
-    jobs retry`), rather than being dropped.
+    A record exists only for a change really made, and it is put back even when
+    dry run was switched on since (globally, for the policy, or by the incident
+    taking a dry-run route): dry run stops new changes, it must not strand one
+    made. While mitigations are paused the revert waits (a transient error: the
+    job retries with backoff, then lands in the failed registry for `alertpilot
+    jobs retry`), rather than being dropped; `revert_lock` checks again.
     """
     found = recorded(cluster, request, incident)
     if not found:
         return Outcome("skipped", f"nothing to revert: {request.action} changed nothing")
+    _hold_while_paused(cluster, request)
+    return found
+
+
+@contextlib.contextmanager
+def revert_lock(
+    cluster: Cluster, request: ActionRequest, target: tuple[str, str]
+) -> Iterator[None]:
+    """The target lock for a revert, and the kill switch once more under it: thrown while
+    the revert waited for the lock, the revert waits too."""
+    with target_lock(cluster, Keys(request.prefix), target):
+        _hold_while_paused(cluster, request)
+        yield
+
+
+def _hold_while_paused(cluster: Cluster, request: ActionRequest) -> None:
     stop = guardrails.paused(cluster.redis, Keys(request.prefix), cluster.env)
     if stop is not None:
         raise TransientError(f"mitigations are paused: {stop}; the revert waits")
-    if guard.dry_run:
-        return dry_run(request, incident)
-    return found
 
 
 def reverted(cluster: Cluster, request: ActionRequest, incident: Incident) -> None:
@@ -345,18 +364,26 @@ def targets(incident: Incident, params: Mapping[str, Any], kind: str) -> list[tu
     return found
 
 
-def approved_target(request: ActionRequest, incident: Incident) -> tuple[str, str] | Outcome:
-    """The object the approval names, while a firing alert of the incident still points at
-    it; otherwise why the approved change is not made."""
-    assert request.approved is not None
-    where = request.approved.target
-    if where not in targets(incident, request.params, request.approved.kind):
+def held(
+    request: ActionRequest, incident: Incident, where: tuple[str, str], kind: str, why: str
+) -> tuple[str, str] | Outcome:
+    """`where`, an object decided earlier (approved, or changed by attempt 1), while a
+    firing alert of the incident still points at it; otherwise why nothing is done.
+    Never another object: the alerts may name a different one first by now."""
+    if where not in targets(incident, request.params, kind):
         message = (
-            f"approved for {'/'.join(where)}, but no firing alert of the incident points "
+            f"{why} {'/'.join(where)}, but no firing alert of the incident points "
             "at it any more; nothing done"
         )
         return Outcome("blocked", message, {"target": "/".join(where)})
     return where
+
+
+def approved_target(request: ActionRequest, incident: Incident) -> tuple[str, str] | Outcome:
+    """The object the approval names (see `held`)."""
+    assert request.approved is not None
+    approved = request.approved
+    return held(request, incident, approved.target, approved.kind, "approved for")
 
 
 def _chosen(override: Any, labels: Mapping[str, str], names: tuple[str, ...]) -> str | None:

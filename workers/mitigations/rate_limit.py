@@ -19,19 +19,17 @@ from typing import Any
 
 from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome
 from workers.errors import PermanentError
-from workers.guardrails import Guard
 from workers.incidents import Incident
-from workers.keys import Keys
 from workers.mitigations.common import (
     Cluster,
     act,
     in_force,
     recorded,
     remembered,
+    revert_lock,
     reverted,
     stopped,
     target,
-    target_lock,
     to_revert,
 )
 from workers.params import RateLimitParams
@@ -48,7 +46,7 @@ def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> 
         return now
     request, guard = now.request, now.guard
     if request.transition == "resolved":
-        return _restore(request, incident, cluster, guard)
+        return _restore(request, incident, cluster)
     params = RateLimitParams.model_validate(request.params)
     if params.apply is None:
         where = target(incident, request.params, "ingress")
@@ -148,15 +146,15 @@ def _apply(
     return Outcome("succeeded", f"applied {reviewed} ({what}, server-side apply)")
 
 
-def _restore(request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard) -> Outcome:
-    found = to_revert(request, incident, cluster, guard)
+def _restore(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    found = to_revert(request, incident, cluster)
     if isinstance(found, Outcome):
         return found
     resource, namespace, name = found["resource"], found["namespace"], found["name"]
     wanted, before = json.loads(found["set"]), json.loads(found["before"])
     kube = cluster.kube()
     what = f"{resource.removesuffix('s')} {namespace}/{name}"
-    with target_lock(cluster, Keys(request.prefix), (namespace, name)):
+    with revert_lock(cluster, request, (namespace, name)):
         now = kube.read(resource, namespace, name)
         if now is None:
             reverted(cluster, request, incident)

@@ -22,18 +22,18 @@ from workers.enqueue import RUN_ACTION, enqueue_once
 from workers.guardrails import Guard
 from workers.handoff import hand_off
 from workers.incidents import Incident
-from workers.keys import Keys
 from workers.mitigations.common import (
     Cluster,
     act,
+    held,
     in_force,
     intent,
     recorded,
     remembered,
+    revert_lock,
     reverted,
     stopped,
     target,
-    target_lock,
     to_revert,
 )
 from workers.params import ScaleUpParams
@@ -48,8 +48,13 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
         return now
     request, guard = now.request, now.guard
     if request.transition == "resolved":
-        return _revert(request, incident, cluster, guard)
-    where = target(incident, request.params, "deployment")
+        return _revert(request, incident, cluster)
+    params = ScaleUpParams.model_validate(request.params)
+    if request.attempt > 1 and not params.repeat:
+        return Outcome("skipped", "repeat is off in the policy in force: no follow-up attempt")
+    where = _where(request, incident)
+    if isinstance(where, Outcome):
+        return where
     outcome = stopped(request, incident, cluster, guard, where)
     if outcome is None:
         outcome = act(
@@ -61,8 +66,8 @@ def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
             lambda: _scale(request, incident, cluster, guard, where),
         )
     follow_up = request.attempt > 1
-    if outcome.kind == "succeeded" and ScaleUpParams.model_validate(request.params).repeat:
-        _next_attempt(request, cluster, guard)
+    if outcome.kind == "succeeded" and params.repeat:
+        _next_attempt(request, cluster, guard, where)
     elif follow_up and "handed_off" not in outcome.details and outcome.kind != "succeeded":
         # Still firing after an attempt, and scaling cannot help any more: a person decides.
         note = f"scale_up stopped: {outcome.message}"
@@ -120,25 +125,37 @@ def _scale(
     return Outcome("succeeded", f"scaled {namespace}/{name} from {current} to {desired}{via}", doc)
 
 
-def _next_attempt(request: ActionRequest, cluster: Cluster, guard: Guard) -> None:
-    """The next attempt, after the cooldown: it finds the incident resolved (and does
-    nothing), or still firing (and scales again), or the attempt cap reached."""
+def _where(request: ActionRequest, incident: Incident) -> tuple[str, str] | Outcome:
+    """Attempt 1 picks the deployment the firing alerts name first; a follow-up keeps to
+    the one attempt 1 scaled (the incident has one revert record per action)."""
+    if not request.target:
+        return target(incident, request.params, "deployment")
+    namespace, _, name = request.target.partition("/")
+    return held(request, incident, (namespace, name), "deployment", "attempt 1 scaled")
+
+
+def _next_attempt(
+    request: ActionRequest, cluster: Cluster, guard: Guard, where: tuple[str, str]
+) -> None:
+    """The next attempt, after the cooldown, on the same deployment: it finds the incident
+    resolved (and does nothing), or still firing (and scales again), or the attempt cap
+    reached."""
     attempt = request.attempt + 1
-    payload = replace(request, attempt=attempt).to_json()
+    payload = replace(request, attempt=attempt, target="/".join(where)).to_json()
     job_id = f"{request.incident_id}-attempt{attempt}-{request.action}"
     when = datetime.now(UTC) + timedelta(seconds=guard.cooldown_seconds + FOLLOW_UP_MARGIN)
     enqueue_once(cluster.queue, RUN_ACTION, payload, job_id, when)
 
 
-def _revert(request: ActionRequest, incident: Incident, cluster: Cluster, guard: Guard) -> Outcome:
+def _revert(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Put back what scale_up changed, if the object still holds what alertpilot set."""
-    found = to_revert(request, incident, cluster, guard)
+    found = to_revert(request, incident, cluster)
     if isinstance(found, Outcome):
         return found
     namespace, name = found["namespace"], found.get("deployment", found["name"])
     before, after = int(found["before"]), int(found["after"])
     kube = cluster.kube()
-    with target_lock(cluster, Keys(request.prefix), (namespace, name)):
+    with revert_lock(cluster, request, (namespace, name)):
         if found["object"] == "hpa":
             hpa = kube.hpa_for(namespace, name)
             what = f"HPA {namespace}/{found['name']} minReplicas"

@@ -30,13 +30,25 @@ EMPTY_PART = "\x00"
 """What an empty `{{ ... }}` renders as in an incident key: marks a key to fall back."""
 
 
+class _Missing(Undefined):
+    """A label or annotation the alert lacks: marks wherever it is used as text, inside
+    an expression too (`{{ 'latency/' ~ labels.service }}`); `default(...)` still works."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return EMPTY_PART
+
+
 def _mark_empty(value: Any) -> Any:
     if value is None or isinstance(value, Undefined) or not str(value).strip():
         return EMPTY_PART
     return value
 
 
-TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False, finalize=_mark_empty)
+TEMPLATES = ImmutableSandboxedEnvironment(
+    autoescape=False, finalize=_mark_empty, undefined=_Missing
+)
 RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, RecursionError)
 """What rendering a route's template over an alert's labels can raise (the sandbox's too)."""
 DEFAULT_ROUTE_NAME = "default"
