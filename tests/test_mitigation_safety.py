@@ -443,7 +443,7 @@ routes:
     canary = copy.deepcopy(latency("api-canary")["alerts"][0])
     joined["alerts"].append(canary)
     assert post(app, joined).json["incidents"] == [incident_id]
-    incident = _incident(app, incident_id)
+    incident = app.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
     assert incident["severity"] == "SEV1"
 
     due(mitigation.queue, 2.5)  # the follow-up attempt
