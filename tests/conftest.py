@@ -27,7 +27,7 @@ from tests.support.pagerduty_standin import PagerDutyStandIn
 from tests.support.statuspage_standin import StatuspageStandIn
 from webhook.app import create_app
 from webhook.settings import Settings
-from workers.keys import Keys
+from workers.incident.keys import Keys
 
 if TYPE_CHECKING:
     from tests.support.mitigation import MitigationBench

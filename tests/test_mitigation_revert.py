@@ -18,7 +18,7 @@ from rq import Queue
 from tests.conftest import AUTH, due, post, run_jobs, timeline
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, latency, resolved, route
-from workers.keys import Keys
+from workers.incident.keys import Keys
 
 KEEP = route("[{scale_up: {by: 4, max_replicas: 20, revert: false}}]")
 SHORT_APPROVAL = route("[{rollout_restart: {approval_expires_seconds: 1}}]")

@@ -16,10 +16,10 @@ from redis import Redis
 from tests.conftest import AUTH, due, post, run_jobs, write_policy
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from workers.actions import ActionRequest, Outcome
-from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
-from workers.incidents import Incident
-from workers.keys import Keys
+from workers.incident.errors import PermanentError, TransientError
+from workers.incident.keys import Keys
+from workers.incident.record import Incident
 from workers.kube import Kubernetes, api_client
 from workers.mitigations.common import Cluster, act, record, recorded, remembered
 from workers.policy import PolicyError, load_policy
@@ -415,7 +415,7 @@ def test_a_scale_up_follow_up_does_not_act_for_real_once_the_incident_is_dry_run
     mitigation: MitigationBench,
 ) -> None:
     """An incident escalated to a `dry_run: true` route is dry run for good ("sticky: a
-    dry-run route's incident never acts for real", webhook/incidents.py). The scale_up
+    dry-run route's incident never acts for real", workers/incident/transitions.py). The scale_up
     follow-up queued before the escalation carries the job's old `dry_run: false` and the
     first route's name; the worker never looks at the incident's dry run, so it scales
     again for real: 6 -> 8."""

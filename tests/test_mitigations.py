@@ -22,8 +22,8 @@ from webhook.approvals_api import approve
 from workers import approvals
 from workers.config import Integrations
 from workers.handlers import build_handlers
+from workers.incident.keys import Keys
 from workers.jobs import execute
-from workers.keys import Keys
 
 
 def test_scale_up_raises_replicas_once_despite_resends(mitigation: MitigationBench) -> None:

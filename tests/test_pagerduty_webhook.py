@@ -26,7 +26,7 @@ from tests.conftest import AUTH, fixture, post
 from tests.support.redis_server import free_port
 from webhook.app import create_app
 from webhook.settings import Settings
-from workers.keys import Keys
+from workers.incident.keys import Keys
 
 URL = "/api/v1/pagerduty"
 SECRET = "pd-whsec-5e1f9a"

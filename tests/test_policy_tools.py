@@ -19,7 +19,7 @@ from webhook import cli
 from webhook.payload import parse
 from webhook.policy.commands import explain_alerts, parse_labels, policy_diff, schema, validate
 from webhook.replay import export, record
-from workers.keys import Keys
+from workers.incident.keys import Keys
 
 ROUTES = """\
 routes:

@@ -15,7 +15,7 @@ from rq.job import Job, JobStatus
 from tests.conftest import fixture, post, run_jobs, timeline
 from tests.support import jobs as test_jobs
 from workers.actions import HANDLERS
-from workers.errors import TransientError
+from workers.incident.errors import TransientError
 from workers.jobs import CRASH_RETRIES, RETRY_INTERVALS, execute
 
 

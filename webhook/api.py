@@ -20,8 +20,8 @@ from redis.exceptions import RedisError
 from webhook.app_services import require_auth, services
 from webhook.errors import BadRequest, NotFound, Unavailable
 from webhook.pagerduty_webhook import acknowledgement
-from workers import timeline
-from workers.incidents import Incident, IncidentStatus, list_incidents, load_incident
+from workers.incident import timeline
+from workers.incident.record import Incident, IncidentStatus, list_incidents, load_incident
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -18,7 +18,7 @@ from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
 from webhook.settings import Settings
-from workers.keys import Keys
+from workers.incident.keys import Keys
 from workers.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)

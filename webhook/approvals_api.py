@@ -10,9 +10,10 @@ from rq import Queue
 from webhook.app_services import require_auth, services
 from webhook.errors import NotFound, Unavailable
 from webhook.intake import JOB_FUNCTION
-from workers import approvals, timeline
+from workers import approvals
+from workers.incident import timeline
+from workers.incident.keys import Keys
 from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
-from workers.keys import Keys
 
 blueprint = Blueprint("approvals", __name__, url_prefix="/api/v1")
 

@@ -193,7 +193,7 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
     from rq.serializers import JSONSerializer
 
     from webhook.approvals_api import approve
-    from workers.keys import Keys
+    from workers.incident.keys import Keys
 
     if settings.redis_url is None:
         print("alertpilot: REDIS_URL: required for actions", file=sys.stderr)
@@ -223,7 +223,7 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
 def _switch(settings: Settings, reason: str | None) -> int:
     from redis import Redis
 
-    from workers.keys import Keys
+    from workers.incident.keys import Keys
 
     if settings.redis_url is None:
         print("alertpilot: REDIS_URL: required for mitigations", file=sys.stderr)
@@ -243,7 +243,7 @@ def _replay_export(args: argparse.Namespace, settings: Settings) -> int:
     from redis.exceptions import RedisError
 
     from webhook.replay import export
-    from workers.keys import Keys
+    from workers.incident.keys import Keys
 
     if settings.redis_url is None:
         print("alertpilot: REDIS_URL: required for replay export", file=sys.stderr)

@@ -28,12 +28,12 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from webhook import replay
-from webhook.incidents import Change, Context, JobSpec, absent, apply, drop_stale
-from webhook.payload import Alert, Notification
-from workers import timeline
-from workers.incidents import Incident
+from workers.incident import timeline
+from workers.incident.alerts import Alert, Notification
+from workers.incident.keys import Keys, text
+from workers.incident.record import Incident
+from workers.incident.transitions import Change, Context, JobSpec, absent, apply, drop_stale
 from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
-from workers.keys import Keys, text
 from workers.policy import Match, Policy, evaluate
 from workers.policy.engine import key_hash
 

@@ -26,8 +26,8 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from workers.incidents import open_counts_by_severity
-from workers.keys import Keys, text
+from workers.incident.keys import Keys, text
+from workers.incident.record import open_counts_by_severity
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "RedisStateCollector"]
 

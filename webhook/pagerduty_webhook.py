@@ -27,10 +27,10 @@ from redis.typing import EncodableT, FieldT
 
 from webhook.app_services import services
 from webhook.errors import BadRequest, Unauthorized, Unavailable
-from workers import timeline
-from workers.durations import parse_duration
-from workers.incidents import Incident
-from workers.keys import Keys, text
+from workers.incident import timeline
+from workers.incident.durations import parse_duration
+from workers.incident.keys import Keys, text
+from workers.incident.record import Incident
 
 if TYPE_CHECKING:
     from webhook.app import Services

@@ -9,11 +9,11 @@ because Alertmanager adds fields over versions (`notification_reason` in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-Status = Literal["firing", "resolved"]
+from workers.incident.alerts import Alert, Notification, Status
+
 _FINGERPRINT = re.compile(r"[A-Za-z0-9]{1,64}")
 RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -27,32 +27,6 @@ class PayloadError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-@dataclass(frozen=True)
-class Alert:
-    status: Status
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: str
-    ends_at: str | None
-    """None while firing: Alertmanager sends Go's zero time then."""
-    generator_url: str
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class Notification:
-    version: str
-    group_key: str
-    status: Status
-    receiver: str
-    group_labels: dict[str, str]
-    common_labels: dict[str, str]
-    common_annotations: dict[str, str]
-    external_url: str
-    truncated_alerts: int
-    alerts: tuple[Alert, ...]
 
 
 def parse(doc: Any) -> Notification:

@@ -18,7 +18,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from webhook.app_services import require_auth, services
 from webhook.errors import ApiError, BadRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from webhook.intake import Contention
-from webhook.payload import Notification, PayloadError, parse
+from webhook.payload import PayloadError, parse
+from workers.incident.alerts import Notification
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("receiver", __name__)

@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import Redis
 
-from webhook.payload import Alert, Notification
-from workers.keys import Keys
+from workers.incident.alerts import Alert, Notification
+from workers.incident.keys import Keys
 
 _SECRET_QUERY = re.compile(r"token|key|secret|passw|auth|sig|credential|session", re.IGNORECASE)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers.config import SettingsError, boolean, secret
-from workers.durations import DurationError, parse_duration
+from workers.incident.durations import DurationError, parse_duration
 
 __all__ = ["Settings", "SettingsError"]
 

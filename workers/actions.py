@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from workers.incidents import Incident
+from workers.incident.record import Incident
 
 Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
 TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis import Redis
 
-from workers.keys import Keys, text
+from workers.incident.keys import Keys, text
 
 DEFAULT_EXPIRY = 30 * 60
 

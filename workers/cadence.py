@@ -15,8 +15,8 @@ from redis import Redis
 from rq import Queue
 
 from workers.enqueue import RUN_ACTION, RUN_TICK, enqueue_once
-from workers.incidents import load_incident
-from workers.keys import Keys
+from workers.incident.keys import Keys
+from workers.incident.record import load_incident
 
 UPDATE_ACTIONS = ("notify", "statuspage")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from workers.errors import PermanentError, TransientError
+from workers.incident.errors import PermanentError, TransientError
 from workers.tls import TrustAdapter, ssl_context
 
 # urllib3 logs each request line at DEBUG, and a Slack webhook's path is its secret.

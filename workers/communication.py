@@ -22,9 +22,9 @@ from workers import templates
 from workers.actions import PAGERDUTY_SEVERITY, ActionRequest, Outcome
 from workers.chat import Chat
 from workers.config import DEFAULT_ROUTING_KEY, Integrations
-from workers.errors import PermanentError
-from workers.incidents import AlertState, Incident
-from workers.keys import Keys, text
+from workers.incident.errors import PermanentError
+from workers.incident.keys import Keys, text
+from workers.incident.record import AlertState, Incident
 from workers.pagerduty import Event, PagerDuty, Severity
 from workers.statuspage import Statuspage
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from redis import Redis
 
 from workers.config import boolean
-from workers.durations import DurationError, parse_duration
-from workers.keys import Keys, text
+from workers.incident.durations import DurationError, parse_duration
+from workers.incident.keys import Keys, text
 from workers.policy.model import Guardrails
 
 

@@ -17,8 +17,8 @@ from workers.actions import ACTION_NAMES, ActionRequest, Handler, Outcome, dry_r
 from workers.chat import Chat
 from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
-from workers.errors import PermanentError
-from workers.incidents import Incident
+from workers.incident.errors import PermanentError
+from workers.incident.record import Incident
 from workers.kube import Kubernetes, api_client
 from workers.mitigations import MITIGATIONS, Cluster
 from workers.pagerduty import PagerDuty

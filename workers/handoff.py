@@ -14,7 +14,7 @@ from rq import Queue
 
 from workers.actions import ActionRequest
 from workers.enqueue import RUN_ACTION, enqueue_once
-from workers.incidents import Incident
+from workers.incident.record import Incident
 
 
 def hand_off(queue: Queue, request: ActionRequest, incident: Incident, reason: str) -> list[str]:

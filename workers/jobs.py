@@ -28,7 +28,6 @@ from redis import Redis
 from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
-from workers import timeline
 from workers.actions import (
     COMMUNICATION_ACTIONS,
     MITIGATION_ACTIONS,
@@ -36,9 +35,10 @@ from workers.actions import (
     Handler,
     Outcome,
 )
-from workers.errors import PermanentError, TransientError
-from workers.incidents import load_incident
-from workers.keys import Keys
+from workers.incident import timeline
+from workers.incident.errors import PermanentError, TransientError
+from workers.incident.keys import Keys
+from workers.incident.record import load_incident
 
 log = logging.getLogger(__name__)
 

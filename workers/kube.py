@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from workers.actions import MANIFEST_KINDS
-from workers.errors import PermanentError, TransientError
+from workers.incident.errors import PermanentError, TransientError
 
 REQUEST_TIMEOUT = 30
 """Seconds per API call: well inside the 120 s target lock a mitigation holds."""

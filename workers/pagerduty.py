@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pagerduty import Error, EventsApiV2Client, HttpError, UrlError
 
-from workers.errors import PermanentError, TransientError
+from workers.incident.errors import PermanentError, TransientError
 from workers.tls import ssl_context
 
 Severity = Literal["critical", "error", "warning", "info"]

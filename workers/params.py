@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from workers.durations import parse_duration
+from workers.incident.durations import parse_duration
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"

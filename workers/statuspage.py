@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from redis import Redis
 
-from workers.errors import PermanentError, TransientError
+from workers.incident.errors import PermanentError, TransientError
 from workers.tls import TrustAdapter, ssl_context
 
 Incident = dict[str, Any]

@@ -11,8 +11,8 @@ from typing import Any
 from rq import Retry
 
 from workers.actions import ActionRequest, Outcome, dry_run
-from workers.errors import PermanentError, TransientError
-from workers.incidents import Incident
+from workers.incident.errors import PermanentError, TransientError
+from workers.incident.record import Incident
 from workers.jobs import perform
 
 calls: list[str] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from workers.actions import ActionRequest, Outcome
-from workers.incidents import Incident
+from workers.incident.record import Incident
 from workers.mitigations.common import Cluster
 from workers.mitigations.rate_limit import rate_limit
 from workers.mitigations.rollout import rollback, rollout_restart

@@ -17,11 +17,11 @@ from rq import Queue
 
 from workers import approvals, guardrails, templates
 from workers.actions import ActionRequest, Approved, Outcome, dry_run
-from workers.errors import PermanentError, TransientError
 from workers.guardrails import Guard
 from workers.handoff import hand_off
-from workers.incidents import Incident
-from workers.keys import Keys, text
+from workers.incident.errors import PermanentError, TransientError
+from workers.incident.keys import Keys, text
+from workers.incident.record import Incident
 from workers.kube import Kubernetes
 from workers.policy.engine import Policy
 
@@ -71,8 +71,8 @@ def in_force(request: ActionRequest, incident: Incident, cluster: Cluster) -> In
             f"({policy.content_hash[:12]}); nothing done"
         )
         return Outcome("skipped", message)
-    # An incident that took a dry-run route stays dry run (webhook/incidents.py), whatever
-    # this job was queued with: a follow-up attempt queued before never acts for real.
+    # An incident that took a dry-run route stays dry run (workers/incident/transitions.py),
+    # whatever this job was queued with: a follow-up queued before never acts for real.
     dry = bool(route.dry_run) or incident.dry_run
     guard = Guard.from_policy(policy.guardrails, dry_run=dry)
     return InForce(replace(request, params=dict(action.params)), guard, policy)

@@ -18,8 +18,8 @@ import json
 from typing import Any
 
 from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome
-from workers.errors import PermanentError
-from workers.incidents import Incident
+from workers.incident.errors import PermanentError
+from workers.incident.record import Incident
 from workers.mitigations.common import (
     Cluster,
     act,

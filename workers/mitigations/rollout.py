@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from workers import timeline
 from workers.actions import ActionRequest, Outcome
 from workers.guardrails import Guard, seconds
-from workers.incidents import Incident
+from workers.incident import timeline
+from workers.incident.record import Incident
 from workers.kube import Revision
 from workers.mitigations.common import (
     Cluster,

@@ -21,7 +21,7 @@ from workers.actions import ActionRequest, Outcome
 from workers.enqueue import RUN_ACTION, enqueue_once
 from workers.guardrails import Guard
 from workers.handoff import hand_off
-from workers.incidents import Incident
+from workers.incident.record import Incident
 from workers.mitigations.common import (
     Cluster,
     act,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from redis import Redis
 
-from workers.keys import Keys, text
+from workers.incident.keys import Keys, text
 
 IncidentStatus = Literal["open", "resolved"]
 AlertStatus = Literal["firing", "resolved"]

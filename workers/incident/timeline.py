@@ -14,7 +14,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from workers.keys import Keys
+from workers.incident.keys import Keys
 
 TIMELINE_MAX = 10_000
 """Entries kept per incident; a flapping incident must not grow without bound."""

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from webhook.payload import Alert, Notification
-from workers import timeline
 from workers.actions import COMMUNICATION_ACTIONS, MITIGATION_ACTIONS
-from workers.durations import parse_duration
-from workers.incidents import AlertState, Incident
+from workers.incident import timeline
+from workers.incident.alerts import Alert, Notification
+from workers.incident.durations import parse_duration
+from workers.incident.record import AlertState, Incident
+from workers.incident.timeline import seconds as _ts
 from workers.policy import Match, Policy
 from workers.policy.model import Action, Severity
-from workers.timeline import seconds as _ts
 
 Transition = Literal["declared", "escalated", "resolved"]
 Pairs = Sequence[tuple[Alert, Match]]
