@@ -12,7 +12,7 @@ from rq import Queue
 
 from tests.conftest import REDIS_URL, fixture, post, run_jobs
 from webhook import cli
-from workers.jobs import CRASH_RETRIES
+from workers.jobs.contract import CRASH_RETRIES
 
 COMMANDS = ("dev", "serve", "worker", "policy", "replay", "mitigations", "actions", "jobs")
 

@@ -24,7 +24,7 @@ from webhook import rbac
 from workers.actions import MANIFEST_KINDS
 from workers.config import Integrations
 from workers.handlers import build_handlers
-from workers.jobs import execute
+from workers.jobs.dispatch import execute
 from workers.policy import PolicyError, load_policy
 
 

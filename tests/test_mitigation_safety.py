@@ -15,11 +15,12 @@ from redis import Redis
 
 from tests.conftest import AUTH, due, post, run_jobs, write_policy
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
-from workers.actions import ActionRequest, Outcome
+from workers.actions import Outcome
 from workers.guardrails import Guard
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys
 from workers.incident.record import Incident
+from workers.jobs.contract import ActionRequest
 from workers.kube import Kubernetes, api_client
 from workers.mitigations.common import Cluster, act, record, recorded, remembered
 from workers.policy import PolicyError, load_policy

@@ -23,7 +23,7 @@ from workers import approvals
 from workers.config import Integrations
 from workers.handlers import build_handlers
 from workers.incident.keys import Keys
-from workers.jobs import execute
+from workers.jobs.dispatch import execute
 
 
 def test_scale_up_raises_replicas_once_despite_resends(mitigation: MitigationBench) -> None:

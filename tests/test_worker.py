@@ -16,7 +16,8 @@ from tests.conftest import fixture, post, run_jobs, timeline
 from tests.support import jobs as test_jobs
 from workers.actions import HANDLERS
 from workers.incident.errors import TransientError
-from workers.jobs import CRASH_RETRIES, RETRY_INTERVALS, execute
+from workers.jobs.contract import CRASH_RETRIES
+from workers.jobs.dispatch import RETRY_INTERVALS, execute
 
 
 def _declare(client: FlaskClient) -> tuple[str, list[str]]:

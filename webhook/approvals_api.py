@@ -9,11 +9,10 @@ from rq import Queue
 
 from webhook.app_services import require_auth, services
 from webhook.errors import NotFound, Unavailable
-from webhook.intake import JOB_FUNCTION
 from workers import approvals
 from workers.incident import timeline
 from workers.incident.keys import Keys
-from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
+from workers.jobs.contract import RUN_ACTION, approved_job_id, enqueue
 
 blueprint = Blueprint("approvals", __name__, url_prefix="/api/v1")
 
@@ -37,7 +36,7 @@ def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str
                 payload = proposal["payload"]
                 if isinstance(payload.get("approved"), dict):  # the object it names
                     payload["approved"]["proposal"] = proposal_id
-                job_id = f"{payload['incident_id']}-approved-{proposal_id}"
+                job_id = approved_job_id(str(payload["incident_id"]), proposal_id)
                 pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
                 pipe.delete(key)
                 entry = timeline.entry(
@@ -47,14 +46,7 @@ def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str
                     proposal=proposal_id,
                 )
                 timeline.append(pipe, keys, str(payload["incident_id"]), entry)
-                queue.enqueue(
-                    JOB_FUNCTION,
-                    payload,
-                    job_id=job_id,
-                    job_timeout=JOB_TIMEOUT,
-                    retry=CRASH_RETRIES,
-                    pipeline=pipe,
-                )
+                enqueue(queue, RUN_ACTION, payload, job_id, pipeline=pipe)
                 pipe.execute()
                 return job_id
             except WatchError:

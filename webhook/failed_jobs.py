@@ -59,7 +59,7 @@ def _failed_line(job: Any) -> str:
     `perform` zeroes the crash budget when it fails a job for good (`ActionFailed`),
     so for those the crash retries before it, if any, are not counted.
     """
-    from workers.jobs import CRASH_RETRIES
+    from workers.jobs.contract import CRASH_RETRIES
 
     payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
     action = payload.get("action") or job.func_name.rsplit(".", 1)[-1]
@@ -92,7 +92,7 @@ def _fresh_attempts(registry: Any, job_id: str) -> None:
     """A retried job gets its full retry budget again, not one last attempt."""
     from rq.job import Job
 
-    from workers.jobs import CRASH_RETRIES
+    from workers.jobs.contract import CRASH_RETRIES
 
     job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
     job.number_of_retries = 0

@@ -25,7 +25,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
-from rq.job import Job, JobStatus
+from rq.job import Job
 
 from webhook import replay
 from workers.incident import timeline
@@ -33,16 +33,12 @@ from workers.incident.alerts import Alert, Notification
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
 from workers.incident.transitions import Change, Context, JobSpec, absent, apply, drop_stale
-from workers.jobs import CRASH_RETRIES, JOB_TIMEOUT
+from workers.jobs.contract import RUN_ACTION, RUN_TICK, ActionRequest, TickRequest, enqueue
 from workers.policy import Match, Policy, evaluate
 from workers.policy.engine import key_hash
 
 log = logging.getLogger(__name__)
 
-JOB_FUNCTION = "workers.entry.run_action"
-TICK_FUNCTION = "workers.entry.run_tick"
-RESULT_TTL = 24 * 3600
-FAILURE_TTL = 30 * 24 * 3600
 MAX_ATTEMPTS = 20
 """Optimistic-lock retries before giving up with 503 (Alertmanager then retries)."""
 
@@ -275,64 +271,34 @@ class Intake:
             self._retire(pipe, incident, index)
         timeline.append(pipe, self.keys, incident.id, *change.entries)
         for job in change.jobs:
-            payload = self._payload(incident, job)
-            description = f"{job.action.name} {job.transition} {incident.id}"
-            self._enqueue(pipe, JOB_FUNCTION, payload, job.job_id, job.delay_seconds, description)
-        if change.tick is not None:
-            pipe.set(self.keys.pending_tick(incident.id), change.tick.job_id)
-            tick = {
-                "prefix": self.keys.prefix,
-                "incident_id": incident.id,
-                "severity": change.tick.severity,
-                "n": 1,
-                "every": change.tick.delay_seconds,
-                "public": change.tick.public,
-            }
-            description = f"status update tick {incident.id}"
-            self._enqueue(
-                pipe,
-                TICK_FUNCTION,
-                tick,
-                change.tick.job_id,
-                change.tick.delay_seconds,
-                description,
+            enqueue(
+                self.queue,
+                RUN_ACTION,
+                self._request(incident, job).to_json(),
+                job.job_id,
+                at=_later(job.delay_seconds),
+                pipeline=pipe,
+                description=f"{job.action.name} {job.transition} {incident.id}",
             )
-
-    def _enqueue(
-        self,
-        pipe: Pipeline,
-        function: str,
-        payload: dict[str, object],
-        job_id: str,
-        delay_seconds: int,
-        description: str,
-    ) -> None:
-        """Into the same MULTI as the state change: now, or at a time (RQ's scheduler).
-
-        A delayed job is written here rather than by `queue.enqueue_at`: RQ 2.12's
-        ScheduledJobRegistry.schedule ignores its pipeline and ZADDs at once, which
-        would leave a scheduled job behind when the transaction does not commit.
-        """
-        status = JobStatus.SCHEDULED if delay_seconds else JobStatus.QUEUED
-        job = self.queue.create_job(
-            function,
-            args=(payload,),
-            job_id=job_id,
-            timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL,
-            failure_ttl=FAILURE_TTL,
-            retry=CRASH_RETRIES,
-            description=description,
-            status=status,
-        )
-        if not delay_seconds:
-            self.queue.enqueue_job(job, pipeline=pipe)
-            return
-        when = datetime.now(UTC) + timedelta(seconds=delay_seconds)
-        pipe.sadd(self.queue.redis_queues_keys, self.queue.key)
-        job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
-        job.save(pipeline=pipe)
-        pipe.zadd(self.queue.scheduled_job_registry.key, {job.id: int(when.timestamp())})
+        if change.tick is not None:
+            tick = TickRequest(
+                prefix=self.keys.prefix,
+                incident_id=incident.id,
+                severity=change.tick.severity,
+                n=1,
+                every=change.tick.delay_seconds,
+                public=change.tick.public,
+            )
+            pipe.set(self.keys.pending_tick(incident.id), tick.job_id)
+            enqueue(
+                self.queue,
+                RUN_TICK,
+                tick.to_json(),
+                tick.job_id,
+                at=_later(tick.every),
+                pipeline=pipe,
+                description=f"status update tick {incident.id}",
+            )
 
     def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
         """Close the incident: off the open index, kept for the retention period, then gone."""
@@ -353,19 +319,24 @@ class Intake:
         for key in kept:
             pipe.expire(key, retention)
 
-    def _payload(self, incident: Incident, job: JobSpec) -> dict[str, object]:
-        return {
-            "prefix": self.keys.prefix,
-            "incident_id": incident.id,
-            "action": job.action.name,
-            "params": job.action.params,
-            "transition": job.transition,
-            "severity": job.severity,
-            "dry_run": job.dry_run,
-            "public": job.public,
-            "update_every": job.update_every,
-            "route": job.route,
-        }
+    def _request(self, incident: Incident, job: JobSpec) -> ActionRequest:
+        return ActionRequest(
+            prefix=self.keys.prefix,
+            incident_id=incident.id,
+            action=job.action.name,
+            transition=job.transition,
+            severity=job.severity,
+            params=dict(job.action.params),
+            dry_run=job.dry_run,
+            public=job.public,
+            update_every=job.update_every,
+            route=job.route,
+        )
+
+
+def _later(seconds: int) -> datetime | None:
+    """When a job `seconds` from now runs (RQ's scheduler); None: at once."""
+    return datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
 
 
 def digest(notification: Notification) -> str:

@@ -2,7 +2,7 @@
 
 A dry run describes, on the timeline, the exact call the action would make.
 The live handlers are chosen in workers/handlers.py; the dispatch in
-workers/jobs.py and the guarantees around it are the same for both.
+workers/jobs/dispatch.py and the guarantees around it are the same for both.
 """
 
 from __future__ import annotations
@@ -12,15 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workers.incident.record import Incident
+from workers.jobs.contract import (
+    ACTION_NAMES,
+    ActionRequest,
+)
 
-Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
-TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
-"""handoff: a mitigation used its attempts and a person takes over (workers/handoff.py)."""
 OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked", "proposed"]
-
-COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
-MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
-ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
 
 MANIFEST_KINDS = {  # (apiVersion, kind) -> (apiGroup, resource): what `rate_limit: {apply:}` holds
     ("v1", "ConfigMap"): ("", "configmaps"),
@@ -28,121 +25,6 @@ MANIFEST_KINDS = {  # (apiVersion, kind) -> (apiGroup, resource): what `rate_lim
 }
 
 PAGERDUTY_SEVERITY = {"SEV0": "critical", "SEV1": "critical", "SEV2": "error", "SEV3": "warning"}
-
-
-@dataclass(frozen=True)
-class Approved:
-    """What a person approved: the exact object, and what must still hold when it runs.
-
-    The approved job acts on this object alone (never on whatever the incident's
-    alerts name by then), and refuses, on the timeline, if it has changed.
-    """
-
-    proposal: str
-    namespace: str
-    kind: str
-    """"deployment" (what restart and rollback change)."""
-    name: str
-    facts: dict[str, Any] = field(default_factory=dict)
-    """For a rollback: from_revision, to_revision, from_images, to_images."""
-
-    @property
-    def target(self) -> tuple[str, str]:
-        return self.namespace, self.name
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "proposal": self.proposal,
-            "namespace": self.namespace,
-            "kind": self.kind,
-            "name": self.name,
-            "facts": dict(self.facts),
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> Approved:
-        return cls(
-            proposal=str(doc["proposal"]),
-            namespace=str(doc["namespace"]),
-            kind=str(doc["kind"]),
-            name=str(doc["name"]),
-            facts=dict(doc.get("facts") or {}),
-        )
-
-
-@dataclass(frozen=True)
-class ActionRequest:
-    """The plain-JSON payload of one job: one action for one incident transition.
-
-    `params` are the route's settings for the action (workers/params.py); what
-    the run adds (attempt, note, approval) has fields of its own.
-    """
-
-    prefix: str
-    incident_id: str
-    action: str
-    transition: Transition
-    severity: str
-    params: dict[str, Any] = field(default_factory=dict)
-    dry_run: bool = True
-    public: bool = False
-    """The severity goes on the status page."""
-    update_every: int | None = None
-    """Seconds between status updates at this severity (None: no cadence)."""
-    route: str = ""
-    """The route whose action this is; a mitigation reads its settings in the policy in force."""
-    attempt: int = 1
-    """A mitigation's follow-up attempts count up from 1 (scale_up)."""
-    note: str = ""
-    """Why a person takes over (transition "handoff")."""
-    approved: Approved | None = None
-    """Set on the job an approval queued."""
-    target: str = ""
-    """"namespace/name" a follow-up attempt keeps to: the object attempt 1 changed."""
-    job_id: str = ""
-    """The RQ job running this request (set by workers/jobs.py; not part of the payload)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "incident_id": self.incident_id,
-            "action": self.action,
-            "transition": self.transition,
-            "severity": self.severity,
-            "params": dict(self.params),
-            "dry_run": self.dry_run,
-            "public": self.public,
-            "update_every": self.update_every,
-            "route": self.route,
-            "attempt": self.attempt,
-            "note": self.note,
-            "approved": self.approved.to_json() if self.approved else None,
-            "target": self.target,
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
-        if doc.get("action") not in ACTION_NAMES:
-            raise ValueError(f"unknown action, got {doc.get('action')!r}")
-        if doc.get("transition") not in TRANSITIONS:
-            raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
-        approved = doc.get("approved")
-        return cls(
-            prefix=str(doc["prefix"]),
-            incident_id=str(doc["incident_id"]),
-            action=str(doc["action"]),
-            transition=doc["transition"],
-            severity=str(doc["severity"]),
-            params=dict(doc.get("params") or {}),
-            dry_run=bool(doc.get("dry_run", True)),
-            public=bool(doc.get("public", False)),
-            update_every=int(doc["update_every"]) if doc.get("update_every") else None,
-            route=str(doc.get("route") or ""),
-            attempt=int(doc.get("attempt") or 1),
-            note=str(doc.get("note") or ""),
-            approved=Approved.from_json(approved) if isinstance(approved, dict) else None,
-            target=str(doc.get("target") or ""),
-        )
 
 
 @dataclass(frozen=True)

@@ -8,49 +8,53 @@ chain: no update after resolve, and one chain at a time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
 from rq import Queue
 
-from workers.enqueue import RUN_ACTION, RUN_TICK, enqueue_once
 from workers.incident.keys import Keys
 from workers.incident.record import load_incident
+from workers.jobs.contract import (
+    RUN_ACTION,
+    RUN_TICK,
+    ActionRequest,
+    TickRequest,
+    action_job_id,
+    enqueue,
+)
 
 UPDATE_ACTIONS = ("notify", "statuspage")
 
 
 def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
-    """One tick: payload {prefix, incident_id, severity, n, every (s), public}."""
-    keys = Keys(str(payload["prefix"]))
-    incident_id, severity, n = (
-        str(payload["incident_id"]),
-        str(payload["severity"]),
-        int(payload["n"]),
-    )
-    every, public = int(payload["every"]), bool(payload.get("public"))
-    incident = load_incident(redis, keys, incident_id)
-    if incident is None or incident.status == "resolved" or incident.severity != severity:
-        return {"outcome": "stopped", "n": n}
+    """One tick (a `TickRequest`)."""
+    request = TickRequest.from_json(payload)
+    keys = Keys(request.prefix)
+    incident = load_incident(redis, keys, request.incident_id)
+    if incident is None or incident.status == "resolved" or incident.severity != request.severity:
+        return {"outcome": "stopped", "n": request.n}
     queued = []
     for action in (a for a in UPDATE_ACTIONS if a in incident.actions):
-        job = {
-            "prefix": keys.prefix,
-            "incident_id": incident_id,
-            "action": action,
-            "params": incident.action_params.get(action, {}),
-            "transition": "update",
-            "severity": severity,
-            "dry_run": incident.dry_run,
-            "public": public,
-            "update_every": every,
-        }
-        if enqueue_once(queue, RUN_ACTION, job, f"{incident_id}-update-{severity}-{n}-{action}"):
+        update = ActionRequest(
+            prefix=keys.prefix,
+            incident_id=request.incident_id,
+            action=action,
+            transition="update",
+            severity=request.severity,
+            params=incident.action_params.get(action, {}),
+            dry_run=incident.dry_run,
+            public=request.public,
+            update_every=request.every,
+        )
+        tag = f"update-{request.severity}-{request.n}"
+        job_id = action_job_id(request.incident_id, tag, action)
+        if enqueue(queue, RUN_ACTION, update.to_json(), job_id):
             queued.append(action)
-    following = {**payload, "n": n + 1}
-    when = datetime.now(UTC) + timedelta(seconds=every)
-    next_id = f"{incident_id}-tick-{severity}-{n + 1}"
-    enqueue_once(queue, RUN_TICK, following, next_id, when)
-    redis.set(keys.pending_tick(incident_id), next_id)  # a resolve cancels it
-    return {"outcome": "ticked", "n": n, "queued": queued}
+    following = replace(request, n=request.n + 1)
+    when = datetime.now(UTC) + timedelta(seconds=request.every)
+    enqueue(queue, RUN_TICK, following.to_json(), following.job_id, at=when)
+    redis.set(keys.pending_tick(request.incident_id), following.job_id)  # a resolve cancels it
+    return {"outcome": "ticked", "n": request.n, "queued": queued}

@@ -2,7 +2,7 @@
 
 Each takes the job's request and the incident as it is now, calls its adapter,
 and returns what happened for the timeline. Exactly-once comes from three
-places: the job's effect marker (workers/jobs.py), PagerDuty's dedup_key (the
+places: the job's effect marker (workers/jobs/dispatch.py), PagerDuty's dedup_key (the
 incident id), and the Statuspage incident tagged with alertpilot's id, looked
 up before any create so a crash between the POST and storing its id never
 opens a second one.
@@ -19,12 +19,13 @@ from jinja2 import TemplateError
 from redis import Redis
 
 from workers import templates
-from workers.actions import PAGERDUTY_SEVERITY, ActionRequest, Outcome
+from workers.actions import PAGERDUTY_SEVERITY, Outcome
 from workers.chat import Chat
 from workers.config import DEFAULT_ROUTING_KEY, Integrations
 from workers.incident.errors import PermanentError
 from workers.incident.keys import Keys, text
 from workers.incident.record import AlertState, Incident
+from workers.jobs.contract import ActionRequest
 from workers.pagerduty import Event, PagerDuty, Severity
 from workers.statuspage import Statuspage
 

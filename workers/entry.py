@@ -2,7 +2,7 @@
 
 It reads the vendors' configuration from the environment for each job (so a
 rotated secret file is picked up) and runs the job through `jobs.perform`.
-Kept apart from workers/jobs.py so that importing the job machinery (as the
+Kept apart from workers/jobs/ so that importing the job machinery (as the
 webhook does for its constants) never imports a vendor SDK.
 """
 
@@ -15,10 +15,10 @@ from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
 from workers import cadence
-from workers.actions import ActionRequest
 from workers.config import Integrations
 from workers.handlers import build_handlers
-from workers.jobs import perform
+from workers.jobs.contract import ActionRequest
+from workers.jobs.dispatch import perform
 
 
 def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from redis import Redis
 from rq import Queue
 
-from workers.actions import ACTION_NAMES, ActionRequest, Handler, Outcome, dry_run
+from workers.actions import Handler, Outcome, dry_run
 from workers.chat import Chat
 from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
+from workers.jobs.contract import ACTION_NAMES, ActionRequest
 from workers.kube import Kubernetes, api_client
 from workers.mitigations import MITIGATIONS, Cluster
 from workers.pagerduty import PagerDuty

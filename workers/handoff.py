@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from rq import Queue
 
-from workers.actions import ActionRequest
-from workers.enqueue import RUN_ACTION, enqueue_once
 from workers.incident.record import Incident
+from workers.jobs.contract import RUN_ACTION, ActionRequest, action_job_id, enqueue
 
 
 def hand_off(queue: Queue, request: ActionRequest, incident: Incident, reason: str) -> list[str]:
@@ -31,7 +30,7 @@ def hand_off(queue: Queue, request: ActionRequest, incident: Incident, reason: s
             note=reason,
             dry_run=request.dry_run or incident.dry_run,
         )
-        job_id = f"{incident.id}-handoff-{request.action}-{action}"
-        if enqueue_once(queue, RUN_ACTION, job.to_json(), job_id):
+        job_id = action_job_id(incident.id, f"handoff-{request.action}", action)
+        if enqueue(queue, RUN_ACTION, job.to_json(), job_id):
             queued.append(action)
     return queued

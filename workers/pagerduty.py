@@ -4,7 +4,7 @@ Its errors become PermanentError or TransientError with a message built from
 the status and PagerDuty's own error text, never from the client's exception
 (whose text can carry part of the routing key). Its own retries are capped to
 one per failing status, so an attempt always ends well inside the job timeout;
-longer waits are RQ retries with backoff (workers/jobs.py).
+longer waits are RQ retries with backoff (workers/jobs/dispatch.py).
 """
 
 from __future__ import annotations

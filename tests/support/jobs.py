@@ -10,10 +10,11 @@ from typing import Any
 
 from rq import Retry
 
-from workers.actions import ActionRequest, Outcome, dry_run
+from workers.actions import Outcome, dry_run
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.record import Incident
-from workers.jobs import perform
+from workers.jobs.contract import ActionRequest
+from workers.jobs.dispatch import perform
 
 calls: list[str] = []
 

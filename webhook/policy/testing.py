@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from webhook.payload import PayloadError, parse
-from workers.actions import ACTION_NAMES
+from workers.jobs.contract import ACTION_NAMES
 from workers.policy import loader
 from workers.policy.engine import Match, Policy, evaluate
 from workers.policy.loader import Marks, PathKey, PolicyError, Problem, load_policy

@@ -17,12 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from workers.actions import COMMUNICATION_ACTIONS, MITIGATION_ACTIONS
 from workers.incident import timeline
 from workers.incident.alerts import Alert, Notification
 from workers.incident.durations import parse_duration
 from workers.incident.record import AlertState, Incident
 from workers.incident.timeline import seconds as _ts
+from workers.jobs.contract import (
+    COMMUNICATION_ACTIONS,
+    MITIGATION_ACTIONS,
+    action_job_id,
+    tick_job_id,
+)
 from workers.policy import Match, Policy
 from workers.policy.model import Action, Severity
 
@@ -299,7 +304,7 @@ def _job(incident: Incident, action: Action, transition: Transition, ctx: Contex
     # A mitigation carries no guardrails or manifest: the worker checks it against the
     # policy in force when it runs (workers/mitigations/common.py `in_force`).
     return JobSpec(
-        job_id=_job_id(incident.id, tag, action.name),
+        job_id=action_job_id(incident.id, tag, action.name),
         action=_with_severity_defaults(action, severity),
         transition=transition,
         severity=incident.severity,
@@ -335,16 +340,12 @@ def _tick(incident: Incident, ctx: Context) -> TickSpec | None:
     if not every or not {"notify", "statuspage"} & set(incident.actions):
         return None
     public = bool(severity and severity.public)
-    return TickSpec(f"{incident.id}-tick-{incident.severity}-1", every, incident.severity, public)
+    job_id = tick_job_id(incident.id, incident.severity, 1)
+    return TickSpec(job_id, every, incident.severity, public)
 
 
 def _seconds(duration: object) -> int:
     return int(parse_duration(str(duration)).total_seconds()) if duration else 0
-
-
-def _job_id(incident_id: str, tag: str, action: str) -> str:
-    """Deterministic, and within RQ's `[A-Za-z0-9_-]` alphabet."""
-    return f"{incident_id}-{tag}-{action}"
 
 
 def _names(jobs: Sequence[JobSpec]) -> list[str]:

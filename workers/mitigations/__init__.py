@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workers.actions import ActionRequest, Outcome
+from workers.actions import Outcome
 from workers.incident.record import Incident
+from workers.jobs.contract import ActionRequest
 from workers.mitigations.common import Cluster
 from workers.mitigations.rate_limit import rate_limit
 from workers.mitigations.rollout import rollback, rollout_restart

@@ -16,17 +16,18 @@ from redis.exceptions import LockError
 from rq import Queue
 
 from workers import approvals, guardrails, templates
-from workers.actions import ActionRequest, Approved, Outcome, dry_run
+from workers.actions import Outcome, dry_run
 from workers.guardrails import Guard
 from workers.handoff import hand_off
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
+from workers.jobs.contract import ActionRequest, Approved
 from workers.kube import Kubernetes
 from workers.policy.engine import Policy
 
 INTENT_TTL = 30 * 24 * 3600
-"""As long as a job's effect marker (workers/jobs.py EFFECT_TTL)."""
+"""As long as a job's effect marker (workers/jobs/dispatch.py EFFECT_TTL)."""
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import contextlib
 import json
 from typing import Any
 
-from workers.actions import MANIFEST_KINDS, ActionRequest, Outcome
+from workers.actions import MANIFEST_KINDS, Outcome
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
+from workers.jobs.contract import ActionRequest
 from workers.mitigations.common import (
     Cluster,
     act,

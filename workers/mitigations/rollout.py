@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from workers.actions import ActionRequest, Outcome
+from workers.actions import Outcome
 from workers.guardrails import Guard, seconds
 from workers.incident import timeline
 from workers.incident.record import Incident
+from workers.jobs.contract import ActionRequest
 from workers.kube import Revision
 from workers.mitigations.common import (
     Cluster,

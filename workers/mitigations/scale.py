@@ -17,11 +17,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.actions import ActionRequest, Outcome
-from workers.enqueue import RUN_ACTION, enqueue_once
+from workers.actions import Outcome
 from workers.guardrails import Guard
 from workers.handoff import hand_off
 from workers.incident.record import Incident
+from workers.jobs.contract import RUN_ACTION, ActionRequest, action_job_id, enqueue
 from workers.mitigations.common import (
     Cluster,
     act,
@@ -142,9 +142,9 @@ def _next_attempt(
     reached."""
     attempt = request.attempt + 1
     payload = replace(request, attempt=attempt, target="/".join(where)).to_json()
-    job_id = f"{request.incident_id}-attempt{attempt}-{request.action}"
+    job_id = action_job_id(request.incident_id, f"attempt{attempt}", request.action)
     when = datetime.now(UTC) + timedelta(seconds=guard.cooldown_seconds + FOLLOW_UP_MARGIN)
-    enqueue_once(cluster.queue, RUN_ACTION, payload, job_id, when)
+    enqueue(cluster.queue, RUN_ACTION, payload, job_id, at=when)
 
 
 def _revert(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:

@@ -17,8 +17,8 @@ from pathlib import Path
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from workers import params, templates
-from workers.actions import MITIGATION_ACTIONS
 from workers.config import DEFAULT_ROUTING_KEY
+from workers.jobs.contract import MITIGATION_ACTIONS
 from workers.params import NAME_PATTERN
 from workers.policy.engine import DEFAULT_ROUTE_NAME, EMPTY_PART, RENDER_ERRORS, TEMPLATES
 from workers.policy.matchers import Matcher, parse_matcher

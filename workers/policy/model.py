@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from workers.actions import ACTION_NAMES
+from workers.jobs.contract import ACTION_NAMES
 from workers.params import NAME_PATTERN, PARAMS, ComponentStatus, Duration
 from workers.policy.matchers import parse_matcher
 

@@ -1,7 +1,7 @@
 """The RQ job behind every action, and the one dispatch point all actions share.
 
-`perform` runs every job (workers/entry.py is the RQ entry point the webhook
-enqueues by dotted name, with a plain JSON payload). It keeps these promises
+`perform` runs every action job (workers/entry.py is the RQ entry point jobs
+name, workers/jobs/contract.py what they carry). It keeps these promises
 whatever the handler does:
 
 - one run at a time per (incident, action): a lock orders the declared and
@@ -28,26 +28,22 @@ from redis import Redis
 from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
-from workers.actions import (
-    COMMUNICATION_ACTIONS,
-    MITIGATION_ACTIONS,
-    ActionRequest,
-    Handler,
-    Outcome,
-)
+from workers.actions import Handler, Outcome
 from workers.incident import timeline
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys
 from workers.incident.record import load_incident
+from workers.jobs.contract import (
+    COMMUNICATION_ACTIONS,
+    JOB_TIMEOUT,
+    MITIGATION_ACTIONS,
+    ActionRequest,
+)
 
 log = logging.getLogger(__name__)
 
-JOB_TIMEOUT = 300
-"""Seconds a job may run; also how long its action lock lives if the worker dies."""
 RETRY_INTERVALS = (5, 15, 60, 120, 300)
 """Seconds between attempts after a transient failure; six attempts in all."""
-CRASH_RETRIES = Retry(max=3, interval=[30, 120, 300])
-"""For jobs that die (killed work horse, timeout, a bug): RQ requeues them."""
 LOCK_WAIT = 30
 """Seconds to wait for another run of the same action before retrying later."""
 EFFECT_TTL = 30 * 24 * 3600

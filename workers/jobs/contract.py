@@ -1,0 +1,258 @@
+"""The job contract: what the receiver and the workers agree a job is.
+
+The RQ functions jobs name (by dotted path, so a job queued by one release runs
+on the next), the actions and transitions there are, the payloads (plain JSON,
+never pickles), the job ids (deterministic, within RQ's `[A-Za-z0-9_-]`), the
+timeouts and TTLs, and `enqueue`, the one way any caller queues a job. Imports
+nothing of alertpilot: the domain, the receiver and the workers all build on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from redis.client import Pipeline
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
+
+RUN_ACTION = "workers.entry.run_action"
+RUN_TICK = "workers.entry.run_tick"
+
+Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
+TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
+"""handoff: a mitigation used its attempts and a person takes over (workers/handoff.py)."""
+COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
+MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
+ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
+
+JOB_TIMEOUT = 300
+"""Seconds a job may run; also how long its action lock lives if the worker dies."""
+CRASH_RETRIES = Retry(max=3, interval=[30, 120, 300])
+"""For jobs that die (killed work horse, timeout, a bug): RQ requeues them."""
+RESULT_TTL = 24 * 3600
+FAILURE_TTL = 30 * 24 * 3600
+
+
+def action_job_id(incident_id: str, tag: str, action: str) -> str:
+    """`<incident>-<tag>-<action>`; tag: the transition, `escalated-<SEV>`,
+    `update-<SEV>-<n>`, `attempt<n>` or `handoff-<mitigation>`."""
+    return f"{incident_id}-{tag}-{action}"
+
+
+def approved_job_id(incident_id: str, proposal_id: str) -> str:
+    """The job an approval queues: one per proposal, which is used once."""
+    return f"{incident_id}-approved-{proposal_id}"
+
+
+def tick_job_id(incident_id: str, severity: str, n: int) -> str:
+    return f"{incident_id}-tick-{severity}-{n}"
+
+
+@dataclass(frozen=True)
+class Approved:
+    """What a person approved: the exact object, and what must still hold when it runs.
+
+    The approved job acts on this object alone (never on whatever the incident's
+    alerts name by then), and refuses, on the timeline, if it has changed.
+    """
+
+    proposal: str
+    namespace: str
+    kind: str
+    """"deployment" (what restart and rollback change)."""
+    name: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    """For a rollback: from_revision, to_revision, from_images, to_images."""
+
+    @property
+    def target(self) -> tuple[str, str]:
+        return self.namespace, self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proposal": self.proposal,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "name": self.name,
+            "facts": dict(self.facts),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Approved:
+        return cls(
+            proposal=str(doc["proposal"]),
+            namespace=str(doc["namespace"]),
+            kind=str(doc["kind"]),
+            name=str(doc["name"]),
+            facts=dict(doc.get("facts") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """The payload of a `RUN_ACTION` job: one action for one incident transition.
+
+    `params` are the route's settings for the action (workers/params.py); what
+    the run adds (attempt, note, approval, the object a follow-up keeps to) has
+    fields of its own.
+    """
+
+    prefix: str
+    incident_id: str
+    action: str
+    transition: Transition
+    severity: str
+    params: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = True
+    public: bool = False
+    """The severity goes on the status page."""
+    update_every: int | None = None
+    """Seconds between status updates at this severity (None: no cadence)."""
+    route: str = ""
+    """The route whose action this is; a mitigation reads its settings in the policy in force."""
+    attempt: int = 1
+    """A mitigation's follow-up attempts count up from 1 (scale_up)."""
+    note: str = ""
+    """Why a person takes over (transition "handoff")."""
+    approved: Approved | None = None
+    """Set on the job an approval queued."""
+    target: str = ""
+    """"namespace/name" a follow-up attempt keeps to: the object attempt 1 changed."""
+    job_id: str = ""
+    """The RQ job running this request (set by workers/jobs/dispatch.py; not in the payload)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "incident_id": self.incident_id,
+            "action": self.action,
+            "transition": self.transition,
+            "severity": self.severity,
+            "params": dict(self.params),
+            "dry_run": self.dry_run,
+            "public": self.public,
+            "update_every": self.update_every,
+            "route": self.route,
+            "attempt": self.attempt,
+            "note": self.note,
+            "approved": self.approved.to_json() if self.approved else None,
+            "target": self.target,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
+        if doc.get("action") not in ACTION_NAMES:
+            raise ValueError(f"unknown action, got {doc.get('action')!r}")
+        if doc.get("transition") not in TRANSITIONS:
+            raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
+        approved = doc.get("approved")
+        return cls(
+            prefix=str(doc["prefix"]),
+            incident_id=str(doc["incident_id"]),
+            action=str(doc["action"]),
+            transition=doc["transition"],
+            severity=str(doc["severity"]),
+            params=dict(doc.get("params") or {}),
+            dry_run=bool(doc.get("dry_run", True)),
+            public=bool(doc.get("public", False)),
+            update_every=int(doc["update_every"]) if doc.get("update_every") else None,
+            route=str(doc.get("route") or ""),
+            attempt=int(doc.get("attempt") or 1),
+            note=str(doc.get("note") or ""),
+            approved=Approved.from_json(approved) if isinstance(approved, dict) else None,
+            target=str(doc.get("target") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class TickRequest:
+    """The payload of a `RUN_TICK` job: the n-th status update of an open incident at a
+    severity's cadence (workers/cadence.py)."""
+
+    prefix: str
+    incident_id: str
+    severity: str
+    n: int
+    every: int
+    """Seconds between ticks."""
+    public: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return tick_job_id(self.incident_id, self.severity, self.n)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "incident_id": self.incident_id,
+            "severity": self.severity,
+            "n": self.n,
+            "every": self.every,
+            "public": self.public,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> TickRequest:
+        return cls(
+            prefix=str(doc["prefix"]),
+            incident_id=str(doc["incident_id"]),
+            severity=str(doc["severity"]),
+            n=int(doc["n"]),
+            every=int(doc["every"]),
+            public=bool(doc.get("public")),
+        )
+
+
+def enqueue(
+    queue: Queue,
+    function: str,
+    payload: dict[str, Any],
+    job_id: str,
+    *,
+    at: datetime | None = None,
+    pipeline: Pipeline | None = None,
+    description: str | None = None,
+) -> bool:
+    """Queue `function(payload)` as `job_id`, now or at `at` (RQ's scheduler).
+
+    With `pipeline` (a MULTI the caller executes with its state change): the job is
+    written into that transaction, so it exists if and only if the change commits.
+    A scheduled job is written by hand there: RQ 2.12's ScheduledJobRegistry.schedule
+    ignores its pipeline and ZADDs at once. Deterministic ids make a repeat harmless.
+
+    Without: at most once (`unique`): False if a job of that id is already there,
+    so a rerun of whatever queues it (a requeued tick, a rerun handler) adds nothing.
+    """
+    options: dict[str, Any] = {
+        "args": (payload,),
+        "job_id": job_id,
+        "timeout": JOB_TIMEOUT,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "retry": CRASH_RETRIES,
+        "description": description,
+    }
+    if at is None and pipeline is not None:
+        queue.enqueue_job(queue.create_job(function, **options), pipeline=pipeline)
+        return True
+    if at is not None and pipeline is not None:
+        job = queue.create_job(function, **options, status=JobStatus.SCHEDULED)
+        pipeline.sadd(queue.redis_queues_keys, queue.key)
+        job.set_status(JobStatus.SCHEDULED, pipeline=pipeline)
+        job.save(pipeline=pipeline)
+        pipeline.zadd(queue.scheduled_job_registry.key, {job.id: int(at.timestamp())})
+        return True
+    try:
+        if at is None:
+            queue.enqueue_call(function, **options, unique=True)
+        else:
+            # Not enqueue_at: RQ 2.12 drops its `unique` (a second call would reschedule).
+            job = queue.create_job(function, **options, status=JobStatus.SCHEDULED)
+            queue.schedule_job(job, at, unique=True)
+    except DuplicateJobError:
+        return False
+    return True
