@@ -18,8 +18,8 @@ from tests.support.alertmanager import run_alertmanager
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.test_e2e_alertmanager import wait_for
 from webhook import cli
-from webhook.approvals_api import approve
 from workers import approvals
+from workers.approvals import approve
 from workers.config import Integrations
 from workers.handlers import build_handlers
 from workers.incident.keys import Keys

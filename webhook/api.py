@@ -17,11 +17,16 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
-from webhook.app_services import require_auth, services
+from webhook.app_services import authenticated, services
 from webhook.errors import BadRequest, NotFound, Unavailable
-from webhook.pagerduty_webhook import acknowledgement
 from workers.incident import timeline
-from workers.incident.record import Incident, IncidentStatus, list_incidents, load_incident
+from workers.incident.record import (
+    Incident,
+    IncidentStatus,
+    acknowledgement,
+    list_incidents,
+    load_incident,
+)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -32,9 +37,9 @@ STATUSES: dict[str, IncidentStatus] = {"open": "open", "resolved": "resolved"}
 
 
 @blueprint.get("/incidents")
+@authenticated
 def incidents() -> Response:
     s = services()
-    require_auth(s)
     args = _query({"status", "limit"})
     status, limit = _status(args.get("status")), _limit(args.get("limit", "100"))
     try:
@@ -45,9 +50,9 @@ def incidents() -> Response:
 
 
 @blueprint.get("/incidents/<incident_id>")
+@authenticated
 def incident(incident_id: str) -> Response:
     s = services()
-    require_auth(s)
     _query(())
     if not INCIDENT_ID.fullmatch(incident_id):
         message = f"expected letters, digits, _ and - (at most {MAX_ID}), got {_clip(incident_id)}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
@@ -14,6 +13,7 @@ from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
 from webhook import api, approvals_api, health, pagerduty_webhook, receiver
+from webhook.app_services import Services
 from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
@@ -22,20 +22,6 @@ from workers.incident.keys import Keys
 from workers.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Services:
-    """Everything a view needs, built once per app and passed explicitly."""
-
-    settings: Settings
-    redis: Redis
-    keys: Keys
-    queue: Queue
-    policies: PolicyStore
-    metrics: Metrics
-    state: RedisStateCollector
-    intake: Intake
 
 
 def create_app(

@@ -192,7 +192,7 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
     from rq import Queue
     from rq.serializers import JSONSerializer
 
-    from webhook.approvals_api import approve
+    from workers.approvals import approve
     from workers.incident.keys import Keys
 
     if settings.redis_url is None:

@@ -11,17 +11,13 @@ bearer token (docs/metrics.md lists what it exposes).
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
-from webhook.app_services import require_auth, services
+from webhook.app_services import Services, authenticated, services
 from webhook.errors import Unauthorized
 from webhook.metrics import CONTENT_TYPE_LATEST
-
-if TYPE_CHECKING:
-    from webhook.app import Services
 
 blueprint = Blueprint("health", __name__)
 
@@ -43,10 +39,10 @@ def readyz() -> tuple[Response, int]:
 
 
 @blueprint.get("/api/v1/status")
+@authenticated
 def status() -> Response:
     """What /readyz leaves out; 200 whatever the state (it reports, /readyz decides)."""
     s = services()
-    require_auth(s)
     policy = s.policies.get()
     return jsonify(
         {

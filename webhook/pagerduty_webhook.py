@@ -18,22 +18,17 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from redis import Redis
 from redis.exceptions import RedisError, WatchError
 from redis.typing import EncodableT, FieldT
 
-from webhook.app_services import services
+from webhook.app_services import Services, services
 from webhook.errors import BadRequest, Unauthorized, Unavailable
 from workers.incident import timeline
 from workers.incident.durations import parse_duration
-from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
-
-if TYPE_CHECKING:
-    from webhook.app import Services
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("pagerduty_webhook", __name__)
@@ -140,18 +135,6 @@ def _get(doc: dict[str, Any], name: str, kind: type, parent: str = "") -> Any:
 
 def _clip(value: str) -> str:
     return repr(value if len(value) <= 64 else value[:64] + "...")
-
-
-def acknowledgement(redis: Redis, keys: Keys, incident_id: str) -> dict[str, Any]:
-    """The acknowledgement fields of the incident API (None before any acknowledgement)."""
-    ack = {text(k): text(v) for k, v in redis.hgetall(keys.acknowledgement(incident_id)).items()}
-    seconds, within = ack.get("time_to_acknowledge_seconds"), ack.get("within")
-    return {
-        "acknowledged_at": ack.get("acknowledged_at"),
-        "acknowledged_by": ack.get("acknowledged_by"),
-        "time_to_acknowledge_seconds": float(seconds) if seconds else None,
-        "acknowledged_within_response_time": {"true": True, "false": False}.get(within or ""),
-    }
 
 
 def human(seconds: float) -> str:

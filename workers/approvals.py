@@ -13,8 +13,12 @@ import secrets
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import WatchError
+from rq import Queue
 
+from workers.incident import timeline
 from workers.incident.keys import Keys, text
+from workers.jobs.contract import RUN_ACTION, approved_job_id, enqueue
 
 DEFAULT_EXPIRY = 30 * 60
 
@@ -30,6 +34,42 @@ def propose(redis: Redis, keys: Keys, payload: dict[str, Any], change: str, *, e
 
 def parse(raw: bytes | str) -> dict[str, Any]:
     """A stored proposal: {payload, change}. Approving it removes it
-    (webhook/approvals_api.py), so it cannot be approved twice."""
+    (`approve`), so it cannot be approved twice."""
     doc: dict[str, Any] = json.loads(text(raw))
     return doc
+
+
+def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str) -> str | None:
+    """Queue the proposed job, marked approved; its job id, or None if unknown or expired.
+
+    One transaction: the proposal is removed, the approval written on the timeline
+    and the job queued together, so an approval is never half done, and of two
+    people approving at once only one queues the job.
+    """
+    key = keys.proposal(proposal_id)
+    with redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                if raw is None:
+                    return None
+                proposal = parse(raw)
+                payload = proposal["payload"]
+                if isinstance(payload.get("approved"), dict):  # the object it names
+                    payload["approved"]["proposal"] = proposal_id
+                job_id = approved_job_id(str(payload["incident_id"]), proposal_id)
+                pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
+                pipe.delete(key)
+                entry = timeline.entry(
+                    "approved",
+                    f"{proposal['change']} approved {by}",
+                    action=payload["action"],
+                    proposal=proposal_id,
+                )
+                timeline.append(pipe, keys, str(payload["incident_id"]), entry)
+                enqueue(queue, RUN_ACTION, payload, job_id, pipeline=pipe)
+                pipe.execute()
+                return job_id
+            except WatchError:
+                continue  # someone else took or changed it: look again

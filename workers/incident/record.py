@@ -115,3 +115,15 @@ def open_counts_by_severity(redis: Redis, keys: Keys) -> dict[str, int]:
 
 def _ids(raw: Any) -> list[str]:
     return [text(i) for i in raw]
+
+
+def acknowledgement(redis: Redis, keys: Keys, incident_id: str) -> dict[str, Any]:
+    """The acknowledgement fields of the incident API (None before any acknowledgement)."""
+    ack = {text(k): text(v) for k, v in redis.hgetall(keys.acknowledgement(incident_id)).items()}
+    seconds, within = ack.get("time_to_acknowledge_seconds"), ack.get("within")
+    return {
+        "acknowledged_at": ack.get("acknowledged_at"),
+        "acknowledged_by": ack.get("acknowledged_by"),
+        "time_to_acknowledge_seconds": float(seconds) if seconds else None,
+        "acknowledged_within_response_time": {"true": True, "false": False}.get(within or ""),
+    }
