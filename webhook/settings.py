@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.config import SettingsError, boolean, secret
+from workers.config import SettingsError, dry_run, policies_dir, secret
 from workers.incident.durations import DurationError, parse_duration
 
 __all__ = ["Settings", "SettingsError"]
@@ -76,7 +76,7 @@ class Settings:
             )
         return cls(
             redis_url=_redis_url(env.get("REDIS_URL")),
-            policies_dir=Path(env.get("ALERTPILOT_POLICIES_DIR", "policies")),
+            policies_dir=policies_dir(env),
             webhook_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN"),
             webhook_previous_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS"),
             webhook_username=username,
@@ -86,7 +86,7 @@ class Settings:
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX", "alertpilot:")),
             queue_name=_name(env, "ALERTPILOT_QUEUE", "alertpilot"),
-            dry_run=boolean(env, "ALERTPILOT_DRY_RUN", True),
+            dry_run=dry_run(env),
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", "7d"),
             stale_window_seconds=_duration(env, "ALERTPILOT_STALE_WINDOW", "15m"),
             retention_seconds=_duration(env, "ALERTPILOT_RETENTION", "90d"),

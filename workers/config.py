@@ -37,6 +37,17 @@ def secret(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def policies_dir(env: Mapping[str, str]) -> Path:
+    """`ALERTPILOT_POLICIES_DIR` (unset or empty: `policies`), for the receiver and the
+    workers alike: one parse, one default."""
+    return Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies")
+
+
+def dry_run(env: Mapping[str, str]) -> bool:
+    """`ALERTPILOT_DRY_RUN` (default true), for the receiver and the workers alike."""
+    return boolean(env, "ALERTPILOT_DRY_RUN", True)
+
+
 def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -94,7 +105,7 @@ class Integrations:
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise SettingsError(f"ALERTPILOT_CA_BUNDLE: no file {ca_bundle!r}")
         return cls(
-            dry_run=boolean(env, "ALERTPILOT_DRY_RUN", True),
+            dry_run=dry_run(env),
             public_url=url(env, "ALERTPILOT_PUBLIC_URL", None),
             pagerduty_events_url=url(
                 env, "ALERTPILOT_PAGERDUTY_EVENTS_URL", cls.pagerduty_events_url, https=True
@@ -107,8 +118,8 @@ class Integrations:
             chat_webhook_url=secret(env, "ALERTPILOT_CHAT_WEBHOOK_URL"),
             notify_webhook_url=secret(env, "ALERTPILOT_NOTIFY_WEBHOOK_URL"),
             ca_bundle=ca_bundle,
-            policies_dir=Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies"),
-            templates_dir=Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies") / "templates",
+            policies_dir=policies_dir(env),
+            templates_dir=policies_dir(env) / "templates",
             env=dict(env),
         )
 
