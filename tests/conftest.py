@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,16 +16,18 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue, SimpleWorker
-from rq.scheduler import RQScheduler
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
 from tests.support.chat_standin import ChatStandIn
+from tests.support.clock import AheadClock
 from tests.support.kube_standin import KubeStandIn
 from tests.support.pagerduty_standin import PagerDutyStandIn
 from tests.support.statuspage_standin import StatuspageStandIn
 from webhook.app import create_app
 from webhook.settings import Settings
+from workers.incident import clock
 from workers.incident.keys import Keys
 
 if TYPE_CHECKING:
@@ -90,15 +91,33 @@ def run_jobs(queue: Queue) -> None:
 
 
 def due(queue: Queue, seconds: float) -> None:
-    """Let `seconds` pass, then do what the worker's scheduler does: queue what is due."""
-    time.sleep(seconds)
-    scheduler = RQScheduler([queue], connection=queue.connection, serializer=JSONSerializer)
-    scheduler.acquire_locks()
-    try:
-        scheduler.enqueue_scheduled_jobs()
-    finally:
-        scheduler.release_locks()
+    """Let `seconds` pass on alertpilot's clock, then do what the worker's scheduler does
+    (queue the scheduled jobs now due, by that clock) and run what is queued. No sleep."""
+    _CLOCK.advance(seconds)
+    registry = queue.scheduled_job_registry
+    job_ids = registry.get_jobs_to_schedule(int(clock.timestamp()))
+    jobs = Job.fetch_many(job_ids, connection=queue.connection, serializer=queue.serializer)
+    with queue.connection.pipeline() as pipe:
+        for job in jobs:
+            if job is not None:
+                queue._enqueue_job(job, pipeline=pipe)
+        for job_id in job_ids:
+            registry.remove(job_id, pipeline=pipe)
+        pipe.execute()
     run_jobs(queue)
+
+
+_CLOCK = AheadClock()
+
+
+@pytest.fixture(autouse=True)
+def ahead_clock() -> Iterator[AheadClock]:
+    """alertpilot's clock for this test: real time, plus what `due` advanced it by."""
+    global _CLOCK
+    _CLOCK = AheadClock()
+    previous = clock.install(_CLOCK)
+    yield _CLOCK
+    clock.install(previous)
 
 
 SEVERITIES = """\

@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from redis import Redis
@@ -28,7 +28,7 @@ from rq import Queue
 from rq.job import Job
 
 from webhook import replay
-from workers.incident import timeline
+from workers.incident import clock, timeline
 from workers.incident.alerts import Alert, Notification
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
@@ -336,7 +336,7 @@ class Intake:
 
 def _later(seconds: int) -> datetime | None:
     """When a job `seconds` from now runs (RQ's scheduler); None: at once."""
-    return datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+    return clock.now() + timedelta(seconds=seconds) if seconds else None
 
 
 def digest(notification: Notification) -> str:

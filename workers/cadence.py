@@ -9,12 +9,13 @@ chain: no update after resolve, and one chain at a time.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from redis import Redis
 from rq import Queue
 
+from workers.incident import clock
 from workers.incident.keys import Keys
 from workers.incident.record import load_incident
 from workers.jobs.contract import (
@@ -54,7 +55,7 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
         if enqueue(queue, RUN_ACTION, update.to_json(), job_id):
             queued.append(action)
     following = replace(request, n=request.n + 1)
-    when = datetime.now(UTC) + timedelta(seconds=request.every)
+    when = clock.now() + timedelta(seconds=request.every)
     enqueue(queue, RUN_TICK, following.to_json(), following.job_id, at=when)
     redis.set(keys.pending_tick(request.incident_id), following.job_id)  # a resolve cancels it
     return {"outcome": "ticked", "n": request.n, "queued": queued}

@@ -10,13 +10,13 @@ is a reason, written on the timeline.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from redis import Redis
 
 from workers.config import boolean
+from workers.incident import clock
 from workers.incident.durations import DurationError, parse_duration
 from workers.incident.keys import Keys, text
 from workers.policy.model import Guardrails
@@ -99,9 +99,19 @@ def refuse(
 
 
 def cooling(redis: Redis, keys: Keys, action: str, namespace: str, name: str) -> Refusal | None:
-    if redis.exists(keys.cooldown(action, namespace, name)):
+    until = redis.get(keys.cooldown(action, namespace, name))
+    if until is not None and _until(until) > clock.timestamp():
         return Refusal(f"{namespace}/{name} is cooling down after the last {action}")
     return None
+
+
+def _until(stored: bytes | str) -> float:
+    """The end of a cooldown as stored (seconds since the epoch); a value written before
+    cooldowns carried their end (an incident id) counts as running until it expires."""
+    try:
+        return float(text(stored))
+    except ValueError:
+        return float("inf")
 
 
 def claim(
@@ -123,7 +133,7 @@ def claim(
     refusal = cooling(redis, keys, action, namespace, name)
     if refusal is not None:
         return refusal
-    hour = keys.budget(int(time.time() // 3600))
+    hour = keys.budget(int(clock.timestamp() // 3600))
     used = int(redis.incr(hour))
     redis.expire(hour, 7200)
     if used > guard.budget_per_hour:
@@ -134,7 +144,7 @@ def claim(
 
 def refund(redis: Redis, keys: Keys) -> None:
     """Give back a claimed unit when the change did not happen (failed, or nothing to do)."""
-    redis.decr(keys.budget(int(time.time() // 3600)))
+    redis.decr(keys.budget(int(clock.timestamp() // 3600)))
 
 
 def _allowed(guard: Guard, name: str, labels: Callable[[], Mapping[str, str]]) -> bool:
@@ -157,7 +167,9 @@ def applied(
     with redis.pipeline() as pipe:
         pipe.incr(keys.attempts(incident_id, action))
         pipe.expire(keys.attempts(incident_id, action), 90 * 24 * 3600)
-        pipe.set(keys.cooldown(action, namespace, name), incident_id, ex=guard.cooldown_seconds)
+        # The end by alertpilot's clock decides; the TTL only clears the key away.
+        until = clock.timestamp() + guard.cooldown_seconds
+        pipe.set(keys.cooldown(action, namespace, name), f"{until:.3f}", ex=guard.cooldown_seconds)
         pipe.execute()
 
 

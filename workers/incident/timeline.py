@@ -14,6 +14,7 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
+from workers.incident import clock
 from workers.incident.keys import Keys
 
 TIMELINE_MAX = 10_000
@@ -21,7 +22,7 @@ TIMELINE_MAX = 10_000
 
 
 def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return clock.now().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def seconds(iso: str) -> float:

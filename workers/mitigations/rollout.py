@@ -9,11 +9,9 @@ rollback would bring the bad release back (roll forward with a fix instead).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from workers.actions import Outcome
 from workers.guardrails import Guard, seconds
-from workers.incident import timeline
+from workers.incident import clock, timeline
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.kube import Revision
@@ -75,7 +73,7 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     if latest is None or not earlier:
         return Outcome("skipped", f"{namespace}/{name} has no earlier revision to roll back to")
     window = RollbackParams.model_validate(request.params).changed_within
-    age = (datetime.now(UTC) - latest.created).total_seconds()
+    age = (clock.now() - latest.created).total_seconds()
     if age > seconds(window, default=3600):
         message = (
             f"{namespace}/{name} revision {current} rolled out {_ago(age)} ago, "

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from workers.actions import Outcome
 from workers.guardrails import Guard
 from workers.handoff import hand_off
+from workers.incident import clock
 from workers.incident.record import Incident
 from workers.jobs.contract import RUN_ACTION, ActionRequest, action_job_id, enqueue
 from workers.mitigations.common import (
@@ -143,7 +144,7 @@ def _next_attempt(
     attempt = request.attempt + 1
     payload = replace(request, attempt=attempt, target="/".join(where)).to_json()
     job_id = action_job_id(request.incident_id, f"attempt{attempt}", request.action)
-    when = datetime.now(UTC) + timedelta(seconds=guard.cooldown_seconds + FOLLOW_UP_MARGIN)
+    when = clock.now() + timedelta(seconds=guard.cooldown_seconds + FOLLOW_UP_MARGIN)
     enqueue(cluster.queue, RUN_ACTION, payload, job_id, at=when)
 
 
