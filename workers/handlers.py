@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from redis import Redis
 from rq import Queue
@@ -19,9 +20,9 @@ from workers.communication import Vendors, notify, page, statuspage
 from workers.config import Integrations
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
-from workers.jobs.contract import ACTION_NAMES, ActionRequest
+from workers.jobs.contract import ACTION_NAMES, MITIGATION_ACTIONS, ActionRequest
 from workers.kube import Kubernetes, api_client
-from workers.mitigations import MITIGATIONS, Cluster
+from workers.mitigations import Cluster, rate_limit, rollback, rollout_restart, scale_up
 from workers.pagerduty import PagerDuty
 from workers.policy.engine import Policy
 from workers.policy.problems import PolicyError
@@ -29,31 +30,49 @@ from workers.policy.store import in_force as policy_in_force
 from workers.statuspage import RateLimiter, Statuspage
 
 log = logging.getLogger(__name__)
-Live = Callable[[ActionRequest, Incident, Vendors], Outcome]
-LIVE: dict[str, Live] = {"page": page, "statuspage": statuspage, "notify": notify}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What an action reaches while it runs: the vendors (communication), the cluster
+    and the policy in force (mitigations)."""
+
+    vendors: Vendors
+    cluster: Cluster
+
+
+Run = Callable[[ActionRequest, Incident, Runtime], Outcome]
+ACTIONS: dict[str, Run] = {
+    "page": lambda request, incident, rt: page(request, incident, rt.vendors),
+    "statuspage": lambda request, incident, rt: statuspage(request, incident, rt.vendors),
+    "notify": lambda request, incident, rt: notify(request, incident, rt.vendors),
+    "scale_up": lambda request, incident, rt: scale_up(request, incident, rt.cluster),
+    "rate_limit": lambda request, incident, rt: rate_limit(request, incident, rt.cluster),
+    "rollout_restart": lambda request, incident, rt: rollout_restart(request, incident, rt.cluster),
+    "rollback": lambda request, incident, rt: rollback(request, incident, rt.cluster),
+}
+"""The one registry of what runs each action (its parameters: workers/params.py PARAMS;
+its name: workers/jobs/contract.py ACTION_NAMES; a test checks the three agree)."""
 
 
 def build_handlers(
     integrations: Integrations, redis: Redis, prefix: str, queue: Queue
 ) -> dict[str, Handler]:
     """`queue`: where mitigations queue what follows them (handoffs, follow-up attempts)."""
-    vendors = vendors_for(integrations, redis, prefix)
-    cluster = Cluster(
-        redis, integrations.env, _kube(integrations), queue, lambda: _policy(integrations)
+    runtime = Runtime(
+        vendors_for(integrations, redis, prefix),
+        Cluster(redis, integrations.env, _kube(integrations), queue, lambda: _policy(integrations)),
     )
 
     def handler(name: str) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:
-            if name in MITIGATIONS and request.transition == "resolved":
+            if name in MITIGATION_ACTIONS and request.transition == "resolved":
                 # A revert puts back only what was really changed (its record), dry run or
                 # not since: dry run stops new changes, it must not strand a made one.
-                return MITIGATIONS[name](request, incident, cluster)
+                return ACTIONS[name](request, incident, runtime)
             if request.dry_run or integrations.dry_run:
                 return dry_run(request, incident)
-            if name in MITIGATIONS:
-                return MITIGATIONS[name](request, incident, cluster)
-            live = LIVE.get(name)
-            return live(request, incident, vendors) if live else dry_run(request, incident)
+            return ACTIONS[name](request, incident, runtime)
 
         return run
 

@@ -1,0 +1,89 @@
+"""notify: the declared / update / resolved / handoff message in chat (a Slack-compatible
+incoming webhook) and, if configured, a generic JSON webhook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import TemplateError
+
+from workers import templates
+from workers.actions import Outcome
+from workers.communication.vendors import Vendors, first_firing, incident_url
+from workers.config import Integrations
+from workers.incident.errors import PermanentError
+from workers.incident.record import Incident
+from workers.jobs.contract import ActionRequest
+
+
+def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
+    if vendors.chat is None and vendors.webhook is None:
+        raise PermanentError(
+            "no chat configured (ALERTPILOT_CHAT_WEBHOOK_URL, ALERTPILOT_NOTIFY_WEBHOOK_URL)"
+        )
+    text = chat_message(request, incident, vendors.integrations)
+    sent = []
+    if vendors.chat is not None:
+        vendors.chat.post({"text": text})
+        sent.append("chat")
+    if vendors.webhook is not None:
+        vendors.webhook.post(_webhook_body(request, incident, vendors.integrations, text))
+        sent.append("webhook")
+    return Outcome("succeeded", f"posted the {request.transition} message to {' and '.join(sent)}")
+
+
+def _webhook_body(
+    request: ActionRequest, incident: Incident, integrations: Integrations, text: str
+) -> dict[str, Any]:
+    """The generic webhook's body: the message plus the incident as data."""
+    return {
+        "version": "1",
+        "event": request.transition,
+        "text": text,
+        "incident": {
+            "id": incident.id,
+            "title": incident.title,
+            "severity": request.severity,
+            "status": incident.status,
+            "route": incident.route,
+            "started_at": incident.started_at,
+            "resolved_at": incident.resolved_at,
+            "alerts_firing": len(incident.firing),
+            "alerts_total": len(incident.alerts),
+            "url": incident_url(integrations, incident) or None,
+        },
+    }
+
+
+def chat_message(request: ActionRequest, incident: Incident, integrations: Integrations) -> str:
+    """The message from the team's template (policies/templates), or the built-in one."""
+    first = first_firing(incident)
+    context = {
+        "severity": request.severity,
+        "title": incident.title,
+        "escalated": request.transition == "escalated",
+        "firing": len(incident.firing),
+        "total": len(incident.alerts),
+        "services": sorted({a.labels.get("service", "?") for a in incident.firing}) or ["-"],
+        "labels": first.labels if first else {},
+        "started_at": incident.started_at,
+        "resolved_at": incident.resolved_at or "",
+        "actions": list(incident.actions),
+        "link": incident_url(integrations, incident),
+        "next_update": _human(request.update_every)
+        if request.update_every and request.transition != "resolved"
+        else "",
+        "incident_id": incident.id,
+        "note": request.note,
+    }
+    try:
+        return templates.render(integrations.templates_dir, request.transition, context)
+    except TemplateError as exc:
+        raise PermanentError(f"chat template for {request.transition}: {exc}") from None
+
+
+def _human(seconds: int) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
