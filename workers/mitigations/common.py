@@ -79,7 +79,7 @@ def in_force(request: ActionRequest, incident: Incident, cluster: Cluster) -> In
     return InForce(replace(request, params=dict(action.params)), guard, policy)
 
 
-def refused(
+def stopped(
     request: ActionRequest,
     incident: Incident,
     cluster: Cluster,
@@ -87,10 +87,9 @@ def refused(
     target: tuple[str, str],
     resource: str = "deployments",
 ) -> Outcome | None:
-    """The guardrails' refusal as a 'blocked' outcome, or None when the action may go ahead.
-
-    At the attempt cap the incident goes to a person (page note and chat).
-    """
+    """What stops the action before any change: a guardrail's refusal ('blocked'; at the
+    attempt cap the incident goes to a person, page note and chat), or dry run
+    (described with the resolved target); None when it may go ahead."""
     namespace, name = target
     refusal = guardrails.refuse(
         cluster.redis,
@@ -104,27 +103,11 @@ def refused(
         labels=lambda: cluster.kube().labels(resource, namespace, name),
     )
     if refusal is None:
-        return None
+        return dry_run(request, incident, "/".join(target)) if guard.dry_run else None
     details: dict[str, Any] = {"target": f"{namespace}/{name}"}
     if refusal.needs_person:
         details["handed_off"] = hand_off(cluster.queue, request, incident, refusal.reason)
     return Outcome("blocked", refusal.reason, details)
-
-
-def stopped(
-    request: ActionRequest,
-    incident: Incident,
-    cluster: Cluster,
-    guard: Guard,
-    target: tuple[str, str],
-    resource: str = "deployments",
-) -> Outcome | None:
-    """What stops the action before any change: a guardrail's refusal, or dry run
-    (described with the resolved target); None when it may go ahead."""
-    blocked = refused(request, incident, cluster, guard, target, resource)
-    if blocked is None and guard.dry_run:
-        return dry_run(request, incident, "/".join(target))
-    return blocked
 
 
 def act(

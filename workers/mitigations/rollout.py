@@ -31,9 +31,7 @@ from workers.params import RollbackParams
 
 def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Restart the pods, as `kubectl rollout restart` does (a restartedAt annotation)."""
-    if request.transition == "resolved":
-        return Outcome("skipped", "a restart has nothing to revert")
-    ready = _ready(request, incident, cluster)
+    ready = _ready(request, incident, cluster, "a restart has nothing to revert")
     if isinstance(ready, Outcome):
         return ready
     request, guard, where = ready
@@ -54,9 +52,8 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
 def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Back to the previous revision, as `kubectl rollout undo` does, and only when the
     current one rolled out within `changed_within` (default 1h)."""
-    if request.transition == "resolved":
-        return Outcome("skipped", "a rollback is not reverted: roll forward with a fixed release")
-    ready = _ready(request, incident, cluster)
+    no_revert = "a rollback is not reverted: roll forward with a fixed release"
+    ready = _ready(request, incident, cluster, no_revert)
     if isinstance(ready, Outcome):
         return ready
     request, guard, where = ready
@@ -111,10 +108,13 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
 
 
 def _ready(
-    request: ActionRequest, incident: Incident, cluster: Cluster
+    request: ActionRequest, incident: Incident, cluster: Cluster, no_revert: str
 ) -> tuple[ActionRequest, Guard, tuple[str, str]] | Outcome:
     """The request and guardrails as the policy in force has them, and the deployment to
-    change; or what stops the change (the policy, the approval, a guardrail, dry run)."""
+    change; or what stops the change (the policy, the approval, a guardrail, dry run),
+    or, after the incident, why there is nothing to revert (`no_revert`)."""
+    if request.transition == "resolved":
+        return Outcome("skipped", no_revert)
     now = in_force(request, incident, cluster)
     if isinstance(now, Outcome):
         return now
