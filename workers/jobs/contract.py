@@ -10,7 +10,7 @@ nothing of alertpilot: the domain, the receiver and the workers all build on it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -73,13 +73,7 @@ class Approved:
         return self.namespace, self.name
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "proposal": self.proposal,
-            "namespace": self.namespace,
-            "kind": self.kind,
-            "name": self.name,
-            "facts": dict(self.facts),
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Approved:
@@ -126,22 +120,9 @@ class ActionRequest:
     """The RQ job running this request (set by workers/jobs/dispatch.py; not in the payload)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "incident_id": self.incident_id,
-            "action": self.action,
-            "transition": self.transition,
-            "severity": self.severity,
-            "params": dict(self.params),
-            "dry_run": self.dry_run,
-            "public": self.public,
-            "update_every": self.update_every,
-            "route": self.route,
-            "attempt": self.attempt,
-            "note": self.note,
-            "approved": self.approved.to_json() if self.approved else None,
-            "target": self.target,
-        }
+        doc = asdict(self)  # nested dataclasses (approved) become dicts too
+        del doc["job_id"]  # the RQ job's, not the payload's
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ActionRequest:
@@ -186,14 +167,7 @@ class TickRequest:
         return tick_job_id(self.incident_id, self.severity, self.n)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "incident_id": self.incident_id,
-            "severity": self.severity,
-            "n": self.n,
-            "every": self.every,
-            "public": self.public,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> TickRequest:
