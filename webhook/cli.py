@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    needs = getattr(args, "needs_redis", None)
+    if needs and settings.redis_url is None:
+        print(f"alertpilot: REDIS_URL: required for {needs}", file=sys.stderr)
+        return 2
     code: int = args.run(args, settings)
     return code
 
@@ -54,11 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--insecure-no-auth", action="store_true", help="accept notifications without credentials"
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, needs_redis="serve")
 
     worker = commands.add_parser("worker", help="RQ worker with scheduler")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, needs_redis="worker")
 
     _policy_parsers(commands)
 
@@ -74,34 +78,34 @@ def _parser() -> argparse.ArgumentParser:
         required=True, metavar="ACTION"
     )
     export = replay.add_parser("export", help="write them as JSON lines, oldest first")
-    export.set_defaults(run=_replay_export)
+    export.set_defaults(run=_replay_export, needs_redis="replay export")
 
     mitigations = commands.add_parser("mitigations", help="the kill switch").add_subparsers(
         required=True, metavar="ACTION"
     )
     pause = mitigations.add_parser("pause", help="stop every mitigation (recorded as blocked)")
     pause.add_argument("--reason", required=True, help="shown on every blocked mitigation")
-    pause.set_defaults(run=_pause)
+    pause.set_defaults(run=_pause, needs_redis="mitigations")
     resume = mitigations.add_parser("resume", help="let mitigations run again")
-    resume.set_defaults(run=_resume)
+    resume.set_defaults(run=_resume, needs_redis="mitigations")
 
     actions = commands.add_parser("actions", help="proposed mitigations").add_subparsers(
         required=True, metavar="ACTION"
     )
     approve = actions.add_parser("approve", help="approve a proposed mitigation")
     approve.add_argument("proposal_id", metavar="ID")
-    approve.set_defaults(run=_approve)
+    approve.set_defaults(run=_approve, needs_redis="actions")
 
     jobs = commands.add_parser("jobs", help="jobs that failed for good").add_subparsers(
         required=True, metavar="ACTION"
     )
     failed = jobs.add_parser("failed", help="list failed jobs with their reason")
-    failed.set_defaults(run=failed_jobs.list_failed)
+    failed.set_defaults(run=failed_jobs.list_failed, needs_redis="jobs")
     retry = jobs.add_parser(
         "retry", help="queue failed jobs again (an effect already made is not repeated)"
     )
     retry.add_argument("job_ids", nargs="+", metavar="JOB_ID")
-    retry.set_defaults(run=failed_jobs.retry)
+    retry.set_defaults(run=failed_jobs.retry, needs_redis="jobs")
     return parser
 
 
@@ -195,10 +199,7 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
     from workers.approvals import approve
     from workers.incident.keys import Keys
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for actions", file=sys.stderr)
-        return 2
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(_url(settings))
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     user = os.environ.get("USER") or "unknown"
     job_id = approve(redis, queue, Keys(settings.key_prefix), args.proposal_id, by=f"by {user}")
@@ -225,10 +226,7 @@ def _switch(settings: Settings, reason: str | None) -> int:
 
     from workers.incident.keys import Keys
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for mitigations", file=sys.stderr)
-        return 2
-    redis, key = Redis.from_url(settings.redis_url), Keys(settings.key_prefix).mitigations_paused
+    redis, key = Redis.from_url(_url(settings)), Keys(settings.key_prefix).mitigations_paused
     if reason is None:
         redis.delete(key)
         print("mitigations resumed")
@@ -245,11 +243,8 @@ def _replay_export(args: argparse.Namespace, settings: Settings) -> int:
     from webhook.replay import export
     from workers.incident.keys import Keys
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for replay export", file=sys.stderr)
-        return 2
     try:
-        count = export(Redis.from_url(settings.redis_url), Keys(settings.key_prefix), sys.stdout)
+        count = export(Redis.from_url(_url(settings)), Keys(settings.key_prefix), sys.stdout)
     except RedisError as exc:
         print(f"alertpilot: Redis: {type(exc).__name__}", file=sys.stderr)
         return 1
@@ -273,9 +268,6 @@ def _check_policies(directory: Path, *, secrets: bool = False) -> bool:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from webhook.serve import exec_gunicorn
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for serve", file=sys.stderr)
-        return 2
     if not settings.auth_configured and not args.insecure_no_auth:
         print(
             "alertpilot: ALERTPILOT_WEBHOOK_TOKEN: set it (or ALERTPILOT_WEBHOOK_USERNAME and "
@@ -291,13 +283,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from webhook.worker import run_worker
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for worker", file=sys.stderr)
-        return 2
     if not _check_policies(settings.policies_dir, secrets=not settings.dry_run):
         return 2
     return run_worker(
-        settings.redis_url,
+        _url(settings),
         settings.queue_name,
         policies_dir=settings.policies_dir,
         reload_seconds=settings.policy_reload_seconds,
@@ -320,6 +309,12 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     if not _check_policies(settings.policies_dir):
         return 2
     return run_dev(settings, host=args.host, port=args.port, data_dir=args.data_dir)
+
+
+def _url(settings: Settings) -> str:
+    """REDIS_URL, which `main` checked for every command that needs it."""
+    assert settings.redis_url is not None
+    return settings.redis_url
 
 
 def _loopback(host: str) -> bool:

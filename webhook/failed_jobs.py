@@ -29,9 +29,6 @@ def list_failed(args: argparse.Namespace, settings: Settings) -> int:
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for jobs", file=sys.stderr)
-        return 2
     registry = _failed_registry(settings)
     job_ids = registry.get_job_ids()
     for job_id in job_ids:
@@ -103,9 +100,6 @@ def _fresh_attempts(registry: Any, job_id: str) -> None:
 def retry(args: argparse.Namespace, settings: Settings) -> int:
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
-    if settings.redis_url is None:
-        print("alertpilot: REDIS_URL: required for jobs", file=sys.stderr)
-        return 2
     registry = _failed_registry(settings)
     code = 0
     for job_id in args.job_ids:
