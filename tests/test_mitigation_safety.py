@@ -49,6 +49,16 @@ def _propose(mitigation: MitigationBench, routes: str = RESTART) -> tuple[Any, s
     return app, incident_id, str(proposed["proposal"])
 
 
+def _approve_and_run(
+    mitigation: MitigationBench, app: Any, incident_id: str, proposal: str
+) -> dict[str, Any]:
+    """Approve the proposal through the API, run the job; its timeline entry."""
+    assert app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH).status_code == 202
+    run_jobs(mitigation.queue)
+    entry: dict[str, Any] = entries(app, incident_id, "rollout_restart")[-1]
+    return entry
+
+
 def _patches(mitigation: MitigationBench) -> list[str]:
     return [r.path for r in mitigation.kube.requests if r.method == "PATCH"]
 
@@ -60,11 +70,9 @@ def test_an_approved_restart_acts_on_the_proposed_workload_after_another_alert_j
     joined = _joined(latency("api-canary"), "0000000000000001", "api")
     assert post(app, joined).json["incidents"] == [incident_id]
 
-    assert app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH).status_code == 202
-    run_jobs(mitigation.queue)
+    done = _approve_and_run(mitigation, app, incident_id, proposal)
 
     assert _patches(mitigation) == [API_PATH + "api-canary"]
-    done = entries(app, incident_id, "rollout_restart")[-1]
     assert done["message"] == "restarted production/api-canary (rollout restart)"
 
 
@@ -79,11 +87,9 @@ def test_an_approval_is_refused_once_no_firing_alert_points_at_its_workload(
     gone["alerts"][1] = resolved(canary)["alerts"][0]
     post(app, gone)  # the canary's alert resolved; api's still fires
 
-    app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
-    run_jobs(mitigation.queue)
+    refused = _approve_and_run(mitigation, app, incident_id, proposal)
 
     assert _patches(mitigation) == []
-    refused = entries(app, incident_id, "rollout_restart")[-1]
     assert refused["kind"] == "blocked"
     assert refused["message"].startswith("approved for production/api-canary, but no firing alert")
 
@@ -94,11 +100,9 @@ def test_an_approved_restart_obeys_dry_run_set_in_the_policy_since(
     app, incident_id, proposal = _propose(mitigation)
     mitigation.app(RESTART, dry_run=True)  # the team tightens the policy before approving
 
-    app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
-    run_jobs(mitigation.queue)
+    outcome = _approve_and_run(mitigation, app, incident_id, proposal)
 
     assert _patches(mitigation) == []
-    outcome = entries(app, incident_id, "rollout_restart")[-1]
     assert outcome["kind"] == "dry_run" and "production/api-canary" in outcome["message"]
 
 
@@ -108,11 +112,9 @@ def test_an_approved_restart_obeys_an_allowlist_narrowed_since(
     app, incident_id, proposal = _propose(mitigation)
     mitigation.app(RESTART, allow={"namespaces": ["production"], "workloads": ["api"]})
 
-    app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
-    run_jobs(mitigation.queue)
+    outcome = _approve_and_run(mitigation, app, incident_id, proposal)
 
     assert _patches(mitigation) == []
-    outcome = entries(app, incident_id, "rollout_restart")[-1]
     assert outcome["kind"] == "blocked" and "allowlist" in outcome["message"]
 
 
