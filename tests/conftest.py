@@ -26,7 +26,7 @@ from tests.support.kube_standin import KubeStandIn
 from tests.support.pagerduty_standin import PagerDutyStandIn
 from tests.support.statuspage_standin import StatuspageStandIn
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 from workers.incident import clock
 from workers.incident.keys import Keys
 

@@ -20,8 +20,8 @@ from rq import Queue
 from tests.conftest import AUTH, SEVERITIES, due, post, run_jobs, write_policy
 from tests.test_communication import payments
 from webhook.app import create_app
-from webhook.settings import Settings
 from workers import cadence
+from workers.config import Settings
 
 FAST = SEVERITIES.replace("update_every: 30m", "update_every: 1s").replace(
     "update_every: 1h", "update_every: 1s"

@@ -33,7 +33,7 @@ from tests.conftest import (
 )
 from webhook import cli
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def payments(status: str = "firing") -> dict[str, Any]:

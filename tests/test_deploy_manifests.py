@@ -32,11 +32,10 @@ TARGETS = DEPLOY / "targets"
 RBAC_KINDS = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
 AMTOOL = "/usr/bin/amtool"
 
-# Every variable the settings read (taken from webhook/settings.py and workers/config.py, with the
-# `_FILE` form of each secret); anything else in a manifest is a typo or a missing setting.
-_SETTINGS_SOURCE = "\n".join(
-    (DEPLOY.parent / path).read_text() for path in ("webhook/settings.py", "workers/config.py")
-)
+# Every variable the settings read (taken from workers/config.py, the one configuration tree,
+# with the `_FILE` form of each secret); anything else in a manifest is a typo or a missing
+# setting.
+_SETTINGS_SOURCE = (DEPLOY.parent / "workers" / "config.py").read_text()
 _SECRETS = set(re.findall(r'\bsecret\(env, "([A-Z_]+)"\)', _SETTINGS_SOURCE))
 APP_ENV_VARS = frozenset(
     set(re.findall(r'"((?:ALERTPILOT_[A-Z_]+)|REDIS_URL)"', _SETTINGS_SOURCE))

@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from tests.conftest import AUTH, fixture, write_policy
 from webhook.app import create_app
 from webhook.app_services import services_of
-from webhook.settings import Settings
+from workers.config import Settings
 from workers.policy.store import PolicyStore
 
 # Two versions of one route file: every alert of a notification goes to the same

@@ -17,7 +17,7 @@ from rq import Queue
 from tests.conftest import AUTH, fixture, post, write_policy
 from webhook.app import create_app
 from webhook.policy.commands import explain_alerts
-from webhook.settings import Settings
+from workers.config import Settings
 from workers.policy import evaluate, load_policy
 
 

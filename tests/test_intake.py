@@ -16,7 +16,7 @@ from rq import Queue
 
 from tests.conftest import AUTH, REDIS_URL, fixture, post, write_policy
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def _queued(queue: Queue) -> list[str]:

@@ -14,7 +14,7 @@ from rq import Queue
 
 from tests.conftest import AUTH, TOKEN, fixture, post, run_jobs
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def _samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -22,7 +22,7 @@ from tests.support.rbac import allows, granted, kustomize
 from tests.support.rbac import calls as rbac_calls
 from webhook import rbac
 from workers.actions import MANIFEST_KINDS
-from workers.config import Integrations
+from workers.config import Settings
 from workers.handlers import build_handlers
 from workers.jobs.dispatch import execute
 from workers.policy import PolicyError, load_policy
@@ -499,7 +499,7 @@ def test_a_rerun_after_a_crash_past_the_api_call_does_not_scale_twice(
     (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
     payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
     queue.empty()
-    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:", queue)
+    handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
     assert execute(redis, payload, handlers, job_id=job_id).outcome == "succeeded"
     kept = f"aptest:intent:{job_id}"
     for key in redis.scan_iter("aptest:*"):  # all bookkeeping after the call is lost
@@ -522,7 +522,7 @@ def test_a_conflicting_write_is_retried_on_a_fresh_read(mitigation: MitigationBe
     (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
     payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
     queue.empty()
-    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:", queue)
+    handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
     kube.fail_next("update", "deployments/scale", 409)
     first = execute(redis, payload, handlers, job_id=job_id)
     assert first.outcome == "retried" and "409" in first.message

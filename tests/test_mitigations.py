@@ -20,7 +20,7 @@ from tests.test_e2e_alertmanager import wait_for
 from webhook import cli
 from workers import approvals
 from workers.approvals import approve
-from workers.config import Integrations
+from workers.config import Settings
 from workers.handlers import build_handlers
 from workers.incident.keys import Keys
 from workers.jobs.dispatch import execute
@@ -236,7 +236,7 @@ def test_two_workers_scaling_one_workload_change_it_once(mitigation: MitigationB
     jobs = [post(app, doc).json["jobs"][0] for doc in (first, second)]
     payloads = [queue.fetch_job(job_id).args[0] for job_id in jobs]  # type: ignore[union-attr]
     queue.empty()
-    handlers = build_handlers(Integrations.from_env(os.environ), redis, "aptest:", queue)
+    handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
     outcomes: list[str] = []
 
     def worker(index: int) -> None:

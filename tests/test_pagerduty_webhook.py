@@ -25,7 +25,7 @@ from redis import Redis
 from tests.conftest import AUTH, fixture, post
 from tests.support.redis_server import free_port
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 from workers.incident.keys import Keys
 
 URL = "/api/v1/pagerduty"

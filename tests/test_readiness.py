@@ -16,7 +16,7 @@ from tests.conftest import AUTH, write_policy
 from tests.support.redis_server import free_port
 from webhook.app import create_app
 from webhook.app_services import services_of
-from webhook.settings import Settings
+from workers.config import Settings
 
 ROUTES = """\
 routes:

@@ -17,7 +17,7 @@ from redis import Redis
 
 from tests.conftest import AUTH, TOKEN, fixture, post
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 URL = "/api/v1/alertmanager"
 

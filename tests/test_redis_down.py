@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from tests.conftest import AUTH, REDIS_URL, fixture, post
 from tests.support.redis_server import free_port, redis_server
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def test_redis_down_is_503_and_the_same_notification_is_accepted_when_it_is_back(

@@ -10,6 +10,13 @@ from workers.policy.model import PolicyFile
 
 def test_every_action_has_a_runner_and_typed_parameters() -> None:
     assert set(ACTIONS) == set(PARAMS) == set(ACTION_NAMES)
+    for name, action in ACTIONS.items():
+        assert action.name == name
+        assert action.params is PARAMS[name], name
+
+
+def test_mitigations_say_what_happens_after_the_incident_and_communication_runs_on() -> None:
+    assert {n for n, a in ACTIONS.items() if a.revert is not None} == set(MITIGATION_ACTIONS)
 
 
 def test_mitigation_parameters_share_the_mitigation_settings() -> None:

@@ -17,7 +17,7 @@ from webhook.app_services import Services
 from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
-from webhook.settings import Settings
+from workers.config import Settings
 from workers.incident.keys import Keys
 from workers.policy.store import PolicyStore
 

@@ -16,7 +16,7 @@ from webhook.auth import authorized
 from webhook.errors import Unauthorized
 from webhook.intake import Intake
 from webhook.metrics import Metrics, RedisStateCollector
-from webhook.settings import Settings
+from workers.config import Settings
 from workers.incident.keys import Keys
 from workers.policy.store import PolicyStore
 

@@ -10,7 +10,7 @@ import base64
 import binascii
 import hmac
 
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def authorized(header: str | None, settings: Settings) -> bool:

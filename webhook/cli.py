@@ -18,7 +18,7 @@ from typing import Any
 
 from webhook import failed_jobs
 from webhook.policy import commands as commands_
-from webhook.settings import Settings, SettingsError
+from workers.config import Settings, SettingsError
 from workers.policy.loader import PolicyError, load_policy
 
 

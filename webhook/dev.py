@@ -28,7 +28,7 @@ from werkzeug.serving import run_simple
 
 from webhook.app import create_app
 from webhook.app_services import services_of
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def run_dev(settings: Settings, *, host: str, port: int, data_dir: Path) -> int:

@@ -10,7 +10,7 @@ import re
 import sys
 from typing import Any
 
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def _failed_registry(settings: Settings) -> Any:

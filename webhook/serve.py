@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.settings import Settings
+from workers.config import Settings
 
 OWNED_METRICS_DIR = "ALERTPILOT_OWNED_METRICS_DIR"
 """Set (to the directory) by `serve` for gunicorn's master when the directory is its own."""

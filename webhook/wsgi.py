@@ -6,7 +6,7 @@ import logging
 import os
 
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 settings = Settings.from_env(os.environ)
 logging.basicConfig(

@@ -1,4 +1,4 @@
-"""What a job asks for (ActionRequest) and what came of it (Outcome), plus dry run.
+"""What an action is (Action), what came of a run (Outcome), plus dry run.
 
 A dry run describes, on the timeline, the exact call the action would make.
 The live handlers are chosen in workers/handlers.py; the dispatch in
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from workers.incident.record import Incident
 from workers.jobs.contract import (
     ACTION_NAMES,
     ActionRequest,
 )
+from workers.params import Params
 
 OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked", "proposed"]
 
@@ -35,6 +36,27 @@ class Outcome:
 
 
 Handler = Callable[[ActionRequest, Incident], Outcome]
+
+Reach = TypeVar("Reach")
+"""What an action reaches while it runs: the vendors (communication) or the cluster."""
+
+
+@dataclass(frozen=True)
+class Action(Generic[Reach]):
+    """One action, declared once in its own module and listed in workers/handlers.py.
+
+    `params`: its route settings (workers/params.py), the model policy validation and
+    the JSON Schema use too; the run state (attempt, approval, note) travels beside
+    them in the `ActionRequest`. `run` handles every transition of the incident but
+    the end of one that changed something: that is `revert`'s, which runs even after
+    dry run was switched on (it puts back only what was really changed). An action
+    without `revert` (the communication actions) runs `run` for "resolved" too.
+    """
+
+    name: str
+    params: type[Params]
+    run: Callable[[ActionRequest, Incident, Reach], Outcome]
+    revert: Callable[[ActionRequest, Incident, Reach], Outcome] | None = None
 
 
 def describe(request: ActionRequest, incident: Incident, target: str | None = None) -> str:

@@ -1,17 +1,25 @@
-"""What the workers need to reach the vendors, read from the environment.
+"""The one configuration tree, read from `ALERTPILOT_*` variables and `REDIS_URL`.
 
-Jobs read it when they run (`Integrations.from_env(os.environ)`), so a worker
-picks up rotated secrets mounted as files without a restart. The env helpers
-here are shared with the webhook's settings: one way to spell a secret
-(`NAME` or `NAME_FILE`), a boolean, a URL.
+`Settings` is the root: what every process shares (Redis, key prefix, queue, dry
+run, policy directory), the receiver's own settings, and `Settings.integrations`,
+what the workers need to reach the vendors. Every variable is parsed here once,
+and every default is written once, as the field's default; a bad value stops the
+process with one line naming the variable (never echoing a secret's value).
+
+The receiver and `alertpilot worker` read it at start-up, so a bad value stops
+them there; each job reads it again when it runs, so a worker picks up rotated
+secrets mounted as files without a restart.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from workers.incident.durations import DurationError, parse_duration
 
 DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
 """Where a page action without `routing_key_env` finds its PagerDuty routing key."""
@@ -35,17 +43,6 @@ def secret(env: Mapping[str, str], name: str) -> str | None:
     if not value:
         raise SettingsError(f"{name}_FILE: {path!r} is empty")
     return value
-
-
-def policies_dir(env: Mapping[str, str]) -> Path:
-    """`ALERTPILOT_POLICIES_DIR` (unset or empty: `policies`), for the receiver and the
-    workers alike: one parse, one default."""
-    return Path(env.get("ALERTPILOT_POLICIES_DIR") or "policies")
-
-
-def dry_run(env: Mapping[str, str]) -> bool:
-    """`ALERTPILOT_DRY_RUN` (default true), for the receiver and the workers alike."""
-    return boolean(env, "ALERTPILOT_DRY_RUN", True)
 
 
 def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -74,8 +71,8 @@ def url(
 
 @dataclass(frozen=True, kw_only=True)
 class Integrations:
-    dry_run: bool = True
-    """`ALERTPILOT_DRY_RUN`: describe every vendor call on the timeline instead of making it."""
+    """What the workers need to reach the vendors (a branch of `Settings`)."""
+
     public_url: str | None = None
     """`ALERTPILOT_PUBLIC_URL`: where people reach alertpilot's API, for incident links."""
     pagerduty_events_url: str = "https://events.pagerduty.com"
@@ -92,37 +89,183 @@ class Integrations:
     """`ALERTPILOT_NOTIFY_WEBHOOK_URL` (or `_FILE`): a generic JSON webhook, sent the incident."""
     ca_bundle: str | None = None
     """`ALERTPILOT_CA_BUNDLE`: a PEM file trusted for the vendors' TLS, besides the system's."""
-    policies_dir: Path = Path("policies")
-    """`ALERTPILOT_POLICIES_DIR`: the policy set a mitigation is checked against when it runs."""
-    templates_dir: Path | None = None
-    """`ALERTPILOT_POLICIES_DIR`/templates: the team's chat message templates."""
+    templates_dir: Path = Path("policies/templates")
+    """`ALERTPILOT_POLICIES_DIR`/templates: the team's chat message templates (set by the
+    root from its one parse of the policy directory)."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Where `routing_key_env` references are looked up."""
+    """Where `routing_key_env` references and `KUBECONFIG` are looked up."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Integrations:
+    def from_env(cls, env: Mapping[str, str], *, templates_dir: Path) -> Integrations:
         ca_bundle = env.get("ALERTPILOT_CA_BUNDLE") or None
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise SettingsError(f"ALERTPILOT_CA_BUNDLE: no file {ca_bundle!r}")
+        events = url(env, "ALERTPILOT_PAGERDUTY_EVENTS_URL", cls.pagerduty_events_url, https=True)
+        statuspage = url(env, "ALERTPILOT_STATUSPAGE_API_URL", cls.statuspage_api_url)
         return cls(
-            dry_run=dry_run(env),
             public_url=url(env, "ALERTPILOT_PUBLIC_URL", None),
-            pagerduty_events_url=url(
-                env, "ALERTPILOT_PAGERDUTY_EVENTS_URL", cls.pagerduty_events_url, https=True
-            )
-            or cls.pagerduty_events_url,
-            statuspage_api_url=url(env, "ALERTPILOT_STATUSPAGE_API_URL", cls.statuspage_api_url)
-            or cls.statuspage_api_url,
+            pagerduty_events_url=events or cls.pagerduty_events_url,
+            statuspage_api_url=statuspage or cls.statuspage_api_url,
             statuspage_page_id=env.get("ALERTPILOT_STATUSPAGE_PAGE_ID") or None,
             statuspage_api_key=secret(env, "ALERTPILOT_STATUSPAGE_API_KEY"),
             chat_webhook_url=secret(env, "ALERTPILOT_CHAT_WEBHOOK_URL"),
             notify_webhook_url=secret(env, "ALERTPILOT_NOTIFY_WEBHOOK_URL"),
             ca_bundle=ca_bundle,
-            policies_dir=policies_dir(env),
-            templates_dir=policies_dir(env) / "templates",
+            templates_dir=templates_dir,
             env=dict(env),
         )
 
     def routing_key(self, reference: str = DEFAULT_ROUTING_KEY) -> str | None:
         """The PagerDuty routing key an env reference names (`NAME` or `NAME_FILE`)."""
         return secret(self.env, reference)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The root of the configuration tree."""
+
+    redis_url: str | None = None
+    """`REDIS_URL`; None only for `alertpilot dev`, which then embeds a Redis."""
+    policies_dir: Path = Path("policies")
+    """`ALERTPILOT_POLICIES_DIR`: directory of policy YAML files (receiver and workers)."""
+    dry_run: bool = True
+    """`ALERTPILOT_DRY_RUN`: actions describe what they would do instead of doing it."""
+    key_prefix: str = "alertpilot:"
+    """`ALERTPILOT_KEY_PREFIX`: prefix of every Redis key alertpilot writes."""
+    queue_name: str = "alertpilot"
+    """`ALERTPILOT_QUEUE`: the RQ queue jobs go to."""
+    log_level: str = "INFO"
+    """`ALERTPILOT_LOG_LEVEL`."""
+    policy_reload_seconds: float = 10.0
+    """`ALERTPILOT_POLICY_RELOAD_INTERVAL`: how often the policy directory is checked."""
+    webhook_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_WEBHOOK_TOKEN` (or `_FILE`): bearer token Alertmanager sends."""
+    webhook_previous_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS` (or `_FILE`): accepted too, during a rotation."""
+    webhook_username: str | None = None
+    """`ALERTPILOT_WEBHOOK_USERNAME`: basic-auth user, with the password below."""
+    webhook_password: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_WEBHOOK_PASSWORD` (or `_FILE`)."""
+    pagerduty_webhook_secret: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET` (or `_FILE`): signs PagerDuty's webhooks."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_METRICS_TOKEN` (or `_FILE`): bearer token `/metrics` then requires; unset,
+    `/metrics` is open (its own token, so Prometheus never holds the webhook's)."""
+    max_body_bytes: int = 1024 * 1024
+    """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
+    dedup_ttl_seconds: int = 7 * 24 * 3600
+    """`ALERTPILOT_DEDUP_TTL`: how long a group's last applied notification is remembered."""
+    stale_window_seconds: int = 15 * 60
+    """`ALERTPILOT_STALE_WINDOW`: how long after a resolve a firing copy of the same alert
+    instance is taken for a lagging HA twin or retry, and dropped."""
+    retention_seconds: int = 90 * 24 * 3600
+    """`ALERTPILOT_RETENTION`: how long a resolved incident and its timeline are kept."""
+    replay_size: int = 10_000
+    """`ALERTPILOT_REPLAY_SIZE`: accepted notifications kept for `policy diff --replay`."""
+    bind: str = "0.0.0.0:9095"
+    """`ALERTPILOT_BIND`: address gunicorn listens on (`serve`)."""
+    web_concurrency: int = 2
+    """`ALERTPILOT_WEB_CONCURRENCY`: gunicorn worker processes (`serve`)."""
+    integrations: Integrations = field(default_factory=Integrations)
+    """The vendors' branch: URLs, credentials, TLS trust (the workers')."""
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.webhook_token) or bool(self.webhook_username and self.webhook_password)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        username = env.get("ALERTPILOT_WEBHOOK_USERNAME") or None
+        password = secret(env, "ALERTPILOT_WEBHOOK_PASSWORD")
+        if bool(username) != bool(password):
+            raise SettingsError(
+                "ALERTPILOT_WEBHOOK_USERNAME and ALERTPILOT_WEBHOOK_PASSWORD go together"
+            )
+        policies = Path(env.get("ALERTPILOT_POLICIES_DIR") or cls.policies_dir)
+        return cls(
+            redis_url=_redis_url(env.get("REDIS_URL")),
+            policies_dir=policies,
+            dry_run=boolean(env, "ALERTPILOT_DRY_RUN", cls.dry_run),
+            key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX") or cls.key_prefix),
+            queue_name=_name(env, "ALERTPILOT_QUEUE", cls.queue_name),
+            log_level=_log_level(env.get("ALERTPILOT_LOG_LEVEL") or cls.log_level),
+            policy_reload_seconds=_seconds(
+                env, "ALERTPILOT_POLICY_RELOAD_INTERVAL", cls.policy_reload_seconds, minimum=0.1
+            ),
+            webhook_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN"),
+            webhook_previous_token=secret(env, "ALERTPILOT_WEBHOOK_TOKEN_PREVIOUS"),
+            webhook_username=username,
+            webhook_password=password,
+            pagerduty_webhook_secret=secret(env, "ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET"),
+            metrics_token=secret(env, "ALERTPILOT_METRICS_TOKEN"),
+            max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", cls.dedup_ttl_seconds),
+            stale_window_seconds=_duration(
+                env, "ALERTPILOT_STALE_WINDOW", cls.stale_window_seconds
+            ),
+            retention_seconds=_duration(env, "ALERTPILOT_RETENTION", cls.retention_seconds),
+            replay_size=_int(env, "ALERTPILOT_REPLAY_SIZE", cls.replay_size, minimum=0),
+            bind=env.get("ALERTPILOT_BIND") or cls.bind,
+            web_concurrency=_int(env, "ALERTPILOT_WEB_CONCURRENCY", cls.web_concurrency, minimum=1),
+            integrations=Integrations.from_env(env, templates_dir=policies / "templates"),
+        )
+
+
+def _redis_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not re.match(r"^(redis|rediss|unix)://", value):
+        raise SettingsError("REDIS_URL: must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_seconds(env, name, default, minimum=1))
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        seconds = parse_duration(raw).total_seconds()
+    except DurationError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    if seconds < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum:g}s, got {raw!r}")
+    return seconds
+
+
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise SettingsError(
+            f"ALERTPILOT_KEY_PREFIX: letters, digits and _.:- only (at most 64), got {value!r}"
+        )
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise SettingsError(f"{name}: letters, digits, _ and - only, got {value!r}")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"ALERTPILOT_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR, got {value!r}")
+    return level

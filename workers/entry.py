@@ -15,7 +15,7 @@ from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
 from workers import cadence
-from workers.config import Integrations
+from workers.config import Settings
 from workers.handlers import build_handlers
 from workers.jobs.contract import ActionRequest
 from workers.jobs.dispatch import perform
@@ -29,9 +29,7 @@ def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     except (KeyError, ValueError, TypeError):
         return perform(payload, {})  # records the malformed payload as a failure
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
-    handlers = build_handlers(
-        Integrations.from_env(os.environ), job.connection, request.prefix, queue
-    )
+    handlers = build_handlers(Settings.from_env(os.environ), job.connection, request.prefix, queue)
     return perform(payload, handlers)
 
 

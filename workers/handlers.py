@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 from redis import Redis
 from rq import Queue
 
-from workers.actions import Handler, Outcome, dry_run
+from workers.actions import Action, Handler, Outcome, Reach, dry_run
 from workers.chat import Chat
-from workers.communication import Vendors, notify, page, statuspage
-from workers.config import Integrations
+from workers.communication import NOTIFY, PAGE, STATUSPAGE, Vendors
+from workers.config import Integrations, Settings
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
-from workers.jobs.contract import ACTION_NAMES, MITIGATION_ACTIONS, ActionRequest
+from workers.jobs.contract import ActionRequest
 from workers.kube import Kubernetes, api_client
-from workers.mitigations import Cluster, rate_limit, rollback, rollout_restart, scale_up
+from workers.mitigations import RATE_LIMIT, ROLLBACK, ROLLOUT_RESTART, SCALE_UP, Cluster
 from workers.pagerduty import PagerDuty
 from workers.policy.engine import Policy
 from workers.policy.problems import PolicyError
@@ -32,59 +32,47 @@ from workers.statuspage import RateLimiter, Statuspage
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What an action reaches while it runs: the vendors (communication), the cluster
-    and the policy in force (mitigations)."""
-
-    vendors: Vendors
-    cluster: Cluster
-
-
-Run = Callable[[ActionRequest, Incident, Runtime], Outcome]
-ACTIONS: dict[str, Run] = {
-    "page": lambda request, incident, rt: page(request, incident, rt.vendors),
-    "statuspage": lambda request, incident, rt: statuspage(request, incident, rt.vendors),
-    "notify": lambda request, incident, rt: notify(request, incident, rt.vendors),
-    "scale_up": lambda request, incident, rt: scale_up(request, incident, rt.cluster),
-    "rate_limit": lambda request, incident, rt: rate_limit(request, incident, rt.cluster),
-    "rollout_restart": lambda request, incident, rt: rollout_restart(request, incident, rt.cluster),
-    "rollback": lambda request, incident, rt: rollback(request, incident, rt.cluster),
-}
-"""The one registry of what runs each action (its parameters: workers/params.py PARAMS;
-its name: workers/jobs/contract.py ACTION_NAMES; a test checks the three agree)."""
+COMMUNICATION: tuple[Action[Vendors], ...] = (PAGE, STATUSPAGE, NOTIFY)
+MITIGATIONS: tuple[Action[Cluster], ...] = (SCALE_UP, RATE_LIMIT, ROLLOUT_RESTART, ROLLBACK)
+ACTIONS: dict[str, Action[Vendors] | Action[Cluster]] = {a.name: a for a in COMMUNICATION}
+ACTIONS.update({a.name: a for a in MITIGATIONS})
+"""The one registry of actions (a test checks it agrees with workers/params.py PARAMS
+and workers/jobs/contract.py ACTION_NAMES)."""
 
 
 def build_handlers(
-    integrations: Integrations, redis: Redis, prefix: str, queue: Queue
+    settings: Settings, redis: Redis, prefix: str, queue: Queue
 ) -> dict[str, Handler]:
     """`queue`: where mitigations queue what follows them (handoffs, follow-up attempts)."""
-    runtime = Runtime(
-        vendors_for(integrations, redis, prefix),
-        Cluster(redis, integrations.env, _kube(integrations), queue, lambda: _policy(integrations)),
+    integrations = settings.integrations
+    vendors = vendors_for(integrations, redis, prefix)
+    cluster = Cluster(
+        redis, integrations.env, _kube(integrations), queue, lambda: _policy(settings.policies_dir)
     )
 
-    def handler(name: str) -> Handler:
+    def handler(action: Action[Reach], reach: Reach) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:
-            if name in MITIGATION_ACTIONS and request.transition == "resolved":
+            if action.revert is not None and request.transition == "resolved":
                 # A revert puts back only what was really changed (its record), dry run or
                 # not since: dry run stops new changes, it must not strand a made one.
-                return ACTIONS[name](request, incident, runtime)
-            if request.dry_run or integrations.dry_run:
+                return action.revert(request, incident, reach)
+            if request.dry_run or settings.dry_run:
                 return dry_run(request, incident)
-            return ACTIONS[name](request, incident, runtime)
+            return action.run(request, incident, reach)
 
         return run
 
-    return {name: handler(name) for name in ACTION_NAMES}
+    handlers = {a.name: handler(a, vendors) for a in COMMUNICATION}
+    handlers.update({a.name: handler(a, cluster) for a in MITIGATIONS})
+    return handlers
 
 
-def _policy(integrations: Integrations) -> Policy:
+def _policy(directory: Path) -> Policy:
     try:
-        return policy_in_force(integrations.policies_dir)
+        return policy_in_force(directory)
     except PolicyError as exc:
         # In full in the log only: the timeline gets no file paths or parse errors.
-        log.error("policy set in %s does not load:\n%s", integrations.policies_dir, exc)
+        log.error("policy set in %s does not load:\n%s", directory, exc)
         raise PermanentError("no valid policy set to check the mitigation against") from None
 
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "alertmanager" / "firing-two-alerts.json"

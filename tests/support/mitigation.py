@@ -23,7 +23,7 @@ from rq import Queue
 from tests.conftest import fixture, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
 from webhook.app import create_app
-from webhook.settings import Settings
+from workers.config import Settings
 
 
 def route(actions: str, severity: str = "SEV2") -> str:

@@ -1,14 +1,15 @@
 """The communication actions, one module each: page (PagerDuty), statuspage, notify (chat).
 
-Each takes the job's request, the incident as it is now and the vendors, calls its
-adapter, and returns what happened for the timeline. Exactly once comes from the
-job's effect marker (workers/jobs/dispatch.py) and from each vendor's idempotency
-key (see each module).
+Each declares its `Action` (workers/actions.py), whose `run` takes the job's
+request, the incident as it is now and the vendors, calls its adapter, and
+returns what happened for the timeline; "resolved" is a run like the others (no
+`revert`). Exactly once comes from the job's effect marker
+(workers/jobs/dispatch.py) and from each vendor's idempotency key (see each module).
 """
 
-from workers.communication.notify import notify
-from workers.communication.page import page
-from workers.communication.status_page import statuspage
+from workers.communication.notify import NOTIFY
+from workers.communication.page import PAGE
+from workers.communication.status_page import STATUSPAGE
 from workers.communication.vendors import Vendors
 
-__all__ = ["Vendors", "notify", "page", "statuspage"]
+__all__ = ["NOTIFY", "PAGE", "STATUSPAGE", "Vendors"]

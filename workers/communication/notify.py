@@ -8,12 +8,13 @@ from typing import Any
 from jinja2 import TemplateError
 
 from workers import templates
-from workers.actions import Outcome
+from workers.actions import Action, Outcome
 from workers.communication.vendors import Vendors, first_firing, incident_url
 from workers.config import Integrations
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
+from workers.params import NotifyParams
 
 
 def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
@@ -87,3 +88,6 @@ def _human(seconds: int) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+NOTIFY = Action("notify", NotifyParams, run=notify)

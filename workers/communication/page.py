@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from workers.actions import PAGERDUTY_SEVERITY, Outcome
+from workers.actions import PAGERDUTY_SEVERITY, Action, Outcome
 from workers.communication.vendors import Vendors, first_firing, incident_url
 from workers.config import DEFAULT_ROUTING_KEY, Integrations
 from workers.incident.errors import PermanentError
@@ -16,6 +16,7 @@ from workers.incident.keys import Keys, text
 from workers.incident.record import AlertState, Incident
 from workers.jobs.contract import ActionRequest
 from workers.pagerduty import Event, Severity
+from workers.params import PageParams
 
 
 def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
@@ -105,3 +106,6 @@ def _links(incident: Incident, alert: AlertState | None) -> list[dict[str, str]]
         href = f"{incident.external_url}/#/silences/new?filter={quote('{' + matchers + '}')}"
         links.append({"href": href, "text": "Silence in Alertmanager"})
     return links
+
+
+PAGE = Action("page", PageParams, run=page)

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workers.actions import Outcome
+from workers.actions import Action, Outcome
 from workers.communication.vendors import Vendors
 from workers.incident.errors import PermanentError
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
+from workers.params import StatuspageParams
 
 IMPACT = {"SEV0": "critical", "SEV1": "major", "SEV2": "minor", "SEV3": "none"}
 
@@ -110,3 +111,6 @@ def _status_body(request: ActionRequest, incident: Incident) -> str:
     if request.transition == "update":
         return "We are continuing to work on this issue and will post another update."
     return "We are investigating reports of degraded service and will post updates here."
+
+
+STATUSPAGE = Action("statuspage", StatuspageParams, run=statuspage)

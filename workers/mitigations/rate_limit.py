@@ -17,7 +17,7 @@ import contextlib
 import json
 from typing import Any
 
-from workers.actions import MANIFEST_KINDS, Outcome
+from workers.actions import MANIFEST_KINDS, Action, Outcome
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
@@ -41,13 +41,11 @@ IDENTITY = ("apiVersion", "kind")
 """Top-level manifest fields that name the object rather than change it."""
 
 
-def rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+def _rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     now = in_force(request, incident, cluster)
     if isinstance(now, Outcome):
         return now
     request, guard = now.request, now.guard
-    if request.transition == "resolved":
-        return _restore(request, incident, cluster)
     params = RateLimitParams.model_validate(request.params)
     if params.apply is None:
         where = target(incident, request.params, "ingress")
@@ -148,6 +146,10 @@ def _apply(
 
 
 def _restore(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    request = now.request
     found = to_revert(request, incident, cluster)
     if isinstance(found, Outcome):
         return found
@@ -156,11 +158,11 @@ def _restore(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
     kube = cluster.kube()
     what = f"{resource.removesuffix('s')} {namespace}/{name}"
     with revert_lock(cluster, request, (namespace, name)):
-        now = kube.read(resource, namespace, name)
-        if now is None:
+        live = kube.read(resource, namespace, name)
+        if live is None:
             reverted(cluster, request, incident)
             return Outcome("skipped", f"{what} is gone; nothing to restore")
-        if _values_at(now, wanted) != wanted:
+        if _values_at(live, wanted) != wanted:
             return Outcome("skipped", f"left {what} alone: what alertpilot set was changed since")
         if found["created"] == "yes":
             kube.delete(resource, namespace, name)
@@ -189,3 +191,6 @@ def _values_at(obj: Any, shape: Any) -> Any:
         return obj
     source = obj if isinstance(obj, dict) else {}
     return {k: _values_at(source.get(k), v) for k, v in shape.items()}
+
+
+RATE_LIMIT = Action("rate_limit", RateLimitParams, run=_rate_limit, revert=_restore)

@@ -9,7 +9,9 @@ rollback would bring the bad release back (roll forward with a fix instead).
 
 from __future__ import annotations
 
-from workers.actions import Outcome
+from collections.abc import Callable
+
+from workers.actions import Action, Outcome
 from workers.guardrails import Guard, seconds
 from workers.incident import clock, timeline
 from workers.incident.record import Incident
@@ -26,12 +28,12 @@ from workers.mitigations.common import (
     stored_intent,
     target,
 )
-from workers.params import RollbackParams
+from workers.params import RollbackParams, RolloutRestartParams
 
 
-def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+def _restart(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Restart the pods, as `kubectl rollout restart` does (a restartedAt annotation)."""
-    ready = _ready(request, incident, cluster, "a restart has nothing to revert")
+    ready = _ready(request, incident, cluster)
     if isinstance(ready, Outcome):
         return ready
     request, guard, where = ready
@@ -49,11 +51,10 @@ def rollout_restart(request: ActionRequest, incident: Incident, cluster: Cluster
     return act(request, incident, cluster, guard, where, restart)
 
 
-def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+def _rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Back to the previous revision, as `kubectl rollout undo` does, and only when the
     current one rolled out within `changed_within` (default 1h)."""
-    no_revert = "a rollback is not reverted: roll forward with a fixed release"
-    ready = _ready(request, incident, cluster, no_revert)
+    ready = _ready(request, incident, cluster)
     if isinstance(ready, Outcome):
         return ready
     request, guard, where = ready
@@ -108,13 +109,10 @@ def rollback(request: ActionRequest, incident: Incident, cluster: Cluster) -> Ou
 
 
 def _ready(
-    request: ActionRequest, incident: Incident, cluster: Cluster, no_revert: str
+    request: ActionRequest, incident: Incident, cluster: Cluster
 ) -> tuple[ActionRequest, Guard, tuple[str, str]] | Outcome:
     """The request and guardrails as the policy in force has them, and the deployment to
-    change; or what stops the change (the policy, the approval, a guardrail, dry run),
-    or, after the incident, why there is nothing to revert (`no_revert`)."""
-    if request.transition == "resolved":
-        return Outcome("skipped", no_revert)
+    change; or what stops the change (the policy, the approval, a guardrail, dry run)."""
     now = in_force(request, incident, cluster)
     if isinstance(now, Outcome):
         return now
@@ -144,3 +142,21 @@ def _change(where: tuple[str, str], current: int, now: Revision, to: Revision) -
 def _ago(age: float) -> str:
     hours, minutes = int(age // 3600), int(age % 3600 // 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
+def _nothing_to_revert(why: str) -> Callable[[ActionRequest, Incident, Cluster], Outcome]:
+    return lambda request, incident, cluster: Outcome("skipped", why)
+
+
+ROLLOUT_RESTART = Action(
+    "rollout_restart",
+    RolloutRestartParams,
+    run=_restart,
+    revert=_nothing_to_revert("a restart has nothing to revert"),
+)
+ROLLBACK = Action(
+    "rollback",
+    RollbackParams,
+    run=_rollback,
+    revert=_nothing_to_revert("a rollback is not reverted: roll forward with a fixed release"),
+)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from workers.actions import Outcome
+from workers.actions import Action, Outcome
 from workers.guardrails import Guard
 from workers.handoff import hand_off
 from workers.incident import clock
@@ -43,13 +43,11 @@ FOLLOW_UP_MARGIN = 1
 """Seconds after the cooldown ends that the next attempt runs."""
 
 
-def scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
+def _scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     now = in_force(request, incident, cluster)
     if isinstance(now, Outcome):
         return now
     request, guard = now.request, now.guard
-    if request.transition == "resolved":
-        return _revert(request, incident, cluster)
     params = ScaleUpParams.model_validate(request.params)
     if request.attempt > 1 and not params.repeat:
         return Outcome("skipped", "repeat is off in the policy in force: no follow-up attempt")
@@ -150,6 +148,10 @@ def _next_attempt(
 
 def _revert(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Put back what scale_up changed, if the object still holds what alertpilot set."""
+    now = in_force(request, incident, cluster)
+    if isinstance(now, Outcome):
+        return now
+    request = now.request
     found = to_revert(request, incident, cluster)
     if isinstance(found, Outcome):
         return found
@@ -189,3 +191,6 @@ def _desired(params: ScaleUpParams, current: int, guard: Guard) -> int:
     if params.max_replicas is not None:
         caps.append(params.max_replicas)
     return min(wanted, *caps)
+
+
+SCALE_UP = Action("scale_up", ScaleUpParams, run=_scale_up, revert=_revert)
