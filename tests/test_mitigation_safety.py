@@ -22,7 +22,8 @@ from workers.incident.keys import Keys
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.kube import Kubernetes, api_client
-from workers.mitigations.common import Cluster, act, record, recorded, remembered
+from workers.mitigations.common import Cluster, act
+from workers.mitigations.record import record, recorded, remembered
 from workers.policy import PolicyError, load_policy
 
 RESTART = route("[{rollout_restart: {approval: required}}]")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from workers.handlers import ACTIONS
-from workers.jobs.contract import ACTION_NAMES, COMMUNICATION_ACTIONS, MITIGATION_ACTIONS
+from workers.jobs.contract import (
+    ACTION_NAMES,
+    COMMUNICATION_ACTIONS,
+    MITIGATION_ACTIONS,
+    ActionRequest,
+    Approved,
+    TickRequest,
+)
 from workers.params import PARAMS, MitigationParams
 from workers.policy.model import PolicyFile
 
@@ -32,3 +41,23 @@ def test_the_policy_schema_describes_each_actions_parameters_from_its_model() ->
     for name, model in PARAMS.items():
         for field in model.model_fields:
             assert field in text, (name, field)
+
+
+def test_job_payloads_round_trip_and_a_mistyped_field_fails_as_a_value_error() -> None:
+    approved = Approved("p1", "production", "deployment", "api", {"from_revision": 3})
+    request = ActionRequest(
+        prefix="aptest:",
+        incident_id="inc",
+        action="rollback",
+        transition="declared",
+        severity="SEV1",
+        params={"changed_within": "1h"},
+        attempt=2,
+        approved=approved,
+    )
+    assert ActionRequest.from_json(request.to_json()) == request
+    tick = TickRequest("aptest:", "inc", "SEV1", n=3, every=60, public=True)
+    assert TickRequest.from_json(tick.to_json()) == tick
+    for field, value in [("attempt", "twice"), ("params", ["x"]), ("approved", {"name": "api"})]:
+        with pytest.raises(ValueError):
+            ActionRequest.from_json({**request.to_json(), field: value})

@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
 
-from workers.incident import timeline
+from workers.incident import clock, timeline
 from workers.incident.keys import Keys, text
 from workers.jobs.contract import RUN_ACTION, approved_job_id, enqueue
 
@@ -27,7 +27,8 @@ def propose(redis: Redis, keys: Keys, payload: dict[str, Any], change: str, *, e
     """Store the proposal; its id (short, unguessable, and hex: an id from
     token_urlsafe may start with "-", which a command line takes for an option)."""
     proposal_id = secrets.token_hex(8)
-    doc = {"payload": payload, "change": change}
+    # The window is the clock's (an injected one in tests); Redis's TTL only clears it away.
+    doc = {"payload": payload, "change": change, "expires_at": clock.timestamp() + expires}
     redis.set(keys.proposal(proposal_id), json.dumps(doc), ex=expires)
     return proposal_id
 
@@ -55,6 +56,8 @@ def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str
                 if raw is None:
                     return None
                 proposal = parse(raw)
+                if clock.timestamp() >= float(proposal.get("expires_at", "inf")):
+                    return None
                 payload = proposal["payload"]
                 if isinstance(payload.get("approved"), dict):  # the object it names
                     payload["approved"]["proposal"] = proposal_id

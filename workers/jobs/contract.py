@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
+from pydantic import TypeAdapter
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
@@ -77,13 +78,7 @@ class Approved:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Approved:
-        return cls(
-            proposal=str(doc["proposal"]),
-            namespace=str(doc["namespace"]),
-            kind=str(doc["kind"]),
-            name=str(doc["name"]),
-            facts=dict(doc.get("facts") or {}),
-        )
+        return _decode(cls, doc)
 
 
 @dataclass(frozen=True)
@@ -130,23 +125,7 @@ class ActionRequest:
             raise ValueError(f"unknown action, got {doc.get('action')!r}")
         if doc.get("transition") not in TRANSITIONS:
             raise ValueError(f"unknown transition, got {doc.get('transition')!r}")
-        approved = doc.get("approved")
-        return cls(
-            prefix=str(doc["prefix"]),
-            incident_id=str(doc["incident_id"]),
-            action=str(doc["action"]),
-            transition=doc["transition"],
-            severity=str(doc["severity"]),
-            params=dict(doc.get("params") or {}),
-            dry_run=bool(doc.get("dry_run", True)),
-            public=bool(doc.get("public", False)),
-            update_every=int(doc["update_every"]) if doc.get("update_every") else None,
-            route=str(doc.get("route") or ""),
-            attempt=int(doc.get("attempt") or 1),
-            note=str(doc.get("note") or ""),
-            approved=Approved.from_json(approved) if isinstance(approved, dict) else None,
-            target=str(doc.get("target") or ""),
-        )
+        return _decode(cls, {k: v for k, v in doc.items() if k != "job_id"})
 
 
 @dataclass(frozen=True)
@@ -171,14 +150,22 @@ class TickRequest:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> TickRequest:
-        return cls(
-            prefix=str(doc["prefix"]),
-            incident_id=str(doc["incident_id"]),
-            severity=str(doc["severity"]),
-            n=int(doc["n"]),
-            every=int(doc["every"]),
-            public=bool(doc.get("public")),
-        )
+        return _decode(cls, doc)
+
+
+Payload = TypeVar("Payload", Approved, ActionRequest, TickRequest)
+
+
+def _decode(cls: type[Payload], doc: Mapping[str, Any]) -> Payload:
+    """A payload from its JSON, each field checked against its type (pydantic's
+    ValidationError is a ValueError: a malformed payload fails as one)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:  # built once per process, on first use
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return cast(TypeAdapter[Payload], adapter).validate_python(dict(doc))
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
 
 def enqueue(

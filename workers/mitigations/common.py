@@ -6,6 +6,7 @@ revert reads.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -58,15 +59,13 @@ def in_force(request: ActionRequest, incident: Incident, cluster: Cluster) -> In
 
     Nothing the job carries from when it was queued (or approved) decides a limit:
     a policy tightened since, a route made dry run, an action taken out, all count.
-    A revert still runs when its route is gone: it puts back what was done.
+    A revert does not ask: it puts back what was done, whatever the policy says now.
     """
     policy = cluster.policy()
     name = request.route or incident.route
     route = policy.route(name)
     action = next((a for a in route.actions if a.name == request.action), None) if route else None
     if action is None or route is None:
-        if request.transition == "resolved":
-            return InForce(request, Guard.from_policy(policy.guardrails), policy)
         message = (
             f"route {name!r} has no {request.action} in the policy in force "
             f"({policy.content_hash[:12]}); nothing done"
@@ -110,6 +109,21 @@ def stopped(
     return Outcome("blocked", refusal.reason, details)
 
 
+def guarded(
+    now: InForce,
+    incident: Incident,
+    cluster: Cluster,
+    target: tuple[str, str],
+    change: Callable[[], Outcome],
+    resource: str = "deployments",
+) -> Outcome:
+    """`change` on `target` (a `resource`), unless something stops it first (`stopped`),
+    made as `act` makes it."""
+    request, guard = now.request, now.guard
+    stop = stopped(request, incident, cluster, guard, target, resource)
+    return stop if stop is not None else act(request, incident, cluster, guard, target, change)
+
+
 def act(
     request: ActionRequest,
     incident: Incident,
@@ -142,17 +156,8 @@ def act(
             return Outcome("blocked", refusal.reason, {"target": where})
         kube = cluster.kube()
         landed = kube.changes
-
-        def count() -> None:
-            guardrails.applied(
-                cluster.redis,
-                keys,
-                guard,
-                incident_id=incident.id,
-                action=request.action,
-                target=where,
-            )
-
+        attempt = {"incident_id": incident.id, "action": request.action, "target": where}
+        count = functools.partial(guardrails.applied, cluster.redis, keys, guard, **attempt)
         try:
             outcome = change()
         except Exception as exc:
@@ -171,10 +176,6 @@ def act(
             guardrails.refund(cluster.redis, keys)
             return outcome
         count()
-        return outcome
-        guardrails.applied(
-            cluster.redis, keys, guard, incident_id=incident.id, action=request.action, target=where
-        )
         return outcome
 
 
@@ -244,81 +245,6 @@ def proposal(
         f"alertpilot actions approve {proposal_id}"
     )
     return Outcome("proposed", message, {"proposal": proposal_id})
-
-
-def record(
-    cluster: Cluster, request: ActionRequest, incident: Incident, doc: dict[str, Any]
-) -> None:
-    """What a mitigation changed, for its revert (values stored as text)."""
-    stored: Mapping[Any, Any] = {  # redis-py's mapping type is invariant in its keys
-        k: v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()
-    }
-    cluster.redis.hset(Keys(request.prefix).mitigation(incident.id, request.action), mapping=stored)
-
-
-@contextlib.contextmanager
-def remembered(
-    cluster: Cluster, request: ActionRequest, incident: Incident, doc: dict[str, Any]
-) -> Iterator[None]:
-    """Record the change before making it, so an answer lost after the change still
-    leaves what to revert. A change the API server refused (any answer with a
-    status: 4xx, 409, 429, 5xx) leaves the record as it was before (none, or an
-    earlier attempt's), so a revert still finds what the object really holds."""
-    earlier = recorded(cluster, request, incident)
-    record(cluster, request, incident, doc)
-    try:
-        yield
-    except (PermanentError, TransientError) as exc:
-        if isinstance(exc, PermanentError) or exc.status is not None:
-            reverted(cluster, request, incident)
-            if earlier:
-                record(cluster, request, incident, dict(earlier))
-        raise
-
-
-def recorded(cluster: Cluster, request: ActionRequest, incident: Incident) -> dict[str, str]:
-    raw = cluster.redis.hgetall(Keys(request.prefix).mitigation(incident.id, request.action))
-    return {text(k): text(v) for k, v in raw.items()}
-
-
-def to_revert(
-    request: ActionRequest, incident: Incident, cluster: Cluster
-) -> dict[str, str] | Outcome:
-    """What the mitigation recorded, or why there is nothing to revert now.
-
-    A record exists only for a change really made, and it is put back even when
-    dry run was switched on since (globally, for the policy, or by the incident
-    taking a dry-run route): dry run stops new changes, it must not strand one
-    made. While mitigations are paused the revert waits (a transient error: the
-    job retries with backoff, then lands in the failed registry for `alertpilot
-    jobs retry`), rather than being dropped; `revert_lock` checks again.
-    """
-    found = recorded(cluster, request, incident)
-    if not found:
-        return Outcome("skipped", f"nothing to revert: {request.action} changed nothing")
-    _hold_while_paused(cluster, request)
-    return found
-
-
-@contextlib.contextmanager
-def revert_lock(
-    cluster: Cluster, request: ActionRequest, target: tuple[str, str]
-) -> Iterator[None]:
-    """The target lock for a revert, and the kill switch once more under it: thrown while
-    the revert waited for the lock, the revert waits too."""
-    with target_lock(cluster, Keys(request.prefix), target):
-        _hold_while_paused(cluster, request)
-        yield
-
-
-def _hold_while_paused(cluster: Cluster, request: ActionRequest) -> None:
-    stop = guardrails.paused(cluster.redis, Keys(request.prefix), cluster.env)
-    if stop is not None:
-        raise TransientError(f"mitigations are paused: {stop}; the revert waits")
-
-
-def reverted(cluster: Cluster, request: ActionRequest, incident: Incident) -> None:
-    cluster.redis.delete(Keys(request.prefix).mitigation(incident.id, request.action))
 
 
 def target(incident: Incident, params: Mapping[str, Any], kind: str) -> tuple[str, str]:

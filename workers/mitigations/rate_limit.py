@@ -14,6 +14,7 @@ object still holds what alertpilot set; an object the apply created is deleted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import Any
 
@@ -21,18 +22,8 @@ from workers.actions import MANIFEST_KINDS, Action, Outcome
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
-from workers.mitigations.common import (
-    Cluster,
-    act,
-    in_force,
-    recorded,
-    remembered,
-    revert_lock,
-    reverted,
-    stopped,
-    target,
-    to_revert,
-)
+from workers.mitigations.common import Cluster, guarded, in_force, target
+from workers.mitigations.record import recorded, remembered, revert_lock, reverted, to_revert
 from workers.params import RateLimitParams
 
 RPS = "nginx.ingress.kubernetes.io/limit-rps"
@@ -45,21 +36,12 @@ def _rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) ->
     now = in_force(request, incident, cluster)
     if isinstance(now, Outcome):
         return now
-    request, guard = now.request, now.guard
+    request = now.request
     params = RateLimitParams.model_validate(request.params)
     if params.apply is None:
         where = target(incident, request.params, "ingress")
-        stop = stopped(request, incident, cluster, guard, where, "ingresses")
-        if stop is not None:
-            return stop
-        return act(
-            request,
-            incident,
-            cluster,
-            guard,
-            where,
-            lambda: _annotate(request, incident, cluster, where),
-        )
+        annotate = functools.partial(_annotate, request, incident, cluster, where)
+        return guarded(now, incident, cluster, where, annotate, "ingresses")
     name = params.apply
     manifest = now.policy.manifests.get(name)
     if manifest is None:
@@ -69,17 +51,8 @@ def _rate_limit(request: ActionRequest, incident: Incident, cluster: Cluster) ->
         manifest["metadata"].get("namespace") or target(incident, request.params, "deployment")[0]
     )
     where = (str(namespace), str(manifest["metadata"]["name"]))
-    stop = stopped(request, incident, cluster, guard, where, kind)
-    if stop is not None:
-        return stop
-    return act(
-        request,
-        incident,
-        cluster,
-        guard,
-        where,
-        lambda: _apply(request, incident, cluster, where, kind, name, manifest),
-    )
+    apply = functools.partial(_apply, request, incident, cluster, where, kind, name, manifest)
+    return guarded(now, incident, cluster, where, apply, kind)
 
 
 def _annotate(
@@ -146,10 +119,6 @@ def _apply(
 
 
 def _restore(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
-    now = in_force(request, incident, cluster)
-    if isinstance(now, Outcome):
-        return now
-    request = now.request
     found = to_revert(request, incident, cluster)
     if isinstance(found, Outcome):
         return found

@@ -12,6 +12,7 @@ from before alertpilot's attempts, if the object still holds what it set last.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 from datetime import timedelta
@@ -23,20 +24,8 @@ from workers.handoff import hand_off
 from workers.incident import clock
 from workers.incident.record import Incident
 from workers.jobs.contract import RUN_ACTION, ActionRequest, action_job_id, enqueue
-from workers.mitigations.common import (
-    Cluster,
-    act,
-    held,
-    in_force,
-    intent,
-    recorded,
-    remembered,
-    revert_lock,
-    reverted,
-    stopped,
-    target,
-    to_revert,
-)
+from workers.mitigations.common import Cluster, guarded, held, in_force, intent, target
+from workers.mitigations.record import recorded, remembered, revert_lock, reverted, to_revert
 from workers.params import ScaleUpParams
 
 FOLLOW_UP_MARGIN = 1
@@ -54,16 +43,8 @@ def _scale_up(request: ActionRequest, incident: Incident, cluster: Cluster) -> O
     where = _where(request, incident)
     if isinstance(where, Outcome):
         return where
-    outcome = stopped(request, incident, cluster, guard, where)
-    if outcome is None:
-        outcome = act(
-            request,
-            incident,
-            cluster,
-            guard,
-            where,
-            lambda: _scale(request, incident, cluster, guard, where),
-        )
+    scale = functools.partial(_scale, request, incident, cluster, guard, where)
+    outcome = guarded(now, incident, cluster, where, scale)
     follow_up = request.attempt > 1
     if outcome.kind == "succeeded" and params.repeat:
         _next_attempt(request, cluster, guard, where)
@@ -148,10 +129,6 @@ def _next_attempt(
 
 def _revert(request: ActionRequest, incident: Incident, cluster: Cluster) -> Outcome:
     """Put back what scale_up changed, if the object still holds what alertpilot set."""
-    now = in_force(request, incident, cluster)
-    if isinstance(now, Outcome):
-        return now
-    request = now.request
     found = to_revert(request, incident, cluster)
     if isinstance(found, Outcome):
         return found
