@@ -21,11 +21,11 @@ from tests.support.mitigation import MitigationBench, entries, latency, resolved
 from tests.support.rbac import allows, granted, kustomize
 from tests.support.rbac import calls as rbac_calls
 from webhook import rbac
-from workers.actions import MANIFEST_KINDS
 from workers.config import Settings
 from workers.handlers import build_handlers
 from workers.jobs.dispatch import execute
 from workers.policy import PolicyError, load_policy
+from workers.policy.manifests import MANIFEST_KINDS
 
 
 def image(kube: KubeStandIn) -> str:

@@ -7,10 +7,11 @@ workers/jobs/dispatch.py and the guarantees around it are the same for both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
+from workers.incident.alerts import target_of
 from workers.incident.record import Incident
 from workers.jobs.contract import (
     ACTION_NAMES,
@@ -19,11 +20,6 @@ from workers.jobs.contract import (
 from workers.params import Params
 
 OutcomeKind = Literal["succeeded", "dry_run", "skipped", "blocked", "proposed"]
-
-MANIFEST_KINDS = {  # (apiVersion, kind) -> (apiGroup, resource): what `rate_limit: {apply:}` holds
-    ("v1", "ConfigMap"): ("", "configmaps"),
-    ("networking.k8s.io/v1", "Ingress"): ("networking.k8s.io", "ingresses"),
-}
 
 PAGERDUTY_SEVERITY = {"SEV0": "critical", "SEV1": "critical", "SEV2": "error", "SEV3": "warning"}
 
@@ -89,12 +85,6 @@ def describe(request: ActionRequest, incident: Incident, target: str | None = No
 def dry_run(request: ActionRequest, incident: Incident, target: str | None = None) -> Outcome:
     message = describe(request, incident, target)
     return Outcome("dry_run", message, {"params": dict(request.params)})
-
-
-def target_of(labels: Mapping[str, str]) -> str:
-    """The workload an alert points a mitigation at: `namespace/deployment` (or ingress)."""
-    name = labels.get("deployment") or labels.get("ingress") or labels.get("service", "?")
-    return f"{labels.get('namespace', '?')}/{name}"
 
 
 def _target(incident: Incident) -> str:

@@ -19,8 +19,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from workers.actions import MANIFEST_KINDS
 from workers.incident.errors import PermanentError, TransientError
+from workers.policy.manifests import MANIFEST_KINDS
 
 REQUEST_TIMEOUT = 30
 """Seconds per API call: well inside the 120 s target lock a mitigation holds."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from workers.actions import target_of
+from workers.incident.alerts import target_of
 from workers.jobs.contract import MITIGATION_ACTIONS
 from workers.policy.engine import CompiledRoute, Match, Policy, evaluate
 from workers.policy.model import Action

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,3 +35,9 @@ class Notification:
     external_url: str
     truncated_alerts: int
     alerts: tuple[Alert, ...]
+
+
+def target_of(labels: Mapping[str, str]) -> str:
+    """The workload an alert points a mitigation at: `namespace/deployment` (or ingress)."""
+    name = labels.get("deployment") or labels.get("ingress") or labels.get("service", "?")
+    return f"{labels.get('namespace', '?')}/{name}"

@@ -18,13 +18,14 @@ import functools
 import json
 from typing import Any
 
-from workers.actions import MANIFEST_KINDS, Action, Outcome
+from workers.actions import Action, Outcome
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.mitigations.common import Cluster, guarded, in_force, target
 from workers.mitigations.record import recorded, remembered, revert_lock, reverted, to_revert
 from workers.params import RateLimitParams
+from workers.policy.manifests import MANIFEST_KINDS
 
 RPS = "nginx.ingress.kubernetes.io/limit-rps"
 CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"

@@ -1,8 +1,9 @@
 """Pre-approved manifests: policies/manifests/<name>.yaml, for `rate_limit: {apply: <name>}`.
 
-They are reviewed in the same pull request as the routes that use them and
-travel inside the job (the set that matched is the set that acts). Each is one
-YAML document of a kind alertpilot applies (workers.actions.MANIFEST_KINDS),
+They are reviewed in the same pull request as the routes that use them; a job
+applies the manifest as the policy in force has it when it runs (never one it
+carries). Each is one
+YAML document of a kind alertpilot applies (MANIFEST_KINDS below),
 with `metadata.name`, no `status`, and no server-owned metadata.
 """
 
@@ -12,8 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from workers.actions import MANIFEST_KINDS
 from workers.policy.problems import Marks, PolicyError, Problem
+
+MANIFEST_KINDS = {  # (apiVersion, kind) -> (apiGroup, resource): what `rate_limit: {apply:}` holds
+    ("v1", "ConfigMap"): ("", "configmaps"),
+    ("networking.k8s.io/v1", "Ingress"): ("networking.k8s.io", "ingresses"),
+}
 
 FOLDER = "manifests"
 SERVER_OWNED = ("uid", "resourceVersion", "managedFields", "creationTimestamp", "generation")
