@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
@@ -29,6 +30,7 @@ from webhook.app import create_app
 from workers.config import Settings
 from workers.incident import clock
 from workers.incident.keys import Keys
+from workers.jobs.contract import LANES, lane_queue, lanes
 
 if TYPE_CHECKING:
     from tests.support.mitigation import MitigationBench
@@ -85,25 +87,76 @@ def queue(redis: Redis, settings: Settings) -> Queue:
     return Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
 
 
+LANE_SUFFIXES = tuple(f"-{name}" if name else "" for name in LANES)
+"""What each lane adds to the queue's name (ALERTPILOT_QUEUE)."""
+
+
+def queued_ids(queue: Queue) -> list[str]:
+    """Every job id waiting in `queue`'s lanes, most urgent lane first."""
+    return [job_id for lane in lanes(queue) for job_id in lane.get_job_ids()]
+
+
+def empty(queue: Queue) -> None:
+    """Drop every job waiting in `queue`'s lanes."""
+    for lane in lanes(queue):
+        lane.empty()
+
+
+def fetch(queue: Queue, job_id: str) -> Job | None:
+    """A job of `queue`'s installation, whichever lane it went to."""
+    try:
+        return Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return None
+
+
+def page_lane(queue: Queue) -> Queue:
+    """The lane page jobs go to (their scheduled and failed registries are its)."""
+    return lane_queue(queue, "urgent")
+
+
+def run_retries(queue: Queue, job_id: str) -> None:
+    """Run the jobs, and each retry of `job_id` as soon as it is scheduled (no waiting),
+    until it stops being retried: it succeeded or failed for good."""
+    run_jobs(queue)
+    for _ in range(10):
+        job = fetch(queue, job_id)
+        assert job is not None
+        lane = lane_queue(queue, lane_name(job.origin))
+        if job_id not in lane.scheduled_job_registry.get_job_ids():
+            return
+        lane.scheduled_job_registry.remove(job)
+        lane.enqueue_job(job)  # the retry is due
+        run_jobs(queue)
+
+
+def lane_name(origin: str) -> str:
+    """The lane (one of LANES) a job's origin queue is."""
+    return next((name for name in LANES if name and origin.endswith(f"-{name}")), "")
+
+
 def run_jobs(queue: Queue) -> None:
     """Run every queued job in this process, as a worker would, then return."""
-    SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(lanes(queue), connection=queue.connection, serializer=JSONSerializer).work(
+        burst=True
+    )
 
 
 def due(queue: Queue, seconds: float) -> None:
     """Let `seconds` pass on alertpilot's clock, then do what the worker's scheduler does
     (queue the scheduled jobs now due, by that clock) and run what is queued. No sleep."""
     _CLOCK.advance(seconds)
-    registry = queue.scheduled_job_registry
-    job_ids = registry.get_jobs_to_schedule(int(clock.timestamp()))
-    jobs = Job.fetch_many(job_ids, connection=queue.connection, serializer=queue.serializer)
-    with queue.connection.pipeline() as pipe:
-        for job in jobs:
-            if job is not None:
-                queue._enqueue_job(job, pipeline=pipe)
-        for job_id in job_ids:
-            registry.remove(job_id, pipeline=pipe)
-        pipe.execute()
+    for lane in lanes(queue):
+        registry = lane.scheduled_job_registry
+        job_ids = registry.get_jobs_to_schedule(int(clock.timestamp()))
+        jobs = Job.fetch_many(job_ids, connection=lane.connection, serializer=lane.serializer)
+        with lane.connection.pipeline() as pipe:
+            for job in jobs:
+                if job is not None:
+                    lane._enqueue_job(job, pipeline=pipe)
+            for job_id in job_ids:
+                registry.remove(job_id, pipeline=pipe)
+            pipe.execute()
     run_jobs(queue)
 
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import AUTH, SEVERITIES, due, post, run_jobs, write_policy
+from tests.conftest import AUTH, SEVERITIES, due, fetch, post, run_jobs, write_policy
 from tests.test_communication import payments
 from webhook.app import create_app
 from workers import cadence
@@ -133,7 +133,7 @@ def test_escalation_moves_the_cadence_to_the_new_severity(
     # The SEV2 chain's tick, due in 4h, was cancelled by the escalation.
     scheduled = queue.scheduled_job_registry.get_job_ids()
     assert f"{incident_id}-tick-SEV2-1" not in scheduled
-    assert queue.fetch_job(f"{incident_id}-tick-SEV2-1") is None
+    assert fetch(queue, f"{incident_id}-tick-SEV2-1") is None
     assert f"{incident_id}-tick-SEV1-2" in scheduled
 
 
@@ -148,7 +148,7 @@ def test_a_tick_that_runs_twice_queues_its_updates_and_the_next_tick_once(
     again = cadence.tick(redis, queue, tick)  # a crash retry, or a requeue
     assert first["queued"] == ["notify", "statuspage"]
     assert again["queued"] == []
-    next_tick = queue.fetch_job(f"{incident_id}-tick-SEV1-6")
+    next_tick = fetch(queue, f"{incident_id}-tick-SEV1-6")
     assert next_tick is not None
     scheduled = queue.scheduled_job_registry.get_scheduled_time(next_tick)
     assert scheduled.timestamp() > time.time() + 3500  # not pushed back by the second run

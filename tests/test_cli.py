@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import REDIS_URL, fixture, post, run_jobs
+from tests.conftest import REDIS_URL, empty, fetch, fixture, post, run_retries
 from webhook import cli
 from workers.jobs.contract import CRASH_RETRIES
 
@@ -29,26 +29,12 @@ def _page_payload(client: FlaskClient, queue: Queue) -> tuple[str, dict[str, Any
     """A declared incident and its page job's payload, with the queue emptied."""
     reply = post(client, fixture("firing-two-alerts.json")).json
     (incident_id,) = reply["incidents"]
-    job = queue.fetch_job(reply["jobs"][0])
+    job = fetch(queue, reply["jobs"][0])
     assert job is not None
-    queue.empty()
+    empty(queue)
     payload: dict[str, Any] = job.args[0]
     assert payload["action"] == "page"
     return incident_id, payload
-
-
-def _run_until_failed(queue: Queue, job_id: str) -> None:
-    """Run the job, and every retry of it as soon as it is scheduled, until it fails for good."""
-    run_jobs(queue)
-    for _ in range(10):
-        if job_id not in queue.scheduled_job_registry.get_job_ids():
-            break
-        job = queue.fetch_job(job_id)
-        assert job is not None
-        queue.scheduled_job_registry.remove(job)
-        queue.enqueue_job(job)  # the retry is due
-        run_jobs(queue)
-    assert job_id in queue.failed_job_registry.get_job_ids()
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,7 +69,7 @@ def test_jobs_failed_prints_action_incident_attempts_and_last_error(
     queue.enqueue(
         "tests.support.jobs.run_refused", payload, job_id="refused-page", retry=CRASH_RETRIES
     )
-    _run_until_failed(queue, "refused-page")
+    run_retries(queue, "refused-page")
 
     assert cli.main(["jobs", "failed"]) == 0
 
@@ -118,7 +104,7 @@ def test_jobs_failed_counts_every_attempt(
 ) -> None:
     _, payload = _page_payload(client, queue)
     queue.enqueue(f"tests.support.jobs.{function}", payload, job_id="j1", retry=CRASH_RETRIES)
-    _run_until_failed(queue, "j1")
+    run_retries(queue, "j1")
 
     assert cli.main(["jobs", "failed"]) == 0
 
@@ -132,7 +118,7 @@ def test_jobs_failed_keeps_a_long_error_to_one_short_line(
 ) -> None:
     payload = {"action": "x" * 500, "incident_id": "i1", "transition": "declared"}
     queue.enqueue("tests.support.jobs.run_refused", payload, job_id="malformed")
-    _run_until_failed(queue, "malformed")
+    run_retries(queue, "malformed")
 
     assert cli.main(["jobs", "failed"]) == 0
 

@@ -25,15 +25,19 @@ from tests.conftest import (
     ROUTING_KEY,
     STATUSPAGE_KEY,
     TOKEN,
+    fetch,
     fixture,
+    page_lane,
     post,
     run_jobs,
+    run_retries,
     timeline,
     write_policy,
 )
 from webhook import cli
 from webhook.app import create_app
 from workers.config import Settings
+from workers.jobs.contract import lane_queue
 
 
 def payments(status: str = "firing") -> dict[str, Any]:
@@ -125,7 +129,8 @@ def test_a_400_is_permanent_with_pagerduty_error_text_and_no_key(
     (failed,) = [e for e in timeline(live, incident_id) if e["kind"] == "failed"]
     assert failed["action"] == "page"
     assert failed["message"].startswith("PagerDuty answered 400")
-    assert any(j.endswith("-declared-page") for j in queue.failed_job_registry.get_job_ids())
+    failed = page_lane(queue).failed_job_registry.get_job_ids()
+    assert any(j.endswith("-declared-page") for j in failed)
     everything = str(timeline(live, incident_id)) + caplog.text
     assert ROUTING_KEY not in everything and STATUSPAGE_KEY not in everything
 
@@ -139,13 +144,9 @@ def test_crash_between_statuspage_create_and_store_opens_one_incident(
     (incident_id,) = post(live, payments()).json["incidents"]
     run_jobs(queue)
     job_id = f"{incident_id}-declared-statuspage"
-    scheduled = queue.scheduled_job_registry
-    assert job_id in scheduled.get_job_ids()  # transient: retried later
-    job = queue.fetch_job(job_id)
-    assert job is not None
-    scheduled.remove(job)
-    queue.enqueue_job(job)
-    run_jobs(queue)
+    comms = lane_queue(queue, "comms")
+    assert job_id in comms.scheduled_job_registry.get_job_ids()  # transient: retried later
+    run_retries(queue, job_id)
     (adopted,) = sp.incidents.values()
     assert len(adopted["incident_updates"]) == 1  # adopted, not posted to twice
     assert len([r for r in sp.requests if r.method == "POST"]) == 1
@@ -257,16 +258,8 @@ def test_a_500_storm_past_the_retry_budget_fails_then_retry_delivers_once(
     pd.fail_next(*([500] * 12))  # six attempts, each a request and the client's one retry
     (incident_id,) = post(live, payments()).json["incidents"]
     page_job = f"{incident_id}-declared-page"
-    run_jobs(queue)
-    for _ in range(10):
-        if page_job not in queue.scheduled_job_registry.get_job_ids():
-            break
-        job = queue.fetch_job(page_job)
-        assert job is not None
-        queue.scheduled_job_registry.remove(job)
-        queue.enqueue_job(job)  # the retry is due
-        run_jobs(queue)
-    assert page_job in queue.failed_job_registry.get_job_ids()
+    run_retries(queue, page_job)
+    assert page_job in page_lane(queue).failed_job_registry.get_job_ids()
     assert pd.events("trigger") == []
     kinds = [e["kind"] for e in timeline(live, incident_id) if e.get("action") == "page"]
     assert kinds[-1] == "failed" and kinds.count("retried") == 5
@@ -274,7 +267,7 @@ def test_a_500_storm_past_the_retry_budget_fails_then_retry_delivers_once(
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     monkeypatch.setenv("ALERTPILOT_QUEUE", "aptest")
     assert cli.main(["jobs", "retry", page_job]) == 0  # PagerDuty is back
-    requeued = queue.fetch_job(page_job)
+    requeued = fetch(queue, page_job)
     assert requeued is not None and not requeued.number_of_retries  # a full budget again
     run_jobs(queue)
     run_jobs(queue)

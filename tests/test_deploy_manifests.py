@@ -23,6 +23,7 @@ import yaml
 
 from tests.support.rbac import ALERTPILOT, granted, kustomize
 from webhook import cli
+from workers.runner import HEARTBEAT_FILE
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 BASE = DEPLOY / "base"
@@ -273,7 +274,11 @@ def test_every_alert_links_a_runbook_section() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "args"), [("alertpilot-webhook", ["serve"]), ("alertpilot-worker", ["worker"])]
+    ("name", "args"),
+    [
+        ("alertpilot-webhook", ["serve"]),
+        ("alertpilot-worker", ["worker", "--heartbeat-dir", "/tmp"]),
+    ],
 )
 def test_deployment_runs_its_alertpilot_subcommand(name: str, args: list[str]) -> None:
     assert [c.get("args") for c in containers(deployment(name))] == [args]
@@ -432,3 +437,13 @@ def test_every_alertmanager_config_passes_amtool_check_config() -> None:
         if done.returncode != 0:
             failed.append(f"{path.relative_to(DEPLOY.parent)}: {done.stdout}{done.stderr}")
     assert failed == []
+
+
+def test_the_worker_liveness_probe_reads_the_file_the_worker_touches() -> None:
+    """`alertpilot worker --heartbeat-dir DIR` touches DIR/HEARTBEAT_FILE while it is well;
+    the probe must read that very file, in the directory the args give."""
+    (container,) = containers(deployment("alertpilot-worker"))
+    directory = container["args"][container["args"].index("--heartbeat-dir") + 1]
+    command = " ".join(container["livenessProbe"]["exec"]["command"])
+    assert f"{directory}/{HEARTBEAT_FILE} " in command
+    assert any(m["mountPath"] == directory for m in container["volumeMounts"])

@@ -19,7 +19,7 @@ from redis import Redis
 from rq import Queue
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, TOKEN, run_jobs
+from tests.conftest import AUTH, TOKEN, queued_ids, run_jobs
 from tests.support.alertmanager import run_alertmanager
 
 pytestmark = pytest.mark.e2e
@@ -65,13 +65,13 @@ def test_alertmanager_notifications_become_one_incident_and_resolve_it(
         (incident,) = wait_for("the incident", lambda: _incidents(client, "open"))
         assert (incident["severity"], incident["route"]) == ("SEV1", "payments-latency")
         assert incident["alerts_firing"] == 2
-        declared = sorted(queue.get_job_ids())
+        declared = sorted(queued_ids(queue))
 
         # repeat_interval (4s) makes Alertmanager send the same group again.
         wait_for("a repeat notification", lambda: received("duplicate") >= 1, timeout=30)
         assert received("accepted") == 1, am.log()
         assert len(_incidents(client, "open")) == 1
-        assert sorted(queue.get_job_ids()) == declared
+        assert sorted(queued_ids(queue)) == declared
         assert len(declared) == 4  # page, statuspage, notify, scale_up
 
         run_jobs(queue)
@@ -79,7 +79,7 @@ def test_alertmanager_notifications_become_one_incident_and_resolve_it(
         (resolved,) = wait_for("the resolve", lambda: _incidents(client, "resolved"))
         assert resolved["id"] == incident["id"]
         assert _incidents(client, "open") == []
-        resolve_jobs = sorted(queue.get_job_ids())
+        resolve_jobs = sorted(queued_ids(queue))
         assert resolve_jobs == sorted(
             f"{incident['id']}-resolved-{action}" for action in ("page", "statuspage", "notify")
         )

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import AUTH, fixture, post, write_policy
+from tests.conftest import AUTH, fixture, post, queued_ids, write_policy
 from webhook.app import create_app
 from webhook.policy.commands import explain_alerts
 from workers.config import Settings
@@ -101,7 +101,7 @@ def test_an_alert_missing_from_a_complete_notification_has_ended(
     post(client, _resolved(only_a))
 
     assert _incident(client, incident_id)["status"] == "resolved"
-    assert f"{incident_id}-resolved-page" in queue.get_job_ids()
+    assert f"{incident_id}-resolved-page" in queued_ids(queue)
 
 
 def test_an_alert_missing_from_a_truncated_notification_is_still_firing(

@@ -8,19 +8,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import ConnectionPool, Redis
 from redis.connection import Connection
 from rq import Queue
 
-from tests.conftest import AUTH, REDIS_URL, fixture, post, write_policy
+from tests.conftest import AUTH, REDIS_URL, fixture, post, queued_ids, write_policy
 from webhook.app import create_app
 from workers.config import Settings
 
 
 def _queued(queue: Queue) -> list[str]:
-    return list(queue.get_job_ids())
+    return list(queued_ids(queue))
 
 
 def _incident(client: FlaskClient, incident_id: str) -> dict[str, Any]:
@@ -148,14 +149,14 @@ def test_lagging_ha_twin_after_resolve_neither_reopens_nor_pages(
     """AM1 sent firing then resolved; AM2's delayed copies arrive after both."""
     post(client, fixture("firing-two-alerts.json"))
     post(client, _all_resolved())
-    queued = sorted(queue.get_job_ids())
+    queued = sorted(queued_ids(queue))
     late_firing = post(client, fixture("firing-two-alerts.json"))
     late_resolve = post(client, _all_resolved())
     assert late_firing.json["status"] == "duplicate"
     assert (late_firing.json["incidents"], late_firing.json["jobs"]) == ([], [])
     assert late_resolve.json["status"] == "duplicate"
     assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
-    assert sorted(queue.get_job_ids()) == queued
+    assert sorted(queued_ids(queue)) == queued
 
 
 def test_lagging_ha_twin_cannot_flip_a_resolved_alert_back_to_firing(
@@ -281,12 +282,37 @@ class CountingConnection(Connection):
         super().send_packed_command(command, check_health)
 
 
-def test_resend_costs_one_redis_round_trip(settings: Settings, redis: Redis) -> None:
+@pytest.mark.parametrize(("cache", "round_trips"), [(5.0, 0), (0.0, 1)])
+def test_resend_costs_one_redis_round_trip_or_none_from_the_process_cache(
+    settings: Settings, redis: Redis, cache: float, round_trips: int
+) -> None:
     pool = ConnectionPool.from_url(REDIS_URL, connection_class=CountingConnection)
     counted = Redis(connection_pool=pool)
-    client = create_app(settings, redis=counted, registry=CollectorRegistry()).test_client()
+    cached = replace(settings, resend_cache_seconds=cache)
+    client = create_app(cached, redis=counted, registry=CollectorRegistry()).test_client()
     post(client, fixture("firing-two-alerts.json"))
     CountingConnection.sends = 0
     assert post(client, fixture("firing-two-alerts.json")).json["status"] == "duplicate"
-    assert CountingConnection.sends == 1  # EXISTS on the seen-marker
+    assert CountingConnection.sends == round_trips  # none, or a GET of the group digest
+    pool.disconnect()
+
+
+def test_a_cached_digest_is_only_one_redis_held(settings: Settings, redis: Redis) -> None:
+    """A notification whose alerts were stale leaves the group's digest as it was: its
+    next copy must be evaluated again (round trips to Redis), not answered from the
+    process cache."""
+    pool = ConnectionPool.from_url(REDIS_URL, connection_class=CountingConnection)
+    counted = Redis(connection_pool=pool)
+    client = create_app(settings, redis=counted, registry=CollectorRegistry()).test_client()
+    firing = fixture("firing-two-alerts.json")
+    post(client, firing)
+    resolved = fixture("firing-two-alerts.json")
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2030-01-01T00:00:00Z"
+    assert post(client, resolved).json["status"] == "accepted"
+    assert post(client, firing).json["status"] == "duplicate"  # a lagging twin: stale
+    CountingConnection.sends = 0
+    assert post(client, firing).json["status"] == "duplicate"
+    assert CountingConnection.sends > 1  # read and evaluated again, not taken from the cache
     pool.disconnect()

@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from kubernetes import client, config
 
-from tests.conftest import AUTH, REPO, due, post, run_jobs, timeline, write_policy
+from tests.conftest import AUTH, REPO, due, fetch, post, run_jobs, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.support.rbac import allows, granted, kustomize
@@ -497,7 +497,7 @@ def test_a_rerun_after_a_crash_past_the_api_call_does_not_scale_twice(
     kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
     app = mitigation.app()
     (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
-    payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
+    payload = fetch(queue, job_id).args[0]  # type: ignore[union-attr]
     queue.empty()
     handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
     assert execute(redis, payload, handlers, job_id=job_id).outcome == "succeeded"
@@ -520,7 +520,7 @@ def test_a_conflicting_write_is_retried_on_a_fresh_read(mitigation: MitigationBe
     kube, redis, queue = mitigation.kube, mitigation.redis, mitigation.queue
     app = mitigation.app()
     (job_id,) = [j for j in post(app, latency()).json["jobs"] if "scale_up" in j]
-    payload = queue.fetch_job(job_id).args[0]  # type: ignore[union-attr]
+    payload = fetch(queue, job_id).args[0]  # type: ignore[union-attr]
     queue.empty()
     handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
     kube.fail_next("update", "deployments/scale", 409)

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from kubernetes import client, config
 from rq import Queue
 
-from tests.conftest import AUTH, due, post, run_jobs, timeline
+from tests.conftest import AUTH, due, post, queued_ids, run_jobs, timeline
 from tests.support.clock import AheadClock
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, latency, resolved, route
@@ -127,7 +127,7 @@ def test_an_expired_rollout_restart_proposal_cannot_be_approved(
     response = app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=AUTH)
     assert response.status_code == 404
     assert response.json is not None and response.json["error"]["details"]["field"] == "id"
-    assert queue.count == 0
+    assert queued_ids(queue) == []
     run_jobs(queue)
     assert kube.calls == []
     annotations = kube.deployment("production", "api")["spec"]["template"]["metadata"]

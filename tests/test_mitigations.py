@@ -13,7 +13,7 @@ from kubernetes import client, config
 from redis import Redis
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REDIS_URL, TOKEN, due, post, run_jobs, timeline
+from tests.conftest import AUTH, REDIS_URL, TOKEN, due, fetch, post, run_jobs, timeline
 from tests.support.alertmanager import run_alertmanager
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.test_e2e_alertmanager import wait_for
@@ -234,7 +234,7 @@ def test_two_workers_scaling_one_workload_change_it_once(mitigation: MitigationB
     second["groupKey"] = '{}:{deployment="api", shard="2"}'
     second["alerts"][0]["fingerprint"] = "00000000000000b2"
     jobs = [post(app, doc).json["jobs"][0] for doc in (first, second)]
-    payloads = [queue.fetch_job(job_id).args[0] for job_id in jobs]  # type: ignore[union-attr]
+    payloads = [fetch(queue, job_id).args[0] for job_id in jobs]  # type: ignore[union-attr]
     queue.empty()
     handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
     outcomes: list[str] = []

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from tests.conftest import AUTH, TOKEN, fixture, post
+from tests.conftest import AUTH, LANE_SUFFIXES, TOKEN, fixture, post
 from webhook.app import create_app
 from workers.config import Settings
 
@@ -35,7 +35,7 @@ def test_accepted_notification_is_stored_and_answered_with_its_jobs(
         f"{incident_id}-declared-scale_up",
     ]
     assert redis.exists(f"aptest:incident:{incident_id}")
-    assert redis.llen("rq:queue:aptest") == 3
+    assert sum(redis.llen(f"rq:queue:aptest{s}") for s in LANE_SUFFIXES) == 3
 
 
 def _assert_rejected(response: object, redis: Redis, status: int, field: str) -> None:

@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from tests.conftest import fixture, post, run_jobs, timeline
+from tests.conftest import empty, fixture, post, run_jobs, timeline
 from tests.support import jobs as test_jobs
 from workers.actions import HANDLERS
 from workers.incident.errors import TransientError
@@ -71,7 +71,7 @@ def test_job_queued_before_resolve_does_nothing_after_it(client: FlaskClient, qu
 def _page_payload(client: FlaskClient, queue: Queue, redis: Redis) -> tuple[str, dict[str, Any]]:
     incident_id, job_ids = _declare(client)
     job = Job.fetch(job_ids[0], connection=redis, serializer=queue.serializer)
-    queue.empty()
+    empty(queue)
     return incident_id, job.args[0]
 
 

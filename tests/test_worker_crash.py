@@ -15,8 +15,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import REDIS_URL, REPO, post, run_jobs
+from tests.conftest import REDIS_URL, REPO, post, run_retries
 from tests.test_communication import payments
+from workers.jobs.contract import lane_queue
 
 
 def _children(pid: int) -> list[int]:
@@ -69,7 +70,8 @@ def test_sigkill_during_statuspage_create_leaves_one_incident_after_the_rerun(
         time.sleep(2.0)  # the POST is in flight: stored at Statuspage, no answer yet
         for child in _children(worker.pid):  # the work horse (and the scheduler)
             os.kill(child, signal.SIGKILL)
-        _wait("RQ to schedule the retry", lambda: job_id in queue.scheduled_job_registry)
+        comms = lane_queue(queue, "comms")
+        _wait("RQ to schedule the retry", lambda: job_id in comms.scheduled_job_registry)
         assert "Work-horse terminated unexpectedly" in log.read_text()
     finally:
         worker.terminate()
@@ -81,11 +83,7 @@ def test_sigkill_during_statuspage_create_leaves_one_incident_after_the_rerun(
     # The dead horse's action lock would expire on its own after JOB_TIMEOUT (300 s),
     # which is when the crash retry can take it; spare the test that wait.
     assert redis.delete(f"aptest:lock:{incident_id}:statuspage") == 1, redis.keys("aptest:*")
-    job = queue.fetch_job(job_id)
-    assert job is not None
-    queue.scheduled_job_registry.remove(job)
-    queue.enqueue_job(job)  # the retry is due
-    run_jobs(queue)
+    run_retries(queue, job_id)  # the retry is due
     (adopted,) = sp.incidents.values()
     assert len(adopted["incident_updates"]) == 1  # adopted, not posted to twice
     assert len([r for r in sp.requests if r.method == "POST"]) == 1

@@ -57,6 +57,8 @@ def create_app(
                 stale_window_seconds=settings.stale_window_seconds,
                 retention_seconds=settings.retention_seconds,
                 replay_size=settings.replay_size,
+                replay_max_bytes=settings.replay_max_bytes,
+                resend_cache_seconds=settings.resend_cache_seconds,
             ),
             dry_run=settings.dry_run,
         ),

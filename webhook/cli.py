@@ -18,6 +18,7 @@ from typing import Any
 
 from webhook import failed_jobs
 from webhook.policy import commands as commands_
+from webhook.worker import HEARTBEAT_FILE
 from workers.config import Settings, SettingsError
 from workers.policy.loader import PolicyError, load_policy
 
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="RQ worker with scheduler")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--heartbeat-dir",
+        type=Path,
+        default=None,
+        help=f"touch DIR/{HEARTBEAT_FILE} on every scheduler loop (a liveness probe's signal)",
+    )
     worker.set_defaults(run=_worker, needs_redis="worker")
 
     _policy_parsers(commands)
@@ -285,13 +292,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if not _check_policies(settings.policies_dir, secrets=not settings.dry_run):
         return 2
-    return run_worker(
-        _url(settings),
-        settings.queue_name,
-        policies_dir=settings.policies_dir,
-        reload_seconds=settings.policy_reload_seconds,
-        burst=args.burst,
-    )
+    return run_worker(settings, _url(settings), heartbeat_dir=args.heartbeat_dir, burst=args.burst)
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:

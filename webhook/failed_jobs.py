@@ -11,34 +11,38 @@ import sys
 from typing import Any
 
 from workers.config import Settings
+from workers.jobs.contract import lanes
 
 
-def _failed_registry(settings: Settings) -> Any:
+def _failed_registries(settings: Settings) -> list[Any]:
+    """The failed registry of each lane (workers/jobs/contract.py LANES), most urgent first."""
     from redis import Redis
     from rq import Queue
     from rq.serializers import JSONSerializer
 
     assert settings.redis_url is not None
     redis = Redis.from_url(settings.redis_url)
-    return Queue(
-        settings.queue_name, connection=redis, serializer=JSONSerializer
-    ).failed_job_registry
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    return [lane.failed_job_registry for lane in lanes(queue)]
 
 
 def list_failed(args: argparse.Namespace, settings: Settings) -> int:
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
-    registry = _failed_registry(settings)
-    job_ids = registry.get_job_ids()
-    for job_id in job_ids:
-        try:
-            job = Job.fetch(job_id, connection=registry.connection, serializer=registry.serializer)
-        except NoSuchJobError:
-            print(f"{_short(job_id)}  (job data expired)")
-            continue
-        print(_failed_line(job))
-    if not job_ids:
+    found = False
+    for registry in _failed_registries(settings):
+        for job_id in registry.get_job_ids():
+            found = True
+            try:
+                job = Job.fetch(
+                    job_id, connection=registry.connection, serializer=registry.serializer
+                )
+            except NoSuchJobError:
+                print(f"{_short(job_id)}  (job data expired)")
+                continue
+            print(_failed_line(job))
+    if not found:
         print("no failed jobs")
     return 0
 
@@ -100,10 +104,13 @@ def _fresh_attempts(registry: Any, job_id: str) -> None:
 def retry(args: argparse.Namespace, settings: Settings) -> int:
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
-    registry = _failed_registry(settings)
+    registries = _failed_registries(settings)
     code = 0
     for job_id in args.job_ids:
+        registry = next((r for r in registries if job_id in r), None)
         try:
+            if registry is None:
+                raise NoSuchJobError(job_id)
             _fresh_attempts(registry, job_id)
             registry.requeue(job_id)
             print(f"requeued {job_id}")

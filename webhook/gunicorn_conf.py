@@ -10,6 +10,9 @@ from prometheus_client import multiprocess
 
 from webhook.serve import OWNED_METRICS_DIR
 
+# gthread, with no thread for a client before it sends and a read deadline (the module
+# says why); threads and the deadline are settings (`alertpilot serve`).
+worker_class = "webhook.gunicorn_worker.ReceiverWorker"
 accesslog = "-"
 timeout = 30
 graceful_timeout = 20

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -70,6 +72,10 @@ class Limits:
     """How long a resolved incident, its timeline and its key index are kept."""
     replay_size: int = 0
     """How many accepted notifications to keep for `policy diff --replay` (0: none)."""
+    replay_max_bytes: int = 0
+    """Their total size at most (webhook/replay.py `keep`)."""
+    resend_cache_seconds: float = 0.0
+    """How long this process answers a resend it saw durable without asking Redis."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,32 @@ class _Group:
     key: str
     hash: str
     alerts: list[tuple[Alert, Match]]
+
+
+class Applied:
+    """Digests this process has seen made durable in Redis, for `ttl` seconds: a resend
+    (or an HA twin's copy) that matches one is a duplicate without a Redis round trip.
+
+    Only what Redis holds is remembered (after a read of it, or after EXEC), so this
+    answers exactly what the shared digest would, unless Redis lost data within the
+    last `ttl` seconds: then a resend is taken as a duplicate until its entry expires,
+    and Alertmanager's next resend applies it. Bounded to `size` groups (oldest out).
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._seen: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def holds(self, marker: str, last: str) -> bool:
+        found = self._seen.get(marker)
+        return found is not None and found[0] == last and time.monotonic() < found[1]
+
+    def add(self, marker: str, last: str) -> None:
+        self._seen[marker] = (last, time.monotonic() + self.ttl)
+        self._seen.move_to_end(marker)
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
 
 
 class Intake:
@@ -96,11 +128,15 @@ class Intake:
         self.policy = policy
         self.limits = limits
         self.dry_run = dry_run
+        self.applied = Applied(limits.resend_cache_seconds)
 
     def apply(self, notification: Notification) -> IntakeResult:
         marker = self.keys.group(_group_hash(notification))
         last = digest(notification)
+        if self.applied.holds(marker, last):
+            return IntakeResult("duplicate")
         if _same(self.redis.get(marker), last):
+            self.applied.add(marker, last)
             return IntakeResult("duplicate")
         policy = self.policy()  # one whole set for the whole notification
         groups = _group(notification, policy)
@@ -113,9 +149,12 @@ class Intake:
         )
         for _ in range(MAX_ATTEMPTS):
             try:
-                return self._transaction(marker, last, groups, ctx)
+                result = self._transaction(marker, last, groups, ctx)
             except WatchError:
                 continue
+            if not result.stale:  # the marker was written: Redis holds this digest now
+                self.applied.add(marker, last)
+            return result
         raise Contention(f"gave up after {MAX_ATTEMPTS} conflicting writes")
 
     def _transaction(
@@ -146,8 +185,9 @@ class Intake:
                 self._write(pipe, change)
                 self._cancel_tick(pipe, change, pending.get(change.incident.id))
             if changes and self.limits.replay_size:
-                pipe.lpush(self.keys.replay, replay.record(ctx.notification))
-                pipe.ltrim(self.keys.replay, 0, self.limits.replay_size - 1)
+                record = replay.record(ctx.notification)
+                limits = (self.limits.replay_size, self.limits.replay_max_bytes)
+                replay.keep(pipe, self.keys, record, *limits)
             if not stale:
                 # Only a fully applied notification becomes the group's "last": after a
                 # stale copy, the next real resend must still be evaluated.

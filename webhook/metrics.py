@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
+from webhook import replay
 from workers.incident.keys import Keys, text
 from workers.incident.record import open_counts_by_severity
 
@@ -122,7 +123,13 @@ class RedisStateCollector(Collector):
             "Jobs finished by any worker, by action and outcome.",
             labels=["action", "outcome"],
         )
+        recorded = GaugeMetricFamily(
+            "alertpilot_replay_bytes",
+            "Bytes of the notifications recorded for policy diff --replay "
+            "(at most ALERTPILOT_REPLAY_MAX_BYTES).",
+        )
         try:
+            recorded.add_metric([], replay.size(self.redis, self.keys))
             counts = open_counts_by_severity(self.redis, self.keys)
             for severity in dict.fromkeys([*self.severities(), *sorted(counts)]):
                 open_incidents.add_metric([severity], counts.get(severity, 0))
@@ -133,3 +140,4 @@ class RedisStateCollector(Collector):
             return  # /readyz reports Redis; a scrape still shows the process metrics
         yield open_incidents
         yield finished
+        yield recorded

@@ -74,6 +74,46 @@ def _clean(values: dict[str, str]) -> dict[str, str]:
     return {key: strip_credentials(value) for key, value in values.items()}
 
 
+_KEEP = """
+local count, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
+if string.len(ARGV[1]) > budget then
+  return -1
+end
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], 0)
+end
+local total = redis.call('INCRBY', KEYS[2], string.len(ARGV[1]))
+redis.call('LPUSH', KEYS[1], ARGV[1])
+while redis.call('LLEN', KEYS[1]) > count or total > budget do
+  local dropped = redis.call('RPOP', KEYS[1])
+  if not dropped then
+    redis.call('SET', KEYS[2], 0)
+    return 0
+  end
+  total = redis.call('DECRBY', KEYS[2], string.len(dropped))
+end
+if total < 0 or redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], 0)
+  total = 0
+end
+return total
+"""
+
+
+def keep(pipe: Any, keys: Keys, record: str, count: int, budget: int) -> None:
+    """Record `record` (newest first) and drop the oldest until at most `count` are kept
+    and their bytes (kept in `keys.replay_bytes`) are at most `budget`: one command, run
+    atomically inside the intake's transaction. A record larger than `budget` alone
+    is not kept (and drops nothing). The byte count starts again from 0 whenever the
+    list is empty, so a count that went wrong heals."""
+    pipe.eval(_KEEP, 2, keys.replay, keys.replay_bytes, record, count, budget)
+
+
+def size(redis: Redis, keys: Keys) -> int:
+    """Bytes the recorded notifications take now."""
+    return int(redis.get(keys.replay_bytes) or 0)
+
+
 def export(redis: Redis, keys: Keys, out: TextIO) -> int:
     """Write the recorded notifications, oldest first, one per line; return how many."""
     lines = redis.lrange(keys.replay, 0, -1)

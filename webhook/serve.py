@@ -68,6 +68,8 @@ def exec_gunicorn(settings: Settings) -> int:
         settings.bind,
         "--workers",
         str(settings.web_concurrency),
+        "--threads",
+        str(settings.web_threads),
         "webhook.wsgi:app",
     ]
     os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process on purpose

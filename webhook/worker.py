@@ -1,29 +1,27 @@
-"""`alertpilot worker`: an RQ worker with its scheduler, reading the JSON job payloads."""
+"""`alertpilot worker`: the job runtime's worker (workers/runner.py) over every lane,
+with the policy set loaded and watched in the parent."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue, Worker
-from rq.serializers import JSONSerializer
 
+from workers.config import Settings
 from workers.policy.store import shared
+from workers.runner import HEARTBEAT_FILE, make_worker, preload
+
+__all__ = ["HEARTBEAT_FILE", "run_worker"]
 
 
 def run_worker(
-    redis_url: str,
-    queue_name: str,
-    *,
-    policies_dir: Path,
-    reload_seconds: float,
-    burst: bool = False,
+    settings: Settings, redis_url: str, *, heartbeat_dir: Path | None, burst: bool = False
 ) -> int:
     """The policy set is loaded and watched here, in the parent: the work horses RQ
     forks start with it parsed, and each mitigation job refreshes it as it starts."""
-    shared(policies_dir).watch(reload_seconds)
+    shared(settings.policies_dir).watch(settings.policy_reload_seconds)
+    preload(settings)
     redis = Redis.from_url(redis_url)
-    queue = Queue(queue_name, connection=redis, serializer=JSONSerializer)
-    worker = Worker([queue], connection=redis, serializer=JSONSerializer)
+    worker = make_worker(redis, settings.queue_name, heartbeat_dir=heartbeat_dir)
     worker.work(with_scheduler=True, burst=burst)
     return 0

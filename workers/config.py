@@ -155,6 +155,10 @@ class Settings:
     """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
     dedup_ttl_seconds: int = 7 * 24 * 3600
     """`ALERTPILOT_DEDUP_TTL`: how long a group's last applied notification is remembered."""
+    resend_cache_seconds: float = 5.0
+    """`ALERTPILOT_RESEND_CACHE`: how long a receiver process remembers a group's digest it
+    saw durable in Redis, answering its resends without a round trip (0: never). A Redis
+    that lost data (a failover) is noticed by a resend only after this."""
     stale_window_seconds: int = 15 * 60
     """`ALERTPILOT_STALE_WINDOW`: how long after a resolve a firing copy of the same alert
     instance is taken for a lagging HA twin or retry, and dropped."""
@@ -162,10 +166,22 @@ class Settings:
     """`ALERTPILOT_RETENTION`: how long a resolved incident and its timeline are kept."""
     replay_size: int = 10_000
     """`ALERTPILOT_REPLAY_SIZE`: accepted notifications kept for `policy diff --replay`."""
+    replay_max_bytes: int = 64 * 1024 * 1024
+    """`ALERTPILOT_REPLAY_MAX_BYTES`: the recorded notifications' total size in Redis; the
+    oldest go first when a new one would pass it (or `replay_size`)."""
     bind: str = "0.0.0.0:9095"
     """`ALERTPILOT_BIND`: address gunicorn listens on (`serve`)."""
     web_concurrency: int = 2
     """`ALERTPILOT_WEB_CONCURRENCY`: gunicorn worker processes (`serve`)."""
+    web_threads: int = 16
+    """`ALERTPILOT_WEB_THREADS`: threads per worker process, each serving one request at a
+    time (`serve`). A client gets one only once it has sent something, so only this many
+    slow clients at once (per worker) delay the others, by the read timeout at most."""
+    web_read_timeout_seconds: float = 10.0
+    """`ALERTPILOT_WEB_READ_TIMEOUT`: how long a client has, from connecting (or from the
+    first byte of its next request on a kept-alive connection), to send a whole request,
+    headers and body (`serve`); then it is disconnected. Bounds how long an idle or slow
+    client holds a connection, or a thread."""
     integrations: Integrations = field(default_factory=Integrations)
     """The vendors' branch: URLs, credentials, TLS trust (the workers')."""
 
@@ -200,13 +216,23 @@ class Settings:
             metrics_token=secret(env, "ALERTPILOT_METRICS_TOKEN"),
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", cls.dedup_ttl_seconds),
+            resend_cache_seconds=_seconds(
+                env, "ALERTPILOT_RESEND_CACHE", cls.resend_cache_seconds, minimum=0
+            ),
             stale_window_seconds=_duration(
                 env, "ALERTPILOT_STALE_WINDOW", cls.stale_window_seconds
             ),
             retention_seconds=_duration(env, "ALERTPILOT_RETENTION", cls.retention_seconds),
             replay_size=_int(env, "ALERTPILOT_REPLAY_SIZE", cls.replay_size, minimum=0),
+            replay_max_bytes=_int(
+                env, "ALERTPILOT_REPLAY_MAX_BYTES", cls.replay_max_bytes, minimum=0
+            ),
             bind=env.get("ALERTPILOT_BIND") or cls.bind,
             web_concurrency=_int(env, "ALERTPILOT_WEB_CONCURRENCY", cls.web_concurrency, minimum=1),
+            web_threads=_int(env, "ALERTPILOT_WEB_THREADS", cls.web_threads, minimum=1),
+            web_read_timeout_seconds=_seconds(
+                env, "ALERTPILOT_WEB_READ_TIMEOUT", cls.web_read_timeout_seconds, minimum=1
+            ),
             integrations=Integrations.from_env(env, templates_dir=policies / "templates"),
         )
 

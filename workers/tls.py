@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import ssl
 from typing import Any
 
@@ -9,6 +11,15 @@ from requests.adapters import HTTPAdapter
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """One context per bundle and version of it, made once per process: loading the
+    system's CAs takes ~30 ms, longer than a whole job. A rotated bundle (a new
+    mtime) gets a new context; a context is safe to share between clients."""
+    version = os.stat(ca_bundle).st_mtime_ns if ca_bundle else 0
+    return _context(ca_bundle, version)
+
+
+@functools.lru_cache(maxsize=4)
+def _context(ca_bundle: str | None, version: int) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_bundle:
         context.load_verify_locations(cafile=ca_bundle)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rq import Retry
+from rq import Retry, get_current_job
 
 from workers.actions import Outcome, dry_run
 from workers.incident.errors import PermanentError, TransientError
@@ -65,3 +65,10 @@ def run_flaky(payload: dict[str, Any]) -> dict[str, Any] | Retry:
 
 def run_refused(payload: dict[str, Any]) -> dict[str, Any] | Retry:
     return perform(payload, {"page": _refused})
+
+
+def record(payload: dict[str, Any]) -> None:
+    """Append `payload["name"]` and the time to the Redis list `payload["key"]`."""
+    job = get_current_job()
+    assert job is not None
+    job.connection.rpush(payload["key"], f"{payload['name']} {time.time():.3f}")

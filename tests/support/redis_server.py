@@ -22,9 +22,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, *, persist: bool = False) -> None:
         self.workdir = workdir
         self.port = port
+        self.persist = persist
+        """Append-only file, fsynced on every write: a restart keeps every key."""
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -33,7 +35,9 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir)]
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
+        args += aof or ["--appendonly", "no"]
+        args += ["--dir", str(self.workdir)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
@@ -54,8 +58,8 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir, free_port())
+def redis_server(workdir: Path, *, persist: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(workdir, free_port(), persist=persist)
     server.start()
     try:
         yield server

@@ -60,6 +60,11 @@ class Keys:
         """List of the last accepted notifications (newest first), for `policy diff --replay`."""
         return f"{self.prefix}replay"
 
+    @property
+    def replay_bytes(self) -> str:
+        """The bytes of the `replay` list's entries, kept with it (webhook/replay.py)."""
+        return f"{self.prefix}replay:bytes"
+
     def group_incidents(self, group_hash: str) -> str:
         """Set of the incidents holding alerts of one Alertmanager group (by groupKey hash),
         so a notification can end its missing alerts in incidents it lists nothing for."""

@@ -30,6 +30,45 @@ COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
 MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
 ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
 
+LANES = ("urgent", "comms", "")
+"""Queues by urgency, a worker takes from them in this order: pages (`<queue>-urgent`),
+then the other communication (`<queue>-comms`), then the rest (the queue itself:
+mitigations, their reverts, status ticks). One action always takes one lane, so each
+action's jobs keep their order (a page's resolve after its trigger)."""
+
+
+def lane(function: str, payload: Mapping[str, Any]) -> str:
+    """The lane a job goes to (one of LANES)."""
+    action = payload.get("action") if function == RUN_ACTION else None
+    if action == "page":
+        return "urgent"
+    if action in COMMUNICATION_ACTIONS:
+        return "comms"
+    return ""
+
+
+def base_name(name: str) -> str:
+    """The installation's queue name (ALERTPILOT_QUEUE) from any of its lanes' names."""
+    for suffix in (f"-{n}" for n in LANES if n):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
+
+
+def lane_queue(queue: Queue, name: str) -> Queue:
+    """`queue`'s lane `name` (any lane's queue in, same connection and serializer)."""
+    base = base_name(queue.name)
+    full = f"{base}-{name}" if name else base
+    if full == queue.name:
+        return queue
+    return Queue(full, connection=queue.connection, serializer=queue.serializer)
+
+
+def lanes(queue: Queue) -> list[Queue]:
+    """Every lane of `queue`'s installation, most urgent first: what a worker listens to."""
+    return [lane_queue(queue, name) for name in LANES]
+
+
 JOB_TIMEOUT = 300
 """Seconds a job may run; also how long its action lock lives if the worker dies."""
 CRASH_RETRIES = Retry(max=3, interval=[30, 120, 300])
@@ -188,6 +227,7 @@ def enqueue(
     Without: at most once (`unique`): False if a job of that id is already there,
     so a rerun of whatever queues it (a requeued tick, a rerun handler) adds nothing.
     """
+    queue = lane_queue(queue, lane(function, payload))
     options: dict[str, Any] = {
         "args": (payload,),
         "job_id": job_id,
