@@ -121,7 +121,7 @@ def test_bad_regex_is_reported_at_the_matcher(tmp_path: Path) -> None:
     (problem,) = _problems(tmp_path, routes)
     assert problem == (
         f"{tmp_path}/10-routes.yaml:5:9: routes.0.matchers.1: invalid regular expression '(': "
-        "missing ), unterminated subpattern at position 0"
+        "missing ): ("  # RE2's words
     )
 
 

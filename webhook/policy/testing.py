@@ -32,6 +32,7 @@ from workers.policy import loader
 from workers.policy.engine import Match, Policy, evaluate
 from workers.policy.loader import Marks, PathKey, PolicyError, Problem, load_policy
 from workers.policy.matchers import Matcher
+from workers.policy.source import read_text, read_yaml
 
 DEFAULT_GROUP_KEY = "{}:{}"
 EXPECT_KEYS = ("route", "severity", "incident_key", "dry_run", "actions")
@@ -161,10 +162,11 @@ def load_cases(tests_dir: Path) -> list[Case]:
 
 
 def _load_file(path: Path, problems: list[Problem]) -> list[Case]:
-    parsed = _read_yaml(str(path), path.read_text(encoding="utf-8"), problems)
-    if parsed is None:
+    try:
+        data, marks = read_yaml(str(path), read_text(path))
+    except PolicyError as exc:
+        problems.extend(exc.problems)
         return []
-    data, marks = parsed
     try:
         doc = _TestFile.model_validate({} if data is None else data)
     except ValidationError as exc:
@@ -179,14 +181,6 @@ def _load_file(path: Path, problems: list[Problem]) -> list[Case]:
         if alerts:
             cases.append(Case(item.name, str(path), line, alerts, expect, one))
     return cases
-
-
-def _read_yaml(path: str, text: str, problems: list[Problem]) -> tuple[Any, Marks] | None:
-    try:
-        return loader.read_yaml(path, text)
-    except PolicyError as exc:
-        problems.extend(exc.problems)
-        return None
 
 
 def _validation_problem(path: str, marks: Marks, error: Any) -> Problem:

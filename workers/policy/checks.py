@@ -9,7 +9,6 @@ would.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,10 @@ from workers.policy.engine import DEFAULT_ROUTE_NAME, EMPTY_PART, RENDER_ERRORS,
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Location, Problem
+from workers.policy.regex import compile_regex
+
+_NAME = compile_regex(NAME_PATTERN)
+_PLAIN = compile_regex(r"[A-Za-z0-9_.:/-]+")
 
 MATCH_ALL = frozenset({"(?s).*", "(?s:.*)", "[\\s\\S]*"})
 """Regexes that match every value, line breaks included."""
@@ -96,7 +99,7 @@ def _severity_names(draft: Draft) -> list[Problem]:
             f"severity name {name!r}: letters, digits, _ and - only"
         )
         for name in draft.severities
-        if not re.fullmatch(NAME_PATTERN, name)
+        if not _NAME.fullmatch(name)
     ]
 
 
@@ -161,7 +164,7 @@ def sample_labels(route: Route | DefaultRoute) -> dict[str, str]:
 def _regex_example(matcher: Matcher) -> str:
     """The first alternative of a simple regex (`a|b` -> a), else "sample"."""
     first = matcher.value.split("|", 1)[0]
-    if re.fullmatch(r"[A-Za-z0-9_.:/-]+", first) and matcher.matches({matcher.name: first}):
+    if _PLAIN.fullmatch(first) and matcher.matches({matcher.name: first}):
         return first
     return "sample"
 

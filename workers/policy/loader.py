@@ -2,7 +2,8 @@
 
 Every problem is reported as `file:line:col: message`, pointing at the key or
 item at fault, and all problems of a set are reported together. A set with any
-problem is never returned half-loaded.
+problem is never returned half-loaded. Each file is read by `source.py`, which
+bounds what a hostile one can cost (size, aliases, nesting).
 """
 
 from __future__ import annotations
@@ -14,14 +15,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from workers.policy.checks import Draft, check, message_templates
 from workers.policy.engine import Policy, compile_policy
 from workers.policy.manifests import FOLDER, load_manifests, manifest_files
-from workers.policy.model import Action, DefaultRoute, Guardrails, PolicyFile, Route, Severity
+from workers.policy.model import (
+    BUDGET,
+    Action,
+    DefaultRoute,
+    Guardrails,
+    PolicyFile,
+    Route,
+    Severity,
+)
 from workers.policy.problems import Location, Marks, PathKey, PolicyError, Problem
+from workers.policy.regex import Budget
+from workers.policy.source import read_bytes, read_text, read_yaml
 
 __all__ = [
     "Marks",
@@ -55,18 +65,12 @@ def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
     """
     if not directory.is_dir():
         raise PolicyError([Problem(str(directory), 0, 0, "policy directory not found")])
-    texts: dict[Path, str] = {}
-    for path in policy_files(directory):
-        try:
-            texts[path] = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            problem = Problem(str(path), 1, 1, f"not UTF-8 text ({exc.reason})")
-            raise PolicyError([problem]) from None
+    texts = {path: read_text(path) for path in policy_files(directory)}
     digest = hashlib.sha256()
     for path, text in texts.items():
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
     for path in manifest_files(directory):  # a changed manifest is a changed set
-        digest.update(f"{FOLDER}/{path.name}".encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(f"{FOLDER}/{path.name}".encode() + b"\0" + read_bytes(path) + b"\0")
     return texts, digest.hexdigest()
 
 
@@ -77,8 +81,9 @@ def load_policy(directory: Path, *, env: Mapping[str, str] | None = None) -> Pol
         raise PolicyError([Problem(str(directory), 0, 0, "no .yaml policy files")])
     problems: list[Problem] = []
     loaded: list[_Loaded] = []
+    budget = Budget()  # one for the whole set: a large regex counts wherever it is
     for path, text in texts.items():
-        result = _load_file(str(path), text, problems)
+        result = _load_file(str(path), text, problems, budget)
         if result is not None:
             loaded.append(result)
     if problems:  # a file that did not load would only add follow-on errors below
@@ -89,52 +94,19 @@ def load_policy(directory: Path, *, env: Mapping[str, str] | None = None) -> Pol
     return policy
 
 
-def _load_file(path: str, text: str, problems: list[Problem]) -> _Loaded | None:
+def _load_file(path: str, text: str, problems: list[Problem], budget: Budget) -> _Loaded | None:
     try:
         data, marks = read_yaml(path, text)
     except PolicyError as exc:
         problems.extend(exc.problems)
         return None
     try:
-        return _Loaded(path, PolicyFile.model_validate(data or {}), marks)
+        doc = PolicyFile.model_validate(data or {}, context={BUDGET: budget})
+        return _Loaded(path, doc, marks)
     except ValidationError as exc:
         for error in exc.errors():
             problems.append(validation_problem(path, marks, tuple(error["loc"]), error))
         return None
-
-
-def read_yaml(path: str, text: str) -> tuple[Any, Marks]:
-    """One YAML document and the line:col of each of its keys and items."""
-    try:
-        reader = yaml.SafeLoader(text)
-        try:
-            node = reader.get_single_node()
-            data = reader.construct_document(node) if node is not None else None
-        finally:
-            reader.dispose()
-    except RecursionError:
-        raise PolicyError([Problem(path, 1, 1, "invalid YAML: nested too deeply")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = Problem(path, line, col, f"invalid YAML: {getattr(exc, 'problem', exc)}")
-        raise PolicyError([problem]) from None
-    marks: Marks = {}
-    if node is not None:
-        _collect_marks(node, (), marks)
-    return data, marks
-
-
-def _collect_marks(node: yaml.Node, path: PathKey, marks: Marks) -> None:
-    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = (*path, str(key_node.value))
-            _collect_marks(value_node, child, marks)
-            marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _collect_marks(item, (*path, index), marks)
 
 
 _MODELS: dict[tuple[type | str, ...], type[BaseModel]] = {
@@ -214,7 +186,7 @@ def _assemble(
         problems.append(Problem(directory, 0, 0, "no `default` route in any policy file"))
         return None
     guard = guardrails or Guardrails()
-    manifests, found = load_manifests(Path(directory), read_yaml, guard.allow.namespaces)
+    manifests, found = load_manifests(Path(directory), guard.allow.namespaces)
     found += check(Draft(severities, routes, default, where, manifests, guard), env)
     found += message_templates(Path(directory))
     problems.extend(p for p in found if p.level == "error")

@@ -9,11 +9,12 @@ with `metadata.name`, no `status`, and no server-owned metadata.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from workers.policy.problems import Marks, PolicyError, Problem
+from workers.policy.source import read_text, read_yaml
 
 MANIFEST_KINDS = {  # (apiVersion, kind) -> (apiGroup, resource): what `rate_limit: {apply:}` holds
     ("v1", "ConfigMap"): ("", "configmaps"),
@@ -32,11 +33,10 @@ def manifest_files(directory: Path) -> list[Path]:
 
 
 Level = Literal["error", "warning"]
-Reader = Callable[[str, str], tuple[Any, Marks]]
 
 
 def load_manifests(
-    directory: Path, read_yaml: Reader, namespaces: Sequence[str] = ()
+    directory: Path, namespaces: Sequence[str] = ()
 ) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
     """Every manifest by name (its file name without .yaml), and the problems found.
 
@@ -47,12 +47,9 @@ def load_manifests(
     problems: list[Problem] = []
     for path in manifest_files(directory):
         try:
-            doc, marks = read_yaml(str(path), path.read_text(encoding="utf-8"))
+            doc, marks = read_yaml(str(path), read_text(path))
         except PolicyError as exc:
             problems.extend(exc.problems)
-            continue
-        except UnicodeDecodeError as exc:
-            problems.append(Problem(str(path), 1, 1, f"not UTF-8 text ({exc.reason})"))
             continue
         found = _problems(str(path), doc, marks, namespaces)
         problems.extend(found)

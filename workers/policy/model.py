@@ -9,15 +9,45 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
 from workers.jobs.contract import ACTION_NAMES
 from workers.params import NAME_PATTERN, PARAMS, ComponentStatus, Duration
-from workers.policy.matchers import parse_matcher
+from workers.policy.matchers import MatcherError, parse_matcher
+from workers.policy.regex import MAX_SET_SIZE, Budget
+
+BUDGET = "regex_budget"
+"""Validation context key: the set's `Budget`, shared by all its files."""
 
 
-def _matcher(value: str) -> str:
-    parse_matcher(value)  # MatcherError is a ValueError too
+def _matcher(value: str, info: ValidationInfo) -> str:
+    """A valid matcher, whose regex fits in what is left of the set's budget (if given)."""
+    budget = info.context.get(BUDGET) if isinstance(info.context, dict) else None
+    if not isinstance(budget, Budget):
+        parse_matcher(value)  # MatcherError is a ValueError too
+        return value
+    if budget.spent:  # the matcher that spent it is reported; the set will not load
+        return value
+    try:
+        pattern = parse_matcher(value).pattern
+    except MatcherError as exc:
+        budget.spend(exc.size)
+        raise
+    if pattern is not None:
+        budget.spend(pattern.size)
+        if budget.spent:
+            raise ValueError(
+                f"the set's regexes take over {MAX_SET_SIZE:,} RE2 instructions with this "
+                f"one ({pattern.size:,}); simplify them"
+            )
     return value
 
 
