@@ -316,3 +316,21 @@ def test_a_cached_digest_is_only_one_redis_held(settings: Settings, redis: Redis
     assert post(client, firing).json["status"] == "duplicate"
     assert CountingConnection.sends > 1  # read and evaluated again, not taken from the cache
     pool.disconnect()
+
+
+def test_a_new_incident_costs_four_redis_round_trips(settings: Settings, redis: Redis) -> None:
+    """The digest check; WATCH; every read the decision needs, in one batch; MULTI..EXEC.
+    It was seven: each read under the WATCH was a round trip of its own."""
+    pool = ConnectionPool.from_url(REDIS_URL, connection_class=CountingConnection)
+    counted = Redis(connection_pool=pool)
+    client = create_app(settings, redis=counted, registry=CollectorRegistry()).test_client()
+    post(client, fixture("firing-two-alerts.json"))  # connections made, scripts seen
+    other = fixture("firing-two-alerts.json")
+    other["groupKey"] = '{}:{alertname="Other"}'
+    for alert in other["alerts"]:
+        alert["labels"]["alertname"] = "Other"
+        alert["fingerprint"] = "f" + alert["fingerprint"][1:]
+    CountingConnection.sends = 0
+    assert post(client, other).json["status"] == "accepted"
+    assert CountingConnection.sends == 4
+    pool.disconnect()

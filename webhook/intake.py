@@ -21,11 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 from rq import Queue
 from rq.job import Job
 
@@ -83,6 +83,27 @@ class _Group:
     key: str
     hash: str
     alerts: list[tuple[Alert, Match]]
+
+
+def _batch(pipe: Pipeline, *commands: tuple[str, ...]) -> list[Any]:
+    """Several reads in one round trip, on the connection that holds the WATCH (redis-py
+    sends a watching pipeline's commands one by one). Every reply is read before an
+    error one is raised, so the connection stays in step."""
+    connection = pipe.connection
+    assert connection is not None, "a watching pipeline holds its connection"
+    packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
+    connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+    replies: list[Any] = []
+    error: ResponseError | None = None
+    for command in commands:
+        try:
+            replies.append(pipe.parse_response(connection, command[0]))  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            error = error or exc
+            replies.append(None)
+    if error is not None:
+        raise error
+    return replies
 
 
 class Applied:
@@ -162,15 +183,23 @@ class Intake:
     ) -> IntakeResult:
         with self.redis.pipeline() as pipe:
             indexes = [self.keys.incident_key(g.hash) for g in groups]
-            pipe.watch(marker, *indexes)  # type: ignore[no-untyped-call]
-            if _same(pipe.get(marker), last):
+            members = self.keys.group_incidents(key_hash(ctx.notification.group_key))
+            pipe.watch(marker, members, *indexes)  # type: ignore[no-untyped-call]
+            # What every decision starts from, in one round trip under the WATCH.
+            got, member_ids, *known = _batch(
+                pipe,
+                ("GET", marker),
+                ("SMEMBERS", members),
+                *(("HMGET", index, "open", "last") for index in indexes),
+            )
+            if _same(got, last):
                 return IntakeResult("duplicate")
             stale = 0
             changes: list[Change] = []
             pending: dict[str, str] = {}
             seen: set[str] = set()
-            for group in groups:
-                change, dropped, tick, open_id = self._change(pipe, group, ctx)
+            for group, (open_id, last_id) in zip(groups, known, strict=True):
+                change, dropped, tick, open_id = self._change(pipe, group, ctx, open_id, last_id)
                 stale += dropped
                 if open_id is not None:
                     seen.add(open_id)
@@ -178,7 +207,7 @@ class Intake:
                     changes.append(change)
                     if tick is not None:
                         pending[change.incident.id] = tick
-            gone = self._others(pipe, seen, changes, pending, ctx)
+            gone = self._others(pipe, member_ids, seen, changes, pending, ctx)
             pipe.multi()
             self._group_members(pipe, changes, gone, ctx)
             for change in changes:
@@ -204,6 +233,7 @@ class Intake:
     def _others(
         self,
         pipe: Pipeline,
+        member_ids: set[bytes],
         seen: set[str],
         changes: list[Change],
         pending: dict[str, str],
@@ -211,10 +241,8 @@ class Intake:
     ) -> list[str]:
         """The group's other open incidents (its alerts split over routes): the changes
         its missing alerts make to them, added to `changes`; the ids no longer open."""
-        members = self.keys.group_incidents(key_hash(ctx.notification.group_key))
-        pipe.watch(members)  # type: ignore[no-untyped-call]
         gone: list[str] = []
-        for incident_id in sorted(text(m) for m in pipe.smembers(members)):
+        for incident_id in sorted(text(m) for m in member_ids):
             if incident_id in seen:
                 continue
             found = self._absent(pipe, incident_id, ctx)
@@ -266,14 +294,19 @@ class Intake:
         return text(found) if found is not None else None
 
     def _change(
-        self, pipe: Pipeline, group: _Group, ctx: Context
+        self,
+        pipe: Pipeline,
+        group: _Group,
+        ctx: Context,
+        open_id: bytes | None,
+        last_id: bytes | None,
     ) -> tuple[Change | None, int, str | None, str | None]:
-        """Read (under WATCH) the open or last incident of the group's key, then decide.
+        """Read (under WATCH) the open or last incident of the group's key (its ids read
+        already, under the same WATCH), then decide.
 
         Also the open incident's pending status-update tick, which a resolve or an
         escalation cancels.
         """
-        open_id, last_id = pipe.hmget(self.keys.incident_key(group.hash), ["open", "last"])
         known_id = open_id or last_id
         known = None
         if known_id is not None:
