@@ -19,7 +19,13 @@ from workers import params, templates
 from workers.config import DEFAULT_ROUTING_KEY
 from workers.jobs.contract import MITIGATION_ACTIONS
 from workers.params import NAME_PATTERN
-from workers.policy.engine import DEFAULT_ROUTE_NAME, EMPTY_PART, RENDER_ERRORS, TEMPLATES
+from workers.policy.engine import (
+    DEFAULT_ROUTE_NAME,
+    EMPTY_PART,
+    RENDER_ERRORS,
+    TEMPLATES,
+    key_template_problem,
+)
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Location, Problem
@@ -125,11 +131,12 @@ def _templates(draft: Draft) -> list[Problem]:
         if not route.incident_key:
             continue
         key = ("incident_key",)
-        try:
-            template = TEMPLATES.from_string(route.incident_key)
-        except TemplateSyntaxError as exc:
-            problems.append(at.problem(f"incident_key: template error: {exc.message}", key=key))
+        # Before compiling it: Jinja's compiler folds constants (`{{ 2 ** 999999 }}`).
+        unbounded = key_template_problem(route.incident_key)
+        if unbounded is not None:
+            problems.append(at.problem(f"incident_key: {unbounded}", key=key))
             continue
+        template = TEMPLATES.from_string(route.incident_key)
         labels = sample_labels(route)
         try:
             rendered = template.render(labels=labels, annotations={}).strip()

@@ -49,6 +49,46 @@ def _mark_empty(value: Any) -> Any:
 TEMPLATES = ImmutableSandboxedEnvironment(
     autoescape=False, finalize=_mark_empty, undefined=_Missing
 )
+KEY_NODES = frozenset(
+    {
+        "Template", "Output", "TemplateData", "Name", "Getattr", "Getitem", "Slice", "Const",
+        "Filter", "Keyword", "Concat", "CondExpr", "If", "Compare", "Operand", "And", "Or",
+        "Not", "Add",
+    }
+)  # fmt: skip
+"""What an incident key template may hold: it is rendered for every alert the receiver
+takes, so nothing that can loop or grow past its parts (no `for`, calls, `*`, `**`, `%`,
+macros); `+` and `~` only join what is there."""
+KEY_FILTERS = frozenset(
+    {"lower", "upper", "title", "capitalize", "trim", "default", "d", "string", "truncate"}
+)
+"""Filters that give at most their input's length back (or the default's)."""
+KEY_NAMES = frozenset({"labels", "annotations"})
+
+
+def key_template_problem(source: str) -> str | None:
+    """Why `source` is no incident key template (it parses, and holds only KEY_NODES,
+    KEY_FILTERS and KEY_NAMES), or None. Checked before anything renders it."""
+    try:
+        stack: list[Any] = [TEMPLATES.parse(source)]
+    except TemplateError as exc:
+        return f"template error: {exc.message or exc}"
+    while stack:
+        node = stack.pop()
+        kind = type(node).__name__
+        if kind not in KEY_NODES:
+            return (
+                f"{kind.lower()} is not allowed in an incident key (it is rendered for every alert)"
+            )
+        if kind == "Filter" and node.name not in KEY_FILTERS:
+            allowed = ", ".join(sorted(KEY_FILTERS))
+            return f"filter {node.name!r} is not allowed in an incident key (allowed: {allowed})"
+        if kind == "Name" and node.name not in KEY_NAMES:
+            return f"{node.name!r}: an incident key reads labels and annotations only"
+        stack.extend(node.iter_child_nodes())
+    return None
+
+
 RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, RecursionError)
 """What rendering a route's template over an alert's labels can raise (the sandbox's too)."""
 DEFAULT_ROUTE_NAME = "default"
