@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export ALERTPILOT_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint debian-packages test-redis bench
+.PHONY: run test lint debian-packages test-redis bench bench-packages
 
 run: $(VENV)/.run-installed
 	$(BIN)/alertpilot dev
@@ -20,9 +20,20 @@ lint: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 
 # Speed figures, as ratios to a baseline measured in the same run (not a test).
-bench: $(VENV)/.test-installed test-redis
+# The last three start real processes on loopback and use Redis db 13 (docs/benchmarks.md).
+bench: bench-packages $(VENV)/.test-installed test-redis
 	$(BIN)/python -m tests.bench.intake
 	$(BIN)/python -m tests.bench.policy
+	$(BIN)/python -m tests.bench.http_intake
+	$(BIN)/python -m tests.bench.worker
+	$(BIN)/python -m tests.bench.storm
+
+# What `bench` runs besides the tests' packages: wrk, the HTTP load generator.
+bench-packages: debian-packages
+	@command -v wrk >/dev/null || { \
+	  echo "installing: wrk"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; \
+	}
 
 # Debian packages the tests run for real: Redis, and Alertmanager with its amtool
 # (check-config of deploy/alertmanager). kubectl comes from PyPI (pyproject's test extra).
