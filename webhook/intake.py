@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -120,16 +121,20 @@ class Applied:
         self.ttl = ttl
         self.size = size
         self._seen: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()  # gunicorn's threads share it
 
     def holds(self, marker: str, last: str) -> bool:
         found = self._seen.get(marker)
         return found is not None and found[0] == last and time.monotonic() < found[1]
 
     def add(self, marker: str, last: str) -> None:
-        self._seen[marker] = (last, time.monotonic() + self.ttl)
-        self._seen.move_to_end(marker)
-        while len(self._seen) > self.size:
-            self._seen.popitem(last=False)
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._seen[marker] = (last, time.monotonic() + self.ttl)
+            self._seen.move_to_end(marker)
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
 
 
 class Intake:
