@@ -135,9 +135,20 @@ def lane_name(origin: str) -> str:
     return next((name for name in LANES if name and origin.endswith(f"-{name}")), "")
 
 
+class _BurstWorker(SimpleWorker):
+    """A burst run takes no commands: no pubsub thread, whose stop could wait out a 60 s
+    get_message (RQ 2.12 with redis-py 8.2): the suite's intermittent 60 s stalls."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 def run_jobs(queue: Queue) -> None:
     """Run every queued job in this process, as a worker would, then return."""
-    SimpleWorker(lanes(queue), connection=queue.connection, serializer=JSONSerializer).work(
+    _BurstWorker(lanes(queue), connection=queue.connection, serializer=JSONSerializer).work(
         burst=True
     )
 

@@ -24,7 +24,8 @@ subresource or of a collection is 405. ``dryRun=All`` (query, or the DeleteOptio
 answers without storing. A bearer token is required (401). Errors are Kubernetes ``Status``
 objects; a missing object is 404. Every routed call is recorded in ``calls`` as the RBAC triple
 (apiGroup, resource[/subresource], verb), verb one of get/list/create/patch/update/delete (and
-deletecollection for a DELETE without a name).
+deletecollection for a DELETE without a name). ``hold_after_write("deployments/scale", 5)``
+stores the next write of that resource and holds its answer back (a client can die waiting).
 
 Controllers act instantly: a deployment's status equals its spec; a template change rolls out a
 revision as the deployment controller does (the owned ReplicaSet with that template is reused,
@@ -125,6 +126,11 @@ class _Server(HTTPSStandIn):
     def handle(self, request: Received, fault: int | None) -> Reply:
         return self.owner._handle(request)
 
+    def serve(self, request: Received) -> Reply | None:
+        reply = super().serve(request)  # stored and recorded, under the lock
+        self.owner._wait_if_held()  # outside it: other requests go on meanwhile
+        return reply
+
 
 class KubeStandIn:
     """See the module docstring. Seed with ``add_*``; inspect ``requests``, ``calls``, objects."""
@@ -139,14 +145,19 @@ class KubeStandIn:
         self._calls: list[tuple[str, str, str]] = []
         self._faults: defaultdict[tuple[str, str], deque[int]] = defaultdict(deque)
         self._forbidden: set[tuple[str, str]] = set()
+        self._holds: dict[str, float] = {}
+        self._held = threading.local()
+        self._stopping = threading.Event()
 
     def __enter__(self) -> Self:
+        self._stopping.clear()
         self._server.__enter__()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._stopping.set()  # a held answer goes out now
         self._server.__exit__(kind, exc, tb)
 
     @property
@@ -257,6 +268,15 @@ class KubeStandIn:
         with self._lock:
             self._forbidden.discard((resource, verb))
 
+    def hold_after_write(self, resource: str, seconds: float) -> None:
+        """Store the next successful write (patch or update, not dry run) of ``resource``
+        ("deployments/scale"), then wait ``seconds`` before answering: the client can die
+        with its change made. Other requests are served meanwhile; stopping ends the wait."""
+        if seconds <= 0:
+            raise ValueError(f"hold must be a positive number of seconds, got {seconds!r}")
+        with self._lock:
+            self._holds[resource] = seconds
+
     # inspection ---------------------------------------------------------------------------
     @property
     def requests(self) -> list[KubeRequest]:
@@ -328,6 +348,7 @@ class KubeStandIn:
         verb = VERBS.get(request.method, "get" if route.name else "list")
         if request.method == "DELETE" and route.name is None:
             verb = "deletecollection"
+        resource = route.resource + (f"/{route.sub}" if route.sub else "")
         self._authorize(route, verb)
         if route.name is None:
             allowed = {"GET", "POST"}
@@ -340,7 +361,16 @@ class KubeStandIn:
                 raise KubeError(400, "the request body is not a DeleteOptions document")
         elif request.method != "GET" and not isinstance(body, list if ctype == JSONPATCH else dict):
             raise KubeError(400, "the request body is not a JSON (or YAML) document")
-        return self._answer(route, request.method, request.query, body, ctype)
+        answer = self._answer(route, request.method, request.query, body, ctype)
+        if verb in ("patch", "update") and request.query.get("dryRun") != "All":
+            self._held.seconds = self._holds.pop(resource, 0.0)  # this thread answers it
+        return answer
+
+    def _wait_if_held(self) -> None:
+        """After a held write is stored (see `hold_after_write`), in its handler thread."""
+        seconds, self._held.seconds = getattr(self._held, "seconds", 0.0), 0.0
+        if seconds:
+            self._stopping.wait(seconds)
 
     def _authorize(self, route: _Route, verb: str) -> None:
         """Record the RBAC triple, then answer a forbidden or a programmed fault."""

@@ -3,7 +3,8 @@
 ``with PagerDutyStandIn() as pd:`` then ``EventsApiV2Client(key, base_url=pd.base_url,
 verify=pd.client_ssl_context())`` (``verify=pd.ca_path`` works too, but httpx2 warns that
 ``verify=<str>`` is deprecated). It validates events like ``POST /v2/enqueue``, tracks alert
-state, records every request and fails on demand (``pd.fail_next(429, 503)``).
+state, records every request, fails on demand (``pd.fail_next(429, 503)``) and can hold an
+answer back after taking the event (``pd.hold_after_accept(5)``), so a client can die waiting.
 """
 
 from __future__ import annotations
@@ -161,10 +162,13 @@ class PagerDutyStandIn:
         self._requests: list[Received] = []
         self._alerts: dict[tuple[str, str], AlertState] = {}
         self._opened: list[tuple[str, str]] = []
+        self._hold_after_accept = 0.0
+        self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Self:
+        self._stopping.clear()
         self._server = server = _Server(("127.0.0.1", 0), _Handler)
         server.standin = self
         try:
@@ -179,6 +183,7 @@ class PagerDutyStandIn:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()  # a held answer goes out now: stopping joins the handler threads
         if self._server is not None and self._thread is not None:
             self._server.shutdown()
             self._thread.join(_STOP_TIMEOUT_S)
@@ -205,6 +210,15 @@ class PagerDutyStandIn:
             raise ValueError(f"fault statuses must be 4xx or 5xx, got {statuses}")
         with self._lock:
             self._faults.extend(statuses)
+
+    def hold_after_accept(self, seconds: float) -> None:
+        """Take the next valid ``/v2/enqueue`` event (recorded, alert state applied), then wait
+        `seconds` before answering 202: a client can die with its event in PagerDuty's hands.
+        Other requests are served meanwhile; stopping the stand-in ends the wait."""
+        if seconds <= 0:
+            raise ValueError(f"hold must be a positive number of seconds, got {seconds!r}")
+        with self._lock:
+            self._hold_after_accept = seconds
 
     @property
     def requests(self) -> list[Received]:
@@ -247,9 +261,14 @@ class PagerDutyStandIn:
             decoded = None
         body = decoded if isinstance(decoded, dict) else None
         path = handler.path.split("?", 1)[0]
+        hold = 0.0
         with self._lock:  # record before answering, so a client never outruns `requests`
             status, reply, extra = self._decide(handler.command, path, headers, body)
             self._requests.append(Received(handler.command, path, headers, body, status))
+            if status == 202 and path == ENQUEUE:
+                hold, self._hold_after_accept = self._hold_after_accept, 0.0
+        if hold:
+            self._stopping.wait(hold)
         data = json.dumps(reply).encode()
         handler.send_response(status)
         for name, value in {"Content-Type": "application/json", **extra}.items():
