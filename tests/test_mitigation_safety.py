@@ -14,9 +14,12 @@ import pytest
 from redis import Redis
 
 from tests.conftest import AUTH, due, post, run_jobs, write_policy
+from tests.support.clock import AheadClock
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
+from workers import guardrails
 from workers.actions import Outcome
 from workers.guardrails import Guard
+from workers.incident import clock
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys
 from workers.incident.record import Incident
@@ -455,3 +458,38 @@ routes:
     assert _replicas(mitigation, "api") == 6, [
         (e["kind"], e["message"]) for e in entries(app, incident_id, "scale_up")
     ]
+
+
+def test_a_rerun_after_a_crash_takes_no_second_budget_unit_and_a_refund_finds_its_hour(
+    redis: Redis, ahead_clock: AheadClock
+) -> None:
+    """A work horse killed between the claim and the change leaves its unit taken; the
+    crash retry (same job) took a second one, so one scale-up cost two units for up to
+    two hours. A refund also went to the hour it ran in, not the one it claimed from."""
+    keys = Keys("aptest:")
+    guard = Guard(dry_run=False, namespaces=("production",), budget_per_hour=5)
+    where = {"env": {}, "action": "scale_up", "namespace": "production", "name": "api"}
+    hour = keys.budget(int(clock.timestamp() // 3600))
+    assert guardrails.claim(redis, keys, guard, **where, job_id="inc-declared-scale_up") is None
+    assert guardrails.claim(redis, keys, guard, **where, job_id="inc-declared-scale_up") is None
+    assert int(redis.get(hour) or 0) == 1
+    assert guardrails.claim(redis, keys, guard, **where, job_id="other-job") is None
+    assert int(redis.get(hour) or 0) == 2
+
+    ahead_clock.advance(3600)
+    guardrails.refund(redis, keys, "inc-declared-scale_up")
+    assert int(redis.get(hour) or 0) == 1
+    assert redis.get(keys.budget(int(clock.timestamp() // 3600))) is None
+    guardrails.refund(redis, keys, "inc-declared-scale_up")  # nothing left to give back
+    assert int(redis.get(hour) or 0) == 1
+
+
+def test_the_budget_still_refuses_past_its_limit_one_job_each(redis: Redis) -> None:
+    keys = Keys("aptest:")
+    guard = Guard(dry_run=False, namespaces=("production",), budget_per_hour=2)
+    where = {"env": {}, "action": "scale_up", "namespace": "production", "name": "api"}
+    assert guardrails.claim(redis, keys, guard, **where, job_id="a") is None
+    assert guardrails.claim(redis, keys, guard, **where, job_id="b") is None
+    refused = guardrails.claim(redis, keys, guard, **where, job_id="c")
+    assert refused is not None and "budget" in refused.reason
+    assert int(redis.get(keys.budget(int(clock.timestamp() // 3600))) or 0) == 2

@@ -114,6 +114,10 @@ def _until(stored: bytes | str) -> float:
         return float("inf")
 
 
+BUDGET_TTL = 7200
+"""Seconds an hour's budget count, and a job's claim on it, are kept."""
+
+
 def claim(
     redis: Redis,
     keys: Keys,
@@ -123,28 +127,37 @@ def claim(
     action: str,
     namespace: str,
     name: str,
+    job_id: str,
 ) -> Refusal | None:
     """Under the target lock, just before the change: the kill switch and the cooldown
     once more (thrown, or another incident acted, while this job waited for the lock),
-    then one unit of the hourly budget."""
+    then one unit of the hourly budget, once per job: a rerun of a job whose run died
+    holding a unit (a killed work horse) takes no second one."""
     stop = paused(redis, keys, env)
     if stop is not None:
         return Refusal(f"mitigations are paused: {stop}")
     refusal = cooling(redis, keys, action, namespace, name)
     if refusal is not None:
         return refusal
+    if not job_id:
+        raise ValueError("a budget unit is claimed by a job: job_id is required")
     hour = keys.budget(int(clock.timestamp() // 3600))
+    if not redis.set(keys.budget_claim(job_id), hour, nx=True, ex=BUDGET_TTL):
+        return None  # this job's earlier run took the unit and neither used nor gave it back
     used = int(redis.incr(hour))
-    redis.expire(hour, 7200)
+    redis.expire(hour, BUDGET_TTL)
     if used > guard.budget_per_hour:
-        redis.decr(hour)
+        refund(redis, keys, job_id)
         return Refusal(f"the mitigation budget ({guard.budget_per_hour} an hour) is spent")
     return None
 
 
-def refund(redis: Redis, keys: Keys) -> None:
-    """Give back a claimed unit when the change did not happen (failed, or nothing to do)."""
-    redis.decr(keys.budget(int(clock.timestamp() // 3600)))
+def refund(redis: Redis, keys: Keys, job_id: str) -> None:
+    """Give back the unit this job claimed, to the hour it came from, when the change did
+    not happen (failed, or nothing to do)."""
+    hour = redis.getdel(keys.budget_claim(job_id))
+    if hour is not None:
+        redis.decr(text(hour))
 
 
 def _allowed(guard: Guard, name: str, labels: Callable[[], Mapping[str, str]]) -> bool:

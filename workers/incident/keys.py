@@ -100,6 +100,11 @@ class Keys:
     def budget(self, hour: int) -> str:
         return f"{self.prefix}budget:{hour}"
 
+    def budget_claim(self, job_id: str) -> str:
+        """The budget key a job's run took its unit from: a rerun after a crash reuses it,
+        and a refund gives it back to that hour."""
+        return f"{self.prefix}budget-claim:{job_id}"
+
     def mitigation(self, incident_id: str, action: str) -> str:
         """Hash of what a mitigation changed (kind, target, before, after), for revert."""
         return f"{self.prefix}incident:{incident_id}:mitigation:{action}"

@@ -151,6 +151,7 @@ def act(
             action=request.action,
             namespace=namespace,
             name=name,
+            job_id=request.job_id,
         )
         if refusal is not None:
             return Outcome("blocked", refusal.reason, {"target": where})
@@ -162,7 +163,7 @@ def act(
             outcome = change()
         except Exception as exc:
             if kube.changes == landed:
-                guardrails.refund(cluster.redis, keys)
+                guardrails.refund(cluster.redis, keys, request.job_id)
                 raise
             count()
             reason = (
@@ -173,7 +174,7 @@ def act(
                 f"({reason}); counted as an attempt and not applied again"
             ) from exc
         if outcome.kind != "succeeded":
-            guardrails.refund(cluster.redis, keys)
+            guardrails.refund(cluster.redis, keys, request.job_id)
             return outcome
         count()
         return outcome
