@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from workers.incident.durations import DurationError, parse_duration
+from workers.jobs.contract import base_name
 
 DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
 """Where a page action without `routing_key_env` finds its PagerDuty routing key."""
@@ -287,6 +288,8 @@ def _name(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name) or default
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
         raise SettingsError(f"{name}: letters, digits, _ and - only, got {value!r}")
+    if base_name(value) != value:  # its lanes would be another installation's
+        raise SettingsError(f"{name}: must not end in -urgent or -comms, got {value!r}")
     return value
 
 

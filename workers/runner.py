@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue, Worker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -47,6 +49,8 @@ MAX_BACKOFF = 2.0
 this of its return."""
 MAINTENANCE_SECONDS = 30
 """RQ's registry clean-up, and the restart of a scheduler that died, this often."""
+SOCKET_TIMEOUT = 2.0
+"""Seconds the scheduler waits for Redis to answer one command."""
 HEARTBEAT_FILE = "worker-alive"
 LOOP_FILE = "scheduler-loop"
 LOOP_STALE = 60.0
@@ -57,6 +61,18 @@ class Scheduler(RQScheduler):
     """RQ's scheduler, with a loop that outlives Redis errors."""
 
     heartbeat_dir: Path | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Its own connection times out fast (it sends no blocking command): a Redis that
+        # stops answering without closing the socket must not hold the loop for the
+        # worker's 40 s+ socket timeout, times redis-py's retries.
+        self._pool_kwargs = {
+            **self._pool_kwargs,
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": SOCKET_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0),  # the loop is the retry, with its own backoff
+        }
 
     def work(self) -> None:
         self._install_signal_handlers()
@@ -176,6 +192,9 @@ def make_worker(
         connection=redis,
         serializer=JSONSerializer,
         maintenance_interval=MAINTENANCE_SECONDS,
+        # An idle worker waits in BLPOP for worker_ttl - 15 s and runs maintenance only
+        # between dequeues: RQ's default (420) let a dead scheduler wait 405 s.
+        worker_ttl=MAINTENANCE_SECONDS + 15,
     )
     worker.heartbeat_dir = heartbeat_dir
     return worker

@@ -41,6 +41,8 @@ class _Missing(Undefined):
 
 
 def _mark_empty(value: Any) -> Any:
+    if callable(value):  # `labels.items`: a method's text holds its address, new each run
+        return EMPTY_PART
     if value is None or isinstance(value, Undefined) or not str(value).strip():
         return EMPTY_PART
     return value
@@ -66,16 +68,42 @@ KEY_FILTERS = frozenset(
 KEY_NAMES = frozenset({"labels", "annotations"})
 
 
+KEY_MAX_CHARS = 1000
+KEY_MAX_NODES = 200
+"""Jinja's compiler slows down steeply on long expressions (300 `+` terms: 7-10 s, then
+a SyntaxError); a key needs a handful of parts."""
+
+
+def _reads_a_label(node: Any) -> bool:
+    """`labels.x`, `labels['x']`, or a slice of one (`labels.x[:20]`)."""
+    inner = node.node
+    if type(inner).__name__ == "Name":
+        return bool(inner.name in KEY_NAMES)
+    sliced = type(node).__name__ == "Getitem" and type(node.arg).__name__ == "Slice"
+    return sliced and type(inner).__name__ in ("Getattr", "Getitem") and _reads_a_label(inner)
+
+
 def key_template_problem(source: str) -> str | None:
-    """Why `source` is no incident key template (it parses, and holds only KEY_NODES,
-    KEY_FILTERS and KEY_NAMES), or None. Checked before anything renders it."""
+    """Why `source` is no incident key template (short, it parses, and holds only
+    KEY_NODES, KEY_FILTERS and KEY_NAMES, with attributes and items read from labels and
+    annotations only), or None. Checked before anything compiles or renders it."""
+    if len(source) > KEY_MAX_CHARS:
+        return f"at most {KEY_MAX_CHARS} characters, got {len(source)}"
     try:
         stack: list[Any] = [TEMPLATES.parse(source)]
     except TemplateError as exc:
         return f"template error: {exc.message or exc}"
+    except (ValueError, RecursionError, MemoryError) as exc:  # digits, nesting
+        return f"template error: {type(exc).__name__}: {str(exc)[:200]}"
+    seen = 0
     while stack:
         node = stack.pop()
+        seen += 1
+        if seen > KEY_MAX_NODES:
+            return f"more than {KEY_MAX_NODES} parts: an incident key names a few labels"
         kind = type(node).__name__
+        if kind in ("Getattr", "Getitem") and not _reads_a_label(node):
+            return "only labels.<name> and annotations.<name> can be read (not a method)"
         if kind not in KEY_NODES:
             return (
                 f"{kind.lower()} is not allowed in an incident key (it is rendered for every alert)"
@@ -89,8 +117,10 @@ def key_template_problem(source: str) -> str | None:
     return None
 
 
-RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, RecursionError)
-"""What rendering a route's template over an alert's labels can raise (the sandbox's too)."""
+RENDER_ERRORS = (Exception,)
+"""What rendering a route's template over an alert's labels can raise: anything (Jinja's
+filters assert, and a label value can take a branch validate's sample alert did not), and
+the alert then falls back to the default key rather than failing its notification."""
 DEFAULT_ROUTE_NAME = "default"
 
 
