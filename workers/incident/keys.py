@@ -93,6 +93,10 @@ class Keys:
     def cooldown(self, action: str, namespace: str, name: str) -> str:
         return f"{self.prefix}cooldown:{action}:{namespace}/{name}"
 
+    def job_locks(self, job_id: str) -> str:
+        """Set of the locks a job holds, released for it if its work horse dies."""
+        return f"{self.prefix}job-locks:{job_id}"
+
     def target_lock(self, namespace: str, name: str) -> str:
         """Held while a mitigation changes one workload (any incident, any worker)."""
         return f"{self.prefix}lock:target:{namespace}/{name}"

@@ -33,6 +33,7 @@ from workers.incident import timeline
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys
 from workers.incident.record import load_incident
+from workers.jobs import locks
 from workers.jobs.contract import (
     COMMUNICATION_ACTIONS,
     JOB_TIMEOUT,
@@ -92,12 +93,10 @@ def execute(
     except (KeyError, ValueError) as exc:
         return Decision("failed", f"malformed job payload: {exc}")
     keys = Keys(request.prefix)
-    lock = redis.lock(
-        keys.action_lock(request.incident_id, request.action),
-        timeout=JOB_TIMEOUT,
-        blocking_timeout=LOCK_WAIT,
-    )
-    if not lock.acquire():
+    name = keys.action_lock(request.incident_id, request.action)
+    held = keys.job_locks(job_id)
+    lock = locks.acquire(redis, name, job_id, held, timeout=JOB_TIMEOUT, wait=LOCK_WAIT)
+    if lock is None:
         busy = TransientError("another run of this action is still going")
         return _retry_or_fail(redis, keys, request, attempt, busy)
     try:

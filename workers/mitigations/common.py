@@ -23,6 +23,7 @@ from workers.handoff import hand_off
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
+from workers.jobs import locks
 from workers.jobs.contract import ActionRequest, Approved
 from workers.kube import Kubernetes
 from workers.policy.engine import Policy
@@ -142,7 +143,7 @@ def act(
     namespace, name = target
     keys = Keys(request.prefix)
     where = f"{namespace}/{name}"
-    with target_lock(cluster, keys, target):
+    with target_lock(cluster, keys, target, request.job_id):
         refusal = guardrails.claim(
             cluster.redis,
             keys,
@@ -206,11 +207,15 @@ def stored_intent(cluster: Cluster, request: ActionRequest) -> dict[str, Any] | 
 
 
 @contextlib.contextmanager
-def target_lock(cluster: Cluster, keys: Keys, target: tuple[str, str]) -> Iterator[None]:
-    """One change to a workload at a time, whichever incident or worker asks."""
+def target_lock(
+    cluster: Cluster, keys: Keys, target: tuple[str, str], job_id: str
+) -> Iterator[None]:
+    """One change to a workload at a time, whichever incident or worker asks (a rerun of
+    the job that died holding it takes it over: workers/jobs/locks.py)."""
     namespace, name = target
-    lock = cluster.redis.lock(keys.target_lock(namespace, name), timeout=120, blocking_timeout=30)
-    if not lock.acquire():
+    where, held = keys.target_lock(namespace, name), keys.job_locks(job_id)
+    lock = locks.acquire(cluster.redis, where, job_id, held, timeout=120, wait=30)
+    if lock is None:
         raise TransientError(f"{namespace}/{name} is being changed by another job")
     try:
         yield

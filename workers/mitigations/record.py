@@ -82,7 +82,7 @@ def revert_lock(
 ) -> Iterator[None]:
     """The target lock for a revert, and the kill switch once more under it: thrown while
     the revert waited for the lock, the revert waits too."""
-    with target_lock(cluster, Keys(request.prefix), target):
+    with target_lock(cluster, Keys(request.prefix), target, request.job_id):
         _hold_while_paused(cluster, request)
         yield
 
