@@ -35,14 +35,21 @@ class PolicyStore:
         self._pending: str | None = None
         self._rejected: str | None = None
         self._lock = threading.Lock()
+        """One load at a time. Not held across fork (a load can take seconds, and a
+        worker forks a work horse per job): a child gets a fresh one instead."""
+        self._state = threading.Lock()
+        """Held for the swap of what a load decided, and around fork, so a child never
+        starts from a half-made swap."""
         self._stop = threading.Event()
-        # A watcher thread may hold the lock when the gunicorn master forks a worker:
-        # take it around fork so no child starts with a lock nobody will release.
         os.register_at_fork(
-            before=self._lock.acquire,
-            after_in_parent=self._lock.release,
-            after_in_child=self._lock.release,
+            before=self._state.acquire,
+            after_in_parent=self._state.release,
+            after_in_child=self._after_fork_in_child,
         )
+
+    def _after_fork_in_child(self) -> None:
+        self._state.release()
+        self._lock = threading.Lock()  # the parent's may be held by its watcher thread
 
     def get(self) -> Policy:
         return self.current
@@ -116,13 +123,15 @@ class PolicyStore:
             # loaded may never have existed as a whole. Try again on the next poll.
             self._pending = None
             return False
-        self.current, self.last_error, self._pending = policy, None, None
+        with self._state:
+            self.current, self.last_error, self._pending = policy, None, None
         log.info("policy reloaded: %s (%d routes)", policy.content_hash[:12], len(policy.routes))
         self._on_reload(True)
         return True
 
     def _failed(self, content_hash: str | None, reason: str) -> bool:
-        self._rejected, self._pending, self.last_error = content_hash, None, reason
+        with self._state:
+            self._rejected, self._pending, self.last_error = content_hash, None, reason
         log.error("policy reload rejected, keeping %s:\n%s", self.current.content_hash[:12], reason)
         self._on_reload(False)
         return False
