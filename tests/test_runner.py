@@ -81,7 +81,7 @@ def test_scheduled_jobs_run_within_seconds_of_redis_coming_back(tmp_path: Path) 
             beat_during = beat.stat().st_mtime
             server.start()
             back = time.time()
-            _wait("both jobs", lambda: len(redis.lrange("ran", 0, -1)) == 2, 30)
+            _wait("both jobs", lambda: len(redis.lrange("ran", 0, -1)) == 2, 30, log)
             ran = {n: float(t) for n, t in (i.decode().split() for i in redis.lrange("ran", 0, -1))}
             assert ran["during"] - back < 5, log.read_text()
             assert beat_during > back - 5  # the scheduler's loop went on while Redis was away
@@ -124,10 +124,12 @@ def test_a_burst_worker_stops_soon_after_its_last_job(tmp_path: Path, redis: Red
     assert took < 15, f"{took:.1f}s"
 
 
-def _wait(what: str, check: object, timeout: float) -> None:
+def _wait(what: str, check: object, timeout: float, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    lines = log.read_text().splitlines() if log is not None else []
+    said = "\n".join(lines)[-6000:]
+    raise AssertionError(f"timed out waiting for {what}\n{said}")
