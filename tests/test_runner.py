@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 
 from tests.conftest import REDIS_URL, REPO
 from tests.support.redis_server import redis_server
+from tests.support.worker_process import wait_for, worker_process
 from workers.jobs.contract import LANES, RUN_ACTION, RUN_TICK, enqueue, lane, lane_queue
 from workers.runner import HEARTBEAT_FILE, make_worker
 
@@ -60,28 +61,14 @@ def test_scheduled_jobs_run_within_seconds_of_redis_coming_back(tmp_path: Path) 
             enqueue(queue, RECORD, {"key": "ran", "name": name}, f"job-{name}", at=at)
         beat = tmp_path / HEARTBEAT_FILE
         log = tmp_path / "worker.log"
-        env = {
-            **os.environ,
-            "REDIS_URL": server.url,
-            "ALERTPILOT_QUEUE": "aprun",
-            "ALERTPILOT_POLICIES_DIR": str(REPO / "policies"),
-            "PYTHONPATH": str(REPO),
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "webhook.cli", "worker", "--heartbeat-dir", str(tmp_path)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-        )
-        try:
-            _wait("the scheduler", lambda: redis.exists("rq:scheduler-lock:aprun"), 30)
+        with worker_process(server.url, "aprun", tmp_path) as worker:
+            wait_for("the scheduler", lambda: redis.exists("rq:scheduler-lock:aprun"), 30)
             server.stop()
             time.sleep(5)  # real time: the worker and its scheduler are other processes
             beat_during = beat.stat().st_mtime
             server.start()
             back = time.time()
-            _wait("both jobs", lambda: len(redis.lrange("ran", 0, -1)) == 2, 30, log)
+            wait_for("both jobs", lambda: len(redis.lrange("ran", 0, -1)) == 2, 30, log)
             ran = {n: float(t) for n, t in (i.decode().split() for i in redis.lrange("ran", 0, -1))}
             assert ran["during"] - back < 5, log.read_text()
             assert beat_during > back - 5  # the scheduler's loop went on while Redis was away
@@ -91,10 +78,6 @@ def test_scheduled_jobs_run_within_seconds_of_redis_coming_back(tmp_path: Path) 
             stopping = time.monotonic()
             worker.wait(timeout=30)
             assert time.monotonic() - stopping < 10, log.read_text()
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(timeout=10)
 
 
 def test_a_burst_worker_stops_soon_after_its_last_job(tmp_path: Path, redis: Redis) -> None:
@@ -122,14 +105,3 @@ def test_a_burst_worker_stops_soon_after_its_last_job(tmp_path: Path, redis: Red
     took = time.monotonic() - started
     assert _names(redis, "aptest:ran") == ["one"]
     assert took < 15, f"{took:.1f}s"
-
-
-def _wait(what: str, check: object, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    lines = log.read_text().splitlines() if log is not None else []
-    said = "\n".join(lines)[-6000:]
-    raise AssertionError(f"timed out waiting for {what}\n{said}")

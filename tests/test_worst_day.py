@@ -25,6 +25,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from tests.conftest import REDIS_URL, REPO, TOKEN, fixture, post, write_policy
+from tests.support.worker_process import wait_for, worker_process
 from webhook.app import create_app
 from workers.config import Settings, SettingsError
 from workers.jobs.contract import enqueue
@@ -33,15 +34,6 @@ from workers.policy.engine import TEMPLATES, key_template_problem, render_key
 from workers.runner import LOOP_FILE, MAINTENANCE_SECONDS, MAX_BACKOFF, Scheduler, make_worker
 
 RECORD = "tests.support.jobs.record"
-
-
-def _wait(what: str, check: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _child(code: str, *args: object, timeout: float) -> dict[str, Any]:
@@ -94,23 +86,9 @@ def test_a_scheduler_killed_outright_is_back_within_maintenance_seconds(
     after the kill waits minutes (in production the liveness probe restarts the pod
     first, as `well()` is False while the dead scheduler's locks are held)."""
     queue_name = "apkill"
-    env = {
-        **os.environ,
-        "REDIS_URL": REDIS_URL,
-        "ALERTPILOT_QUEUE": queue_name,
-        "ALERTPILOT_POLICIES_DIR": str(REPO / "policies"),
-        "PYTHONPATH": str(REPO),
-    }
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "webhook.cli", "worker", "--heartbeat-dir", str(tmp_path)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-    )
-    try:
-        _wait("the scheduler lock", lambda: redis.exists(f"rq:scheduler-lock:{queue_name}"), 60)
+    with worker_process(REDIS_URL, queue_name, tmp_path):
+        wait_for("the scheduler lock", lambda: redis.exists(f"rq:scheduler-lock:{queue_name}"), 60)
 
         def scheduler_pid() -> int:
             for key in redis.scan_iter("rq:scheduler:*"):
@@ -119,7 +97,7 @@ def test_a_scheduler_killed_outright_is_back_within_maintenance_seconds(
                     return pid
             return 0
 
-        _wait("the scheduler process", scheduler_pid, 30)
+        wait_for("the scheduler process", scheduler_pid, 30)
         os.kill(scheduler_pid(), signal.SIGKILL)  # a child of the worker this test started
         time.sleep(2)  # the worker is idle in its BLPOP by now
         due = datetime.now(UTC) + timedelta(seconds=1)
@@ -132,14 +110,6 @@ def test_a_scheduler_killed_outright_is_back_within_maintenance_seconds(
             f"the job due 1 s after the scheduler died did not run within "
             f"{MAINTENANCE_SECONDS + 15} s; worker log:\n{log.read_text()[-2000:]}"
         )
-    finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(timeout=10)
 
 
 class _FreezableProxy:
@@ -218,7 +188,7 @@ def test_the_scheduler_loop_goes_round_while_redis_does_not_answer(
     runner.start()
     loop = tmp_path / LOOP_FILE
     try:
-        _wait("the scheduler's first rounds", loop.exists, 10)
+        wait_for("the scheduler's first rounds", loop.exists, 10)
         time.sleep(1.5)
         proxy.frozen.set()
         time.sleep(4 * MAX_BACKOFF + 2)
