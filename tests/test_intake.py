@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -318,9 +319,9 @@ def test_a_cached_digest_is_only_one_redis_held(settings: Settings, redis: Redis
     pool.disconnect()
 
 
-def test_a_new_incident_costs_four_redis_round_trips(settings: Settings, redis: Redis) -> None:
-    """The digest check; WATCH; every read the decision needs, in one batch; MULTI..EXEC.
-    It was seven: each read under the WATCH was a round trip of its own."""
+def test_a_new_incident_costs_three_redis_round_trips(settings: Settings, redis: Redis) -> None:
+    """The digest check; WATCH and every read the decision needs, in one batch;
+    MULTI..EXEC. It was seven: the WATCH and each read under it were round trips."""
     pool = ConnectionPool.from_url(REDIS_URL, connection_class=CountingConnection)
     counted = Redis(connection_pool=pool)
     client = create_app(settings, redis=counted, registry=CollectorRegistry()).test_client()
@@ -332,5 +333,91 @@ def test_a_new_incident_costs_four_redis_round_trips(settings: Settings, redis: 
         alert["fingerprint"] = "f" + alert["fingerprint"][1:]
     CountingConnection.sends = 0
     assert post(client, other).json["status"] == "accepted"
-    assert CountingConnection.sends == 4
+    assert CountingConnection.sends == 3
+    pool.disconnect()
+
+
+def _counting_client(settings: Settings) -> tuple[FlaskClient, CollectorRegistry, ConnectionPool]:
+    pool = ConnectionPool.from_url(REDIS_URL, connection_class=CountingConnection)
+    registry = CollectorRegistry()
+    app = create_app(settings, redis=Redis(connection_pool=pool), registry=registry)
+    return app.test_client(), registry, pool
+
+
+def _raw(client: FlaskClient, body: bytes, **headers: str) -> Any:
+    return client.post(
+        "/api/v1/alertmanager",
+        data=body,
+        headers={**AUTH, **headers},
+        content_type="application/json",
+    )
+
+
+def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_byte_for_byte_resend_is_counted_like_any_duplicate(
+    settings: Settings, redis: Redis
+) -> None:
+    """Answered from the process's cache of bodies, without Redis: still one duplicate
+    notification and its two firing alerts on the counters."""
+    client, registry, pool = _counting_client(settings)
+    body = json.dumps(fixture("firing-two-alerts.json")).encode()
+    assert _raw(client, body).json["status"] == "accepted"
+    CountingConnection.sends = 0
+    answer = _raw(client, body).json
+    assert answer == {"status": "duplicate", "incidents": [], "jobs": [], "policy": None}
+    assert CountingConnection.sends == 0
+    received = "alertpilot_notifications_received_total"
+    assert _sample(registry, received, outcome="duplicate") == 1
+    assert _sample(registry, "alertpilot_alerts_received_total", status="firing") == 4
+    pool.disconnect()
+
+
+def test_a_cached_body_still_needs_credentials_and_its_content_type(
+    settings: Settings, redis: Redis
+) -> None:
+    client, registry, pool = _counting_client(settings)
+    body = json.dumps(fixture("firing-two-alerts.json")).encode()
+    _raw(client, body)
+    assert _raw(client, body, Authorization="Bearer wrong").status_code == 401
+    wrong_type = client.post("/api/v1/alertmanager", data=body, headers=AUTH)
+    assert wrong_type.status_code == 415
+    received = "alertpilot_notifications_received_total"
+    assert _sample(registry, received, outcome="rejected") == 2
+    assert _sample(registry, received, outcome="duplicate") == 0
+    pool.disconnect()
+
+
+def test_an_old_body_whose_group_moved_on_is_evaluated_again(
+    settings: Settings, redis: Redis
+) -> None:
+    """The same bytes as an applied notification, after a later one changed its group
+    (a resolve, then a lagging copy of the firing state), are not taken from the body
+    cache: they are evaluated against Redis, and found stale there."""
+    client, _, pool = _counting_client(settings)
+    firing = fixture("firing-two-alerts.json")
+    body = json.dumps(firing).encode()
+    assert _raw(client, body).json["status"] == "accepted"
+    resolved = copy.deepcopy(firing)
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2030-01-01T00:00:00Z"
+    assert post(client, resolved).json["status"] == "accepted"
+    CountingConnection.sends = 0
+    assert _raw(client, body).json["status"] == "duplicate"  # stale, as decided by Redis
+    assert CountingConnection.sends > 1
+    incidents = client.get("/api/v1/incidents", headers=AUTH).json["incidents"]
+    assert [i["status"] for i in incidents] == ["resolved"]
+    pool.disconnect()
+
+
+def test_no_body_cache_when_the_resend_cache_is_off(settings: Settings, redis: Redis) -> None:
+    client, _, pool = _counting_client(replace(settings, resend_cache_seconds=0))
+    body = json.dumps(fixture("firing-two-alerts.json")).encode()
+    _raw(client, body)
+    CountingConnection.sends = 0
+    assert _raw(client, body).json["status"] == "duplicate"
+    assert CountingConnection.sends == 1  # the group's digest, read from Redis
     pool.disconnect()

@@ -183,3 +183,30 @@ def test_settings_repr_hides_secrets(settings: Settings) -> None:
     text = repr(secret)
     for value in ("pw-9q", "old-7z", TOKEN):
         assert value not in text
+
+
+@pytest.mark.parametrize("escape", ["\\udc80", "\\uDC80", "\\ud800", "\\uDBFF"])
+def test_every_spelling_of_a_lone_surrogate_escape_is_caught(
+    client: FlaskClient, redis: Redis, escape: str
+) -> None:
+    """The receiver skips the per-string check when the body has no surrogate escape:
+    upper and lower case, high and low halves all count as one."""
+    raw = json.dumps(fixture("firing-two-alerts.json")).replace('"api"', f'"api{escape}"', 1)
+    response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
+    _assert_rejected(response, redis, 400, "alerts[0].labels.deployment")
+
+
+def test_an_escaped_backslash_before_u_is_text_not_a_surrogate(client: FlaskClient) -> None:
+    """`\\\\udc80` in JSON is a backslash and the letters udc80: a valid label value."""
+    raw = json.dumps(fixture("firing-two-alerts.json")).replace('"api"', '"api\\\\udc80"', 1)
+    response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
+    assert response.status_code == 200, response.json
+    incident = client.get(f"/api/v1/incidents/{response.json['incidents'][0]}", headers=AUTH)
+    deployments = {a["labels"]["deployment"] for a in incident.json["alerts"]}
+    assert "api\\udc80" in deployments
+
+
+def test_a_valid_surrogate_pair_escape_is_accepted(client: FlaskClient) -> None:
+    raw = json.dumps(fixture("firing-two-alerts.json")).replace('"api"', '"api\\ud83d\\ude80"', 1)
+    response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
+    assert response.status_code == 200, response.json

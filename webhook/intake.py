@@ -6,9 +6,13 @@ go out in one MULTI/EXEC, so a notification is applied whole or not at all: a
 200 means its effect is in Redis, and a crash or a Redis error before EXEC
 leaves nothing behind for the retry to trip over.
 
-Resends cost one round trip: Alertmanager re-sends a group's whole state, so a
+Resends are cheap: Alertmanager re-sends a group's whole state, so a
 notification whose digest equals the last one applied for its group (a repeat,
-or the twin from the other Alertmanager of an HA pair) stops at one GET.
+or the twin from the other Alertmanager of an HA pair) stops at one GET, or at
+none when this process saw that digest made durable in the last few seconds
+(`Applied`; a byte-for-byte repeat is known from its body's hash, unparsed).
+A new notification costs three round trips: the digest check, the WATCH with
+every read the decision needs, and MULTI..EXEC.
 """
 
 from __future__ import annotations
@@ -87,11 +91,13 @@ class _Group:
 
 
 def _batch(pipe: Pipeline, *commands: tuple[str, ...]) -> list[Any]:
-    """Several reads in one round trip, on the connection that holds the WATCH (redis-py
-    sends a watching pipeline's commands one by one). Every reply is read before an
-    error one is raised, so the connection stays in step."""
+    """Several commands in one round trip, on the pipeline's own connection (redis-py
+    sends a watching pipeline's commands one by one); a WATCH among them leaves the
+    pipeline watching, as `pipe.watch` would. Every reply is read before an error one
+    is raised, so the connection stays in step (redis-py drops it on a transport error)."""
+    if pipe.connection is None:
+        pipe.connection = pipe.connection_pool.get_connection()
     connection = pipe.connection
-    assert connection is not None, "a watching pipeline holds its connection"
     packed = connection.pack_commands(commands)  # type: ignore[no-untyped-call]
     connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
     replies: list[Any] = []
@@ -107,6 +113,15 @@ def _batch(pipe: Pipeline, *commands: tuple[str, ...]) -> list[Any]:
     return replies
 
 
+@dataclass(frozen=True)
+class Repeat:
+    """A byte-for-byte repeat of a notification already applied: how many alerts it
+    held by status (the receiver's counters count them as for any duplicate)."""
+
+    firing: int
+    resolved: int
+
+
 class Applied:
     """Digests this process has seen made durable in Redis, for `ttl` seconds: a resend
     (or an HA twin's copy) that matches one is a duplicate without a Redis round trip.
@@ -115,26 +130,45 @@ class Applied:
     answers exactly what the shared digest would, unless Redis lost data within the
     last `ttl` seconds: then a resend is taken as a duplicate until its entry expires,
     and Alertmanager's next resend applies it. Bounded to `size` groups (oldest out).
+
+    The bodies of those notifications are remembered too (their SHA-256): the same
+    bytes again, while their digest is still their group's last, are the same
+    notification, valid and applied, so `repeat` answers them before any parsing.
+    Alertmanager's resends of an unchanged group are byte-for-byte repeats; an HA
+    twin's copy is not (its externalURL differs) and goes by the digest.
     """
 
     def __init__(self, ttl: float, size: int = 10_000) -> None:
         self.ttl = ttl
         self.size = size
         self._seen: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._bodies: OrderedDict[bytes, tuple[str, str, Repeat]] = OrderedDict()
         self._lock = threading.Lock()  # gunicorn's threads share it
 
     def holds(self, marker: str, last: str) -> bool:
         found = self._seen.get(marker)
         return found is not None and found[0] == last and time.monotonic() < found[1]
 
-    def add(self, marker: str, last: str) -> None:
+    def repeat(self, body: bytes) -> Repeat | None:
+        found = self._bodies.get(hashlib.sha256(body).digest()) if self.ttl > 0 else None
+        if found is None or not self.holds(found[0], found[1]):
+            return None
+        return found[2]
+
+    def add(self, marker: str, last: str, notification: Notification, body: bytes) -> None:
         if self.ttl <= 0:
             return
+        firing = sum(1 for alert in notification.alerts if alert.status == "firing")
+        repeat = Repeat(firing, len(notification.alerts) - firing)
         with self._lock:
             self._seen[marker] = (last, time.monotonic() + self.ttl)
             self._seen.move_to_end(marker)
             while len(self._seen) > self.size:
                 self._seen.popitem(last=False)
+            if body:
+                self._bodies[hashlib.sha256(body).digest()] = (marker, last, repeat)
+                while len(self._bodies) > self.size:
+                    self._bodies.popitem(last=False)
 
 
 class Intake:
@@ -156,13 +190,19 @@ class Intake:
         self.dry_run = dry_run
         self.applied = Applied(limits.resend_cache_seconds)
 
-    def apply(self, notification: Notification) -> IntakeResult:
+    def repeat(self, body: bytes) -> Repeat | None:
+        """`body` is a notification this process applied (or found applied), still its
+        group's last: a duplicate, known without parsing it."""
+        return self.applied.repeat(body)
+
+    def apply(self, notification: Notification, body: bytes = b"") -> IntakeResult:
+        """Apply `notification` (parsed from `body`, which the resend cache keeps a hash of)."""
         marker = self.keys.group(_group_hash(notification))
         last = digest(notification)
         if self.applied.holds(marker, last):
             return IntakeResult("duplicate")
         if _same(self.redis.get(marker), last):
-            self.applied.add(marker, last)
+            self.applied.add(marker, last, notification, body)
             return IntakeResult("duplicate")
         policy = self.policy()  # one whole set for the whole notification
         groups = _group(notification, policy)
@@ -179,7 +219,7 @@ class Intake:
             except WatchError:
                 continue
             if not result.stale:  # the marker was written: Redis holds this digest now
-                self.applied.add(marker, last)
+                self.applied.add(marker, last, notification, body)
             return result
         raise Contention(f"gave up after {MAX_ATTEMPTS} conflicting writes")
 
@@ -189,10 +229,10 @@ class Intake:
         with self.redis.pipeline() as pipe:
             indexes = [self.keys.incident_key(g.hash) for g in groups]
             members = self.keys.group_incidents(key_hash(ctx.notification.group_key))
-            pipe.watch(marker, members, *indexes)  # type: ignore[no-untyped-call]
-            # What every decision starts from, in one round trip under the WATCH.
-            got, member_ids, *known = _batch(
+            # What every decision starts from, in one round trip with its WATCH.
+            _, got, member_ids, *known = _batch(
                 pipe,
+                ("WATCH", marker, members, *indexes),
                 ("GET", marker),
                 ("SMEMBERS", members),
                 *(("HMGET", index, "open", "last") for index in indexes),

@@ -9,12 +9,14 @@ nothing of alertpilot: the domain, the receiver and the workers all build on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import TypeAdapter
+from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
@@ -61,7 +63,14 @@ def lane_queue(queue: Queue, name: str) -> Queue:
     full = f"{base}-{name}" if name else base
     if full == queue.name:
         return queue
-    return Queue(full, connection=queue.connection, serializer=queue.serializer)
+    return _lane(full, queue.connection, cast(Hashable, queue.serializer))
+
+
+@functools.lru_cache(maxsize=64)
+def _lane(name: str, connection: Redis, serializer: Hashable) -> Queue:
+    """A lane's Queue, made once per connection (RQ's Queue() checks its serializer
+    against a Protocol each time: a tenth of a new alert's intake)."""
+    return Queue(name, connection=connection, serializer=cast(Any, serializer))
 
 
 def lanes(queue: Queue) -> list[Queue]:
