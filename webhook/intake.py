@@ -25,22 +25,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 from rq import Queue
-from rq.job import Job
 
 from webhook import replay
-from workers.incident import clock, timeline
+from workers.incident import timeline
 from workers.incident.alerts import Alert, Notification
-from workers.incident.keys import Keys, text
+from workers.incident.keys import Keys, base36, text
 from workers.incident.record import Incident
 from workers.incident.transitions import Change, Context, JobSpec, absent, apply, drop_stale
-from workers.jobs.contract import RUN_ACTION, RUN_TICK, ActionRequest, TickRequest, enqueue
+from workers.incident.writer import Writer
 from workers.policy import Match, Policy, evaluate
 from workers.policy.engine import key_hash
 
@@ -189,6 +187,7 @@ class Intake:
         self.limits = limits
         self.dry_run = dry_run
         self.applied = Applied(limits.resend_cache_seconds)
+        self.writer = Writer(keys, queue, limits.retention_seconds)
 
     def repeat(self, body: bytes) -> Repeat | None:
         """`body` is a notification this process applied (or found applied), still its
@@ -256,8 +255,7 @@ class Intake:
             pipe.multi()
             self._group_members(pipe, changes, gone, ctx)
             for change in changes:
-                self._write(pipe, change)
-                self._cancel_tick(pipe, change, pending.get(change.incident.id))
+                self.writer.write(pipe, change, pending.get(change.incident.id))
             if changes and self.limits.replay_size:
                 record = replay.record(ctx.notification)
                 limits = (self.limits.replay_size, self.limits.replay_max_bytes)
@@ -328,15 +326,7 @@ class Intake:
         current = Incident.from_json(raw) if raw is not None else None
         if current is None or current.status != "open":
             return None
-        return absent(current, ctx), self._tick_of(pipe, current)
-
-    def _tick_of(self, pipe: Pipeline, current: Incident) -> str | None:
-        """The open incident's pending status-update tick (watched): a resolve or an
-        escalation cancels it."""
-        tick_key = self.keys.pending_tick(current.id)
-        pipe.watch(tick_key)  # type: ignore[no-untyped-call]
-        found = pipe.get(tick_key)
-        return text(found) if found is not None else None
+        return absent(current, ctx), self.writer.pending_tick(pipe, current.id)
 
     def _change(
         self,
@@ -361,100 +351,10 @@ class Intake:
             known = Incident.from_json(raw) if raw is not None else None
         fresh, stale = drop_stale(group.alerts, known, ctx)
         current = known if known is not None and open_id is not None else None
-        tick = self._tick_of(pipe, current) if current is not None else None
-        new_id = f"{group.hash[:12]}-{_base36(int(timeline.seconds(ctx.now) * 1000))}"
+        tick = self.writer.pending_tick(pipe, current.id) if current is not None else None
+        new_id = f"{group.hash[:12]}-{base36(int(timeline.seconds(ctx.now) * 1000))}"
         change = apply(current, fresh, ctx, key=group.key, new_id=new_id)
         return change, stale, tick, current.id if current is not None else None
-
-    def _cancel_tick(self, pipe: Pipeline, change: Change, tick: str | None) -> None:
-        """A resolve or an escalation ends the pending status-update chain."""
-        if tick is None or change.transition not in ("resolved", "escalated"):
-            return
-        pipe.zrem(self.queue.scheduled_job_registry.key, tick)
-        pipe.delete(Job.key_for(tick))
-        if change.transition == "resolved":
-            pipe.delete(self.keys.pending_tick(change.incident.id))
-
-    def _write(self, pipe: Pipeline, change: Change) -> None:
-        incident = change.incident
-        index = self.keys.incident_key(key_hash(incident.key))
-        pipe.set(self.keys.incident(incident.id), incident.to_json())
-        if change.transition == "declared":
-            pipe.hset(index, mapping={"open": incident.id, "last": incident.id})
-            pipe.persist(index)
-            pipe.zadd(
-                self.keys.open_incidents, {incident.id: timeline.seconds(incident.started_at)}
-            )
-        elif change.transition == "resolved":
-            self._retire(pipe, incident, index)
-        timeline.append(pipe, self.keys, incident.id, *change.entries)
-        for job in change.jobs:
-            enqueue(
-                self.queue,
-                RUN_ACTION,
-                self._request(incident, job).to_json(),
-                job.job_id,
-                at=_later(job.delay_seconds),
-                pipeline=pipe,
-                description=f"{job.action.name} {job.transition} {incident.id}",
-            )
-        if change.tick is not None:
-            tick = TickRequest(
-                prefix=self.keys.prefix,
-                incident_id=incident.id,
-                severity=change.tick.severity,
-                n=1,
-                every=change.tick.delay_seconds,
-                public=change.tick.public,
-            )
-            pipe.set(self.keys.pending_tick(incident.id), tick.job_id)
-            enqueue(
-                self.queue,
-                RUN_TICK,
-                tick.to_json(),
-                tick.job_id,
-                at=_later(tick.every),
-                pipeline=pipe,
-                description=f"status update tick {incident.id}",
-            )
-
-    def _retire(self, pipe: Pipeline, incident: Incident, index: str) -> None:
-        """Close the incident: off the open index, kept for the retention period, then gone."""
-        resolved_at = timeline.seconds(incident.resolved_at or incident.updated_at)
-        retention = self.limits.retention_seconds
-        pipe.hdel(index, "open")
-        pipe.zrem(self.keys.open_incidents, incident.id)
-        pipe.zadd(self.keys.resolved_incidents, {incident.id: resolved_at})
-        pipe.zremrangebyscore(self.keys.resolved_incidents, "-inf", resolved_at - retention)
-        kept = (
-            index,
-            self.keys.incident(incident.id),
-            self.keys.timeline(incident.id),
-            self.keys.external(incident.id),
-            self.keys.acknowledgement(incident.id),
-            self.keys.pending_tick(incident.id),
-        )
-        for key in kept:
-            pipe.expire(key, retention)
-
-    def _request(self, incident: Incident, job: JobSpec) -> ActionRequest:
-        return ActionRequest(
-            prefix=self.keys.prefix,
-            incident_id=incident.id,
-            action=job.action.name,
-            transition=job.transition,
-            severity=job.severity,
-            params=dict(job.action.params),
-            dry_run=job.dry_run,
-            public=job.public,
-            update_every=job.update_every,
-            route=job.route,
-        )
-
-
-def _later(seconds: int) -> datetime | None:
-    """When a job `seconds` from now runs (RQ's scheduler); None: at once."""
-    return clock.now() + timedelta(seconds=seconds) if seconds else None
 
 
 def digest(notification: Notification) -> str:
@@ -486,12 +386,3 @@ def _group(notification: Notification, policy: Policy) -> list[_Group]:
 
 def _same(stored: bytes | str | None, digest: str) -> bool:
     return stored is not None and text(stored) == digest
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while number:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-    return out or "0"

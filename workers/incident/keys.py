@@ -129,3 +129,13 @@ class Keys:
 def text(value: bytes | str) -> str:
     """A value read from Redis (bytes unless the client decodes) as text."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def base36(number: int) -> str:
+    """`number` in digits and lowercase letters: the time part of an incident id."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"

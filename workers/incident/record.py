@@ -16,6 +16,12 @@ from redis import Redis
 from workers.incident.keys import Keys, text
 
 IncidentStatus = Literal["open", "resolved"]
+Phase = Literal["investigating", "identified", "monitoring"]
+PHASES: tuple[Phase, ...] = ("investigating", "identified", "monitoring")
+"""Where an open incident's response is (people set it); the status page's status too."""
+ROLES = ("ic", "scribe", "comms_lead", "sme", "liaison")
+"""Incident roles: commander, scribe, communications lead, subject-matter experts (any
+number), executive liaison. The others are held by one person at a time."""
 AlertStatus = Literal["firing", "resolved"]
 
 
@@ -62,6 +68,12 @@ class Incident:
     """A route of this incident asked for dry run; its resolve jobs stay in dry run too."""
     action_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Parameters of each action queued, so resolve jobs carry them too (routing keys)."""
+    phase: Phase = "investigating"
+    roles: dict[str, list[str]] = field(default_factory=dict)
+    """Role (of ROLES) to the names of the people holding it."""
+    revision: int = 0
+    """People's commands that queued jobs so far: their job ids' tag, so a second
+    escalation to the same severity, after a downgrade, is a new one."""
 
     @property
     def firing(self) -> list[AlertState]:

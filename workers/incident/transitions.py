@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from workers.incident import timeline
 from workers.incident.alerts import Alert, Notification
@@ -28,10 +28,13 @@ from workers.jobs.contract import (
     action_job_id,
     tick_job_id,
 )
+from workers.jobs.contract import Transition as JobTransition
 from workers.policy import Match, Policy
 from workers.policy.model import Action, Severity
 
-Transition = Literal["declared", "escalated", "resolved"]
+Transition = Literal["declared", "escalated", "resolved", "reopened", "severity"]
+"""What a change did to its incident: alerts declare, escalate and resolve; people
+(workers/incident/commands.py) also reopen and set the severity, up or down."""
 Pairs = Sequence[tuple[Alert, Match]]
 
 
@@ -41,7 +44,7 @@ class JobSpec:
 
     job_id: str
     action: Action
-    transition: Transition
+    transition: JobTransition
     severity: str
     dry_run: bool
     public: bool = False
@@ -71,6 +74,16 @@ class Change:
     entries: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[JobSpec] = field(default_factory=list)
     tick: TickSpec | None = None
+
+
+class Basis(Protocol):
+    """What a decision needs whatever made it: the policy in force and the time."""
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def now(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -158,12 +171,12 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
         actions=tuple(a.name for a in top.actions),
         dry_run=ctx.dry_run or bool(top.dry_run),
     )
-    jobs = [_job(incident, action, "declared", ctx) for action in top.actions]
+    jobs = [job(incident, action, "declared", ctx) for action in top.actions]
     # With the severity's vendor settings merged in: ticks and resolves reuse them.
     incident = incident.with_changes(action_params={j.action.name: j.action.params for j in jobs})
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
-    entry = _entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
-    return Change(incident, "declared", [entry], jobs, _tick(incident, ctx))
+    found = entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
+    return Change(incident, "declared", [found], jobs, first_tick(incident, ctx))
 
 
 def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
@@ -187,7 +200,7 @@ def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
             f"{name} {state.fingerprint} left its group without a resolve (silenced, "
             "inhibited or relabelled away): counted as ended"
         )
-        entries.append(_entry(ctx, "alert_left", message, fingerprint=state.fingerprint))
+        entries.append(entry(ctx, "alert_left", message, fingerprint=state.fingerprint))
     if states == current.alerts:
         return None
     incident = current.with_changes(alerts=states, updated_at=ctx.now)
@@ -195,8 +208,8 @@ def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
         if ctx.notification.truncated_alerts:
             # Alertmanager left alerts out (max_alerts): some of them may still fire.
             note = f"not resolved: {ctx.notification.truncated_alerts} alerts were truncated"
-            return Change(incident, None, [*entries, _entry(ctx, "resolve_deferred", note)])
-        return _resolve(incident, entries, ctx)
+            return Change(incident, None, [*entries, entry(ctx, "resolve_deferred", note)])
+        return close(incident, entries, ctx)
     firing = [m for a, m in alerts if a.status == "firing"]
     top = _most_severe(firing, ctx.policy) if firing else None
     if top is not None and ctx.policy.rank(top.severity) < ctx.policy.rank(current.severity):
@@ -217,29 +230,39 @@ def _escalate(
         actions=incident.actions + tuple(a.name for a in actions if a.name not in incident.actions),
         dry_run=incident.dry_run or bool(top.dry_run),
     )
-    jobs = [_job(escalated, action, "escalated", ctx) for action in actions]
+    jobs = [job(escalated, action, "escalated", ctx) for action in actions]
     merged = {**incident.action_params, **{j.action.name: j.action.params for j in jobs}}
     escalated = escalated.with_changes(action_params=merged)
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
-    entries.append(_entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
-    return Change(escalated, "escalated", entries, jobs, _tick(escalated, ctx))
+    entries.append(entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
+    return Change(escalated, "escalated", entries, jobs, first_tick(escalated, ctx))
 
 
-def _resolve(incident: Incident, entries: list[dict[str, Any]], ctx: Context) -> Change:
-    """Every alert resolved: communication actions that ran get their resolve job,
-    mitigations a revert job once the stabilisation window has passed (unless the
-    route said `revert: false`).
+def close(
+    incident: Incident,
+    entries: list[dict[str, Any]],
+    ctx: Basis,
+    *,
+    message: str | None = None,
+    **details: Any,
+) -> Change:
+    """Every alert resolved (or a person resolved it: `message`, `details`):
+    communication actions that ran get their resolve job, mitigations a revert job
+    once the stabilisation window has passed (unless the route said `revert: false`).
+    After a reopen (`revision`), the resolve jobs are new ones, not the first resolve's.
     """
     resolved = incident.with_changes(status="resolved", resolved_at=ctx.now)
+    tag = f"r{incident.revision}-resolved" if incident.revision else None
     jobs = []
     for name in incident.actions:
         params = incident.action_params.get(name, {})
         if name in MITIGATION_ACTIONS and params.get("revert", True) is False:
             continue
         if name in COMMUNICATION_ACTIONS or name in MITIGATION_ACTIONS:
-            jobs.append(_job(resolved, Action(name=name, params=params), "resolved", ctx))
-    message = f"resolved: all {len(incident.alerts)} alerts resolved"
-    entries.append(_entry(ctx, "resolved", message, queued=_names(jobs)))
+            action = Action(name=name, params=params)
+            jobs.append(job(resolved, action, "resolved", ctx, tag=tag))
+    message = message or f"resolved: all {len(incident.alerts)} alerts resolved"
+    entries.append(entry(ctx, "resolved", message, queued=_names(jobs), **details))
     return Change(resolved, "resolved", entries, jobs)
 
 
@@ -290,8 +313,17 @@ def _state(alert: Alert, match: Match, before: AlertState | None, ctx: Context) 
     )
 
 
-def _job(incident: Incident, action: Action, transition: Transition, ctx: Context) -> JobSpec:
-    tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
+def job(
+    incident: Incident,
+    action: Action,
+    transition: JobTransition,
+    ctx: Basis,
+    *,
+    tag: str | None = None,
+) -> JobSpec:
+    """The job of `action` for this transition; `tag` makes its id (default: the transition,
+    with the severity for an escalation)."""
+    tag = tag or (transition if transition != "escalated" else f"escalated-{incident.severity}")
     severity = ctx.policy.severities.get(incident.severity)
     delay = 0
     if action.name in MITIGATION_ACTIONS and transition == "resolved":
@@ -333,7 +365,7 @@ def _with_severity_defaults(action: Action, severity: Severity | None) -> Action
     return Action(name=action.name, params={**defaults, **action.params})
 
 
-def _tick(incident: Incident, ctx: Context) -> TickSpec | None:
+def first_tick(incident: Incident, ctx: Basis) -> TickSpec | None:
     """The first status-update tick at the severity's cadence, if it has one."""
     severity = ctx.policy.severities.get(incident.severity)
     every = _seconds(severity.update_every if severity else None)
@@ -352,10 +384,10 @@ def _names(jobs: Sequence[JobSpec]) -> list[str]:
     return [job.action.name for job in jobs]
 
 
-def _entry(ctx: Context, kind: str, message: str, **details: Any) -> dict[str, Any]:
+def entry(ctx: Basis, kind: str, message: str, **details: Any) -> dict[str, Any]:
     return timeline.entry(kind, message, at=ctx.now, **details)
 
 
 def _alert_entry(ctx: Context, kind: str, verb: str, alert: Alert) -> dict[str, Any]:
     name = alert.labels.get("alertname", "alert")
-    return _entry(ctx, kind, f"{name} {alert.fingerprint} {verb}", fingerprint=alert.fingerprint)
+    return entry(ctx, kind, f"{name} {alert.fingerprint} {verb}", fingerprint=alert.fingerprint)
