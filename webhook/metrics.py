@@ -27,6 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from webhook import replay
+from workers.incident.acknowledgement import Acknowledgement
 from workers.incident.keys import Keys, text
 from workers.incident.record import open_counts_by_severity
 
@@ -88,6 +89,12 @@ class Metrics:
             self.notifications.labels(outcome)
         for status in ("firing", "resolved"):
             self.alerts.labels(status)
+
+    def acknowledged(self, severity: str, first: Acknowledgement) -> None:
+        """A first acknowledgement (PagerDuty's or a person's)."""
+        self.time_to_acknowledge.labels(severity).observe(first.seconds)
+        if first.within is not None:
+            self.acknowledgements.labels(severity, str(first.within).lower()).inc()
 
     def policy_reloaded(self, ok: bool) -> None:
         (self.policy_reloads if ok else self.policy_reload_failures).inc()

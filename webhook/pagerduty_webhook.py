@@ -22,12 +22,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError, WatchError
-from redis.typing import EncodableT, FieldT
 
 from webhook.app_services import Services, services
 from webhook.errors import BadRequest, Unauthorized, Unavailable
 from workers.incident import timeline
-from workers.incident.durations import parse_duration
+from workers.incident.acknowledgement import acknowledged, human
 from workers.incident.record import Incident
 
 log = logging.getLogger(__name__)
@@ -137,13 +136,6 @@ def _clip(value: str) -> str:
     return repr(value if len(value) <= 64 else value[:64] + "...")
 
 
-def human(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return "".join(parts) or "0s"
-
-
 @blueprint.post("/api/v1/pagerduty")
 def pagerduty() -> tuple[Response, int]:
     s = services()
@@ -182,11 +174,19 @@ def _apply(s: Services, event: Event) -> str | None:
                 if pipe.exists(marker):
                     return "duplicate"
                 incident = Incident.from_json(raw)
-                resolved = 0.0, None, f"resolved in PagerDuty by {event.by}"
-                seconds, within, message = _timed(s, incident, event) if ack else resolved
+                first = acknowledged(incident, s.policies.get(), event.occurred_at, event.by)
+                message = f"resolved in PagerDuty by {event.by}"
+                if ack:
+                    message = (
+                        f"acknowledged in PagerDuty by {event.by} after {human(first.seconds)}"
+                        f" ({first.verdict})"
+                    )
                 pipe.multi()
                 if ack:  # the first acknowledgement only; it lives as long as the incident
-                    pipe.hset(marker, mapping=_ack_fields(event, seconds, within))
+                    fields = first.fields(
+                        pagerduty_incident=event.pagerduty_incident, event_id=event.id
+                    )
+                    pipe.hset(marker, mapping=fields)
                     pipe.expire(marker, ttl if ttl > 0 else s.settings.retention_seconds)
                 else:
                     pipe.set(marker, "1", ex=EVENT_TTL_SECONDS)
@@ -199,35 +199,6 @@ def _apply(s: Services, event: Event) -> str | None:
             except WatchError:
                 continue
             if ack:
-                s.metrics.time_to_acknowledge.labels(incident.severity).observe(seconds)
-                if within is not None:
-                    s.metrics.acknowledgements.labels(incident.severity, str(within).lower()).inc()
+                s.metrics.acknowledged(incident.severity, first)
             return "recorded"
     raise WatchError("contended")
-
-
-def _timed(s: Services, incident: Incident, event: Event) -> tuple[float, bool | None, str]:
-    """Time to acknowledge (from declared), whether within the response time, and the message."""
-    started = datetime.fromisoformat(incident.started_at)
-    seconds = max(0.0, (event.occurred_at - started).total_seconds())
-    severity = s.policies.get().severities.get(incident.severity)
-    within, verdict = None, f"{incident.severity} is not in the policy"
-    if severity is not None:
-        within = seconds <= parse_duration(severity.response_time).total_seconds()
-        verdict = f"{incident.severity} response time {severity.response_time}: " + (
-            "within" if within else "missed"
-        )
-    message = f"acknowledged in PagerDuty by {event.by} after {human(seconds)} ({verdict})"
-    return seconds, within, message
-
-
-def _ack_fields(event: Event, seconds: float, within: bool | None) -> dict[FieldT, EncodableT]:
-    at = event.occurred_at.astimezone(UTC).isoformat(timespec="milliseconds")
-    return {
-        "acknowledged_at": at.replace("+00:00", "Z"),
-        "acknowledged_by": event.by,
-        "pagerduty_incident": event.pagerduty_incident,
-        "event_id": event.id,
-        "time_to_acknowledge_seconds": f"{seconds:.3f}",
-        "within": "" if within is None else str(within).lower(),
-    }
