@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -40,6 +41,12 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
 REDIS_URL = os.environ.get("ALERTPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TOKEN = "test-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+"""Alertmanager's credential: it may post notifications, nothing else."""
+PEOPLE = {"ada": "admin", "rui": "responder", "vic": "viewer"}
+"""The users file of every test app: a person of each role, token `ap_test_<name>`."""
+ADMIN = {"Authorization": "Bearer ap_test_ada"}
+RESPONDER = {"Authorization": "Bearer ap_test_rui"}
+VIEWER = {"Authorization": "Bearer ap_test_vic"}
 
 
 @pytest.fixture
@@ -56,12 +63,30 @@ def policies_dir() -> Path:
     return REPO / "policies"
 
 
+@pytest.fixture(scope="session")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_users_file(tmp_path_factory.mktemp("users"))
+
+
+def write_users_file(directory: Path) -> Path:
+    """PEOPLE as a users file (ALERTPILOT_USERS_FILE) in `directory`."""
+    path = directory / "users.yaml"
+    lines = ["users:"]
+    for name, role in PEOPLE.items():
+        digest = hashlib.sha256(f"ap_test_{name}".encode()).hexdigest()
+        lines += [f"  - name: {name}", f"    role: {role}", f"    token_sha256: {digest}"]
+        lines += [f"    email: {name}@example.com"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture
-def settings(policies_dir: Path) -> Settings:
+def settings(policies_dir: Path, users_file: Path) -> Settings:
     return Settings(
         redis_url=REDIS_URL,
         policies_dir=policies_dir,
         webhook_token=TOKEN,
+        users_file=users_file,
         key_prefix="aptest:",
         queue_name="aptest",
     )
@@ -210,7 +235,7 @@ def fixture(name: str) -> dict[str, Any]:
 def timeline(client: FlaskClient, incident_id: str) -> list[dict[str, Any]]:
     """The incident's timeline, read through the API as a person would."""
     entries: list[dict[str, Any]] = client.get(
-        f"/api/v1/incidents/{incident_id}", headers=AUTH
+        f"/api/v1/incidents/{incident_id}", headers=ADMIN
     ).json["timeline"]
     return entries
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import AUTH, SEVERITIES, due, fetch, post, run_jobs, write_policy
+from tests.conftest import ADMIN, SEVERITIES, due, fetch, post, run_jobs, write_policy
 from tests.test_communication import payments
 from webhook.app import create_app
 from workers import cadence
@@ -68,7 +68,7 @@ def test_updates_go_out_at_the_cadence_and_stop_at_resolve(
     assert heads[-1].startswith(":white_check_mark: *Resolved*")
     assert sum(h.startswith(":information_source:") for h in heads) == 2  # none after resolve
     assert queue.scheduled_job_registry.get_job_ids() == []  # the chain has stopped
-    assert fast.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json["status"] == "resolved"
+    assert fast.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json["status"] == "resolved"
 
 
 def test_incident_resolved_inside_page_after_never_pages(
@@ -81,7 +81,7 @@ def test_incident_resolved_inside_page_after_never_pages(
     run_jobs(queue)
     due(queue, 2.1)
     assert pd.requests == []
-    timeline = fast.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json["timeline"]
+    timeline = fast.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json["timeline"]
     pages = [(e["transition"], e["kind"]) for e in timeline if e.get("action") == "page"]
     assert pages == [("resolved", "skipped"), ("declared", "skipped")]
 

@@ -20,7 +20,7 @@ from redis import Redis
 from rq import Queue
 
 from tests.conftest import (
-    AUTH,
+    ADMIN,
     REDIS_URL,
     ROUTING_KEY,
     STATUSPAGE_KEY,
@@ -243,8 +243,10 @@ def test_no_secret_reaches_logs_timeline_or_api_over_a_whole_incident(
     run_jobs(queue)
     post(live, payments("resolved"))
     run_jobs(queue)
-    seen = caplog.text + json.dumps(live.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json)
-    seen += json.dumps(live.get("/api/v1/incidents", headers=AUTH).json)
+    seen = caplog.text + json.dumps(
+        live.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json
+    )
+    seen += json.dumps(live.get("/api/v1/incidents", headers=ADMIN).json)
     slack_path = chat.slack_url.split("://", 1)[1].split("/", 1)[1]
     for secret in (ROUTING_KEY, STATUSPAGE_KEY, slack_path, TOKEN):
         assert secret not in seen

@@ -19,7 +19,7 @@ from redis import Redis
 from rq import Queue
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, TOKEN, queued_ids, run_jobs
+from tests.conftest import ADMIN, TOKEN, queued_ids, run_jobs
 from tests.support.alertmanager import run_alertmanager
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def _incidents(client: FlaskClient, status: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = client.get(
-        f"/api/v1/incidents?status={status}", headers=AUTH
+        f"/api/v1/incidents?status={status}", headers=ADMIN
     ).json["incidents"]
     return found
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, fixture, write_policy
+from tests.conftest import ADMIN, AUTH, fixture, write_policy
 from webhook.app import create_app
 from webhook.app_services import services_of
 from workers.config import Settings
@@ -82,14 +82,14 @@ def test_reload_outcomes_show_in_metrics_and_status(
     store = services_of(app).policies
     replace_file(directory, INVALID)
     store.reload()
-    status = app.test_client().get("/api/v1/status", headers=AUTH).json
+    status = app.test_client().get("/api/v1/status", headers=ADMIN).json
     assert status["policy"]["hash"] == store.get().content_hash
     assert "invalid regular expression" in status["policy"]["last_reload_error"]
     assert registry.get_sample_value("alertpilot_policy_reload_failures_total") == 1
     replace_file(directory, B)
     store.reload()
     assert registry.get_sample_value("alertpilot_policy_reloads_total") == 1
-    status = app.test_client().get("/api/v1/status", headers=AUTH).json
+    status = app.test_client().get("/api/v1/status", headers=ADMIN).json
     assert status["policy"]["last_reload_error"] is None
 
 

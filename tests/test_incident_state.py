@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import AUTH, fixture, post, queued_ids, write_policy
+from tests.conftest import ADMIN, fixture, post, queued_ids, write_policy
 from webhook.app import create_app
 from webhook.policy.commands import explain_alerts
 from workers.config import Settings
@@ -22,7 +22,7 @@ from workers.policy import evaluate, load_policy
 
 
 def _incident(client: FlaskClient, incident_id: str) -> dict[str, Any]:
-    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
+    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json
     return doc
 
 

@@ -16,7 +16,7 @@ from redis import ConnectionPool, Redis
 from redis.connection import Connection
 from rq import Queue
 
-from tests.conftest import AUTH, REDIS_URL, fixture, post, queued_ids, write_policy
+from tests.conftest import ADMIN, AUTH, REDIS_URL, fixture, post, queued_ids, write_policy
 from webhook.app import create_app
 from workers.config import Settings
 
@@ -26,7 +26,7 @@ def _queued(queue: Queue) -> list[str]:
 
 
 def _incident(client: FlaskClient, incident_id: str) -> dict[str, Any]:
-    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
+    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json
     return doc
 
 
@@ -117,9 +117,9 @@ def test_all_alerts_resolved_resolves_the_incident_and_queues_resolve_jobs(
     incident = _incident(client, incident_id)
     assert incident["status"] == "resolved"
     assert incident["resolved_at"] is not None
-    resolved = client.get("/api/v1/incidents?status=resolved", headers=AUTH).json
+    resolved = client.get("/api/v1/incidents?status=resolved", headers=ADMIN).json
     assert [i["id"] for i in resolved["incidents"]] == [incident_id]
-    assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
+    assert client.get("/api/v1/incidents?status=open", headers=ADMIN).json["incidents"] == []
 
 
 def test_resolved_incident_is_kept_for_the_retention_period_only(
@@ -156,7 +156,7 @@ def test_lagging_ha_twin_after_resolve_neither_reopens_nor_pages(
     assert late_firing.json["status"] == "duplicate"
     assert (late_firing.json["incidents"], late_firing.json["jobs"]) == ([], [])
     assert late_resolve.json["status"] == "duplicate"
-    assert client.get("/api/v1/incidents?status=open", headers=AUTH).json["incidents"] == []
+    assert client.get("/api/v1/incidents?status=open", headers=ADMIN).json["incidents"] == []
     assert sorted(queued_ids(queue)) == queued
 
 
@@ -408,7 +408,7 @@ def test_an_old_body_whose_group_moved_on_is_evaluated_again(
     CountingConnection.sends = 0
     assert _raw(client, body).json["status"] == "duplicate"  # stale, as decided by Redis
     assert CountingConnection.sends > 1
-    incidents = client.get("/api/v1/incidents", headers=AUTH).json["incidents"]
+    incidents = client.get("/api/v1/incidents", headers=ADMIN).json["incidents"]
     assert [i["status"] for i in incidents] == ["resolved"]
     pool.disconnect()
 

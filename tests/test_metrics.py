@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import AUTH, TOKEN, fixture, post, run_jobs
+from tests.conftest import ADMIN, TOKEN, fixture, post, run_jobs
 from webhook.app import create_app
 from workers.config import Settings
 
@@ -119,8 +119,8 @@ def test_no_label_carries_a_secret_a_url_or_the_policy_path(
     app = create_app(secret, redis=redis, registry=CollectorRegistry())
     client = app.test_client()
     post(client, fixture("firing-two-alerts.json"))
-    client.get(f"/api/v1/incidents/{TOKEN}", headers=AUTH)
-    client.get(f"/api/v1/incidents?limit={TOKEN}", headers=AUTH)
+    client.get(f"/api/v1/incidents/{TOKEN}", headers=ADMIN)
+    client.get(f"/api/v1/incidents?limit={TOKEN}", headers=ADMIN)
     client.get(f"/no/such/path/{TOKEN}")
     run_jobs(queue)
     response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})

@@ -15,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 from kubernetes import client, config
 
-from tests.conftest import AUTH, REPO, due, fetch, post, run_jobs, timeline, write_policy
+from tests.conftest import ADMIN, REPO, due, fetch, post, run_jobs, timeline, write_policy
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.support.rbac import allows, granted, kustomize
@@ -77,7 +77,8 @@ def test_rollback_proposes_the_exact_change_and_rolls_back_once_approved(
     assert image(kube) == "registry.example/canary:1"
 
     assert (
-        app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=AUTH).status_code == 202
+        app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=ADMIN).status_code
+        == 202
     )
     run_jobs(queue)
     assert image(kube) == "registry.example/canary:0"
@@ -134,7 +135,7 @@ def test_an_approved_rollback_does_nothing_after_a_newer_rollout(
         }
     }
     client.AppsV1Api(api).patch_namespaced_deployment("canary", "production", fix)
-    app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=AUTH)
+    app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=ADMIN)
     run_jobs(queue)
     assert image(kube) == "registry.example/canary:2"
     blocked = entries(app, incident_id, "rollback")[-1]

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from kubernetes import client, config
 from rq import Queue
 
-from tests.conftest import AUTH, due, post, queued_ids, run_jobs, timeline
+from tests.conftest import ADMIN, due, post, queued_ids, run_jobs, timeline
 from tests.support.clock import AheadClock
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, latency, resolved, route
@@ -124,7 +124,7 @@ def test_an_expired_rollout_restart_proposal_cannot_be_approved(
     assert left_ms == -2 or 0 < left_ms <= 1000  # the route's expiry, not the 30 minute default
     ahead_clock.advance(1.0)  # the window is alertpilot's clock's, not Redis's TTL
 
-    response = app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=AUTH)
+    response = app.post(f"/api/v1/actions/{proposed['proposal']}/approve", headers=ADMIN)
     assert response.status_code == 404
     assert response.json is not None and response.json["error"]["details"]["field"] == "id"
     assert queued_ids(queue) == []

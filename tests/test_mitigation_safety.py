@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import AUTH, due, post, run_jobs, write_policy
+from tests.conftest import ADMIN, due, post, run_jobs, write_policy
 from tests.support.clock import AheadClock
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from workers import guardrails
@@ -57,7 +57,7 @@ def _approve_and_run(
     mitigation: MitigationBench, app: Any, incident_id: str, proposal: str
 ) -> dict[str, Any]:
     """Approve the proposal through the API, run the job; its timeline entry."""
-    assert app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH).status_code == 202
+    assert app.post(f"/api/v1/actions/{proposal}/approve", headers=ADMIN).status_code == 202
     run_jobs(mitigation.queue)
     entry: dict[str, Any] = entries(app, incident_id, "rollout_restart")[-1]
     return entry
@@ -450,7 +450,7 @@ routes:
     canary = copy.deepcopy(latency("api-canary")["alerts"][0])
     joined["alerts"].append(canary)
     assert post(app, joined).json["incidents"] == [incident_id]
-    incident = app.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
+    incident = app.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json
     assert incident["severity"] == "SEV1"
 
     due(mitigation.queue, 2.5)  # the follow-up attempt

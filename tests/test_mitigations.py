@@ -13,7 +13,7 @@ from kubernetes import client, config
 from redis import Redis
 from werkzeug.serving import make_server
 
-from tests.conftest import AUTH, REDIS_URL, TOKEN, due, fetch, post, run_jobs, timeline
+from tests.conftest import ADMIN, REDIS_URL, TOKEN, due, fetch, post, run_jobs, timeline
 from tests.support.alertmanager import run_alertmanager
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.test_e2e_alertmanager import wait_for
@@ -184,7 +184,7 @@ def test_alertmanager_to_kubernetes_scales_once_and_reverts_after_the_window(
             am.post_alerts([am.resolved(alert)])
             wait_for(
                 "the resolve",
-                lambda: live.get("/api/v1/incidents?status=resolved", headers=AUTH).json[
+                lambda: live.get("/api/v1/incidents?status=resolved", headers=ADMIN).json[
                     "incidents"
                 ],
             )
@@ -266,14 +266,14 @@ def test_rollout_restart_is_only_proposed_until_approved(mitigation: MitigationB
     proposal = proposed["proposal"]
     assert f"alertpilot actions approve {proposal}" in proposed["message"]
 
-    response = app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    response = app.post(f"/api/v1/actions/{proposal}/approve", headers=ADMIN)
     assert response.status_code == 202
     run_jobs(queue)
     annotations = kube.deployment("production", "api")["spec"]["template"]["metadata"]
     assert "kubectl.kubernetes.io/restartedAt" in annotations["annotations"]
     assert kube.calls == [("apps", "deployments", "patch")]
     # A proposal is used once.
-    again = app.post(f"/api/v1/actions/{proposal}/approve", headers=AUTH)
+    again = app.post(f"/api/v1/actions/{proposal}/approve", headers=ADMIN)
     assert again.status_code == 404
     assert again.json["error"]["details"]["field"] == "id"
 
@@ -283,7 +283,7 @@ def test_approval_needs_credentials_and_an_unknown_proposal_is_404(
 ) -> None:
     app = mitigation.app(RESTART)
     assert app.post("/api/v1/actions/nope/approve").status_code == 401
-    assert app.post("/api/v1/actions/nope/approve", headers=AUTH).status_code == 404
+    assert app.post("/api/v1/actions/nope/approve", headers=ADMIN).status_code == 404
 
 
 def test_cli_approves_a_proposal(

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from tests.conftest import AUTH, fixture, post
+from tests.conftest import ADMIN, fixture, post
 from tests.support.redis_server import free_port
 from webhook.app import create_app
 from workers.config import Settings
@@ -86,7 +86,7 @@ def declare(client: FlaskClient) -> tuple[str, datetime]:
 
 
 def incident(client: FlaskClient, incident_id: str) -> dict[str, Any]:
-    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH).json
+    doc: dict[str, Any] = client.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json
     return doc
 
 

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from tests.conftest import AUTH, REDIS_URL, REPO, TOKEN, fixture
+from tests.conftest import ADMIN, AUTH, REDIS_URL, REPO, TOKEN, fixture, write_users_file
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -110,6 +110,7 @@ def _serve_env(tmp_path: Path, port: int, **overrides: str) -> dict[str, str]:
         "ALERTPILOT_KEY_PREFIX": "aptest:",
         "ALERTPILOT_QUEUE": "aptest",
         "ALERTPILOT_BIND": f"127.0.0.1:{port}",
+        "ALERTPILOT_USERS_FILE": str(write_users_file(tmp_path)),
     }
     return _env(tmp_path, **{**settings, **overrides})
 
@@ -655,7 +656,7 @@ def test_policy_validate_exit_codes(tmp_path: Path) -> None:
 
 def _policy_status(base: str) -> dict[str, Any]:
     """The policy part of GET /api/v1/status (hash, routes, last reload error)."""
-    code, body = _http("GET", f"{base}/api/v1/status", headers=AUTH)
+    code, body = _http("GET", f"{base}/api/v1/status", headers=ADMIN)
     assert code == 200, body
     policy: dict[str, Any] = json.loads(body)["policy"]
     return policy

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import AUTH, fixture, post
+from tests.conftest import ADMIN, fixture, post
 
 LIST = "/api/v1/incidents"
 
@@ -29,39 +29,39 @@ def _assert_bad(response: object, field: str) -> None:
 
 
 def test_a_limit_of_non_ascii_digits_is_a_400_naming_the_field(client: FlaskClient) -> None:
-    _assert_bad(client.get(f"{LIST}?limit=%C2%B2", headers=AUTH), "limit")
+    _assert_bad(client.get(f"{LIST}?limit=%C2%B2", headers=ADMIN), "limit")
 
 
 @pytest.mark.parametrize("limit", ["+5", "-1", "0", "1001", " 5", "5 ", "1e2", "٣", "9" * 5000])
 def test_a_limit_that_is_not_1_to_1000_in_ascii_digits_is_a_400(
     client: FlaskClient, limit: str
 ) -> None:
-    _assert_bad(client.get(LIST, query_string={"limit": limit}, headers=AUTH), "limit")
+    _assert_bad(client.get(LIST, query_string={"limit": limit}, headers=ADMIN), "limit")
 
 
 def test_a_limit_within_bounds_limits_the_list(client: FlaskClient, seeded: str) -> None:
-    response = client.get(f"{LIST}?limit=1", headers=AUTH)
+    response = client.get(f"{LIST}?limit=1", headers=ADMIN)
     assert response.status_code == 200
     assert [i["id"] for i in response.json["incidents"]] == [seeded]
 
 
 @pytest.mark.parametrize("status", ["", "OPEN", "open ", "closed", "\uff4fpen"])
 def test_a_status_other_than_open_or_resolved_is_a_400(client: FlaskClient, status: str) -> None:
-    _assert_bad(client.get(LIST, query_string={"status": status}, headers=AUTH), "status")
+    _assert_bad(client.get(LIST, query_string={"status": status}, headers=ADMIN), "status")
 
 
 def test_a_parameter_given_twice_is_a_400_naming_it(client: FlaskClient) -> None:
-    _assert_bad(client.get(f"{LIST}?status=open&status=resolved", headers=AUTH), "status")
+    _assert_bad(client.get(f"{LIST}?status=open&status=resolved", headers=ADMIN), "status")
 
 
 def test_an_unknown_parameter_is_a_400_naming_it(client: FlaskClient) -> None:
-    _assert_bad(client.get(f"{LIST}?limt=5", headers=AUTH), "limt")
+    _assert_bad(client.get(f"{LIST}?limt=5", headers=ADMIN), "limt")
 
 
 def test_a_parameter_on_the_detail_view_is_a_400_naming_it(
     client: FlaskClient, seeded: str
 ) -> None:
-    _assert_bad(client.get(f"{LIST}/{seeded}?status=open", headers=AUTH), "status")
+    _assert_bad(client.get(f"{LIST}/{seeded}?status=open", headers=ADMIN), "status")
 
 
 @pytest.mark.parametrize(
@@ -71,11 +71,11 @@ def test_a_parameter_on_the_detail_view_is_a_400_naming_it(
 def test_a_path_id_that_cannot_be_an_incident_id_is_a_400_naming_it(
     client: FlaskClient, raw_id: str
 ) -> None:
-    _assert_bad(client.get(f"{LIST}/{raw_id}", headers=AUTH), "incident_id")
+    _assert_bad(client.get(f"{LIST}/{raw_id}", headers=ADMIN), "incident_id")
 
 
 def test_a_well_formed_unknown_id_is_a_404(client: FlaskClient) -> None:
-    response = client.get(f"{LIST}/0123456789ab-nope", headers=AUTH)
+    response = client.get(f"{LIST}/0123456789ab-nope", headers=ADMIN)
     assert response.status_code == 404
     assert response.json["error"]["details"]["field"] == "incident_id"
 
@@ -106,7 +106,7 @@ def test_no_list_query_is_a_5xx(
     client: FlaskClient, seeded: str, params: list[tuple[str, str]]
 ) -> None:
     query = urlencode(params)
-    response = client.get(f"{LIST}?{query}", headers=AUTH)
+    response = client.get(f"{LIST}?{query}", headers=ADMIN)
     assert response.status_code in (200, 400), (query, response.get_data())
     if response.status_code == 400:
         assert response.json["error"]["details"]["field"] in {k for k, _ in params}
@@ -122,7 +122,7 @@ def test_no_list_query_is_a_5xx(
 def test_no_detail_request_is_a_5xx(
     client: FlaskClient, seeded: str, raw: bytes, query: str
 ) -> None:
-    response = client.get(f"{LIST}/{quote(raw, safe='')}{query}", headers=AUTH)
+    response = client.get(f"{LIST}/{quote(raw, safe='')}{query}", headers=ADMIN)
     # 308: an encoded "/" decodes into "//", which the router merges (werkzeug's doing).
     assert response.status_code in (308, 400, 404), (raw, response.get_data())
     if response.status_code != 308:

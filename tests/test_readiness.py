@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from tests.conftest import AUTH, write_policy
+from tests.conftest import ADMIN, write_policy
 from tests.support.redis_server import free_port
 from webhook.app import create_app
 from webhook.app_services import services_of
@@ -75,7 +75,7 @@ def test_status_needs_credentials(broken: Flask) -> None:
 def test_status_shows_redis_hash_routes_and_why_the_last_reload_was_rejected(
     broken: Flask,
 ) -> None:
-    response = broken.test_client().get("/api/v1/status", headers=AUTH)
+    response = broken.test_client().get("/api/v1/status", headers=ADMIN)
     policy = services_of(broken).policies.get()
     assert response.status_code == 200
     assert response.json["redis"] == "ok"
@@ -85,7 +85,7 @@ def test_status_shows_redis_hash_routes_and_why_the_last_reload_was_rejected(
 
 
 def test_status_shows_no_reload_error_while_the_policy_is_good(client: FlaskClient) -> None:
-    response = client.get("/api/v1/status", headers=AUTH)
+    response = client.get("/api/v1/status", headers=ADMIN)
     assert response.status_code == 200
     assert response.json["policy"]["last_reload_error"] is None
 
@@ -96,6 +96,6 @@ def test_status_shows_redis_unreachable(settings: Settings) -> None:
     app = create_app(
         replace(settings, redis_url=url), redis=connection, registry=CollectorRegistry()
     )
-    response = app.test_client().get("/api/v1/status", headers=AUTH)
+    response = app.test_client().get("/api/v1/status", headers=ADMIN)
     assert response.status_code == 200
     assert response.json["redis"] == "unreachable"

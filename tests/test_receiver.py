@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from tests.conftest import AUTH, LANE_SUFFIXES, TOKEN, fixture, post
+from tests.conftest import ADMIN, AUTH, LANE_SUFFIXES, TOKEN, fixture, post
 from webhook.app import create_app
 from workers.config import Settings
 
@@ -136,17 +136,17 @@ def test_unknown_payload_fields_are_accepted(client: FlaskClient) -> None:
 
 def test_incident_api_requires_the_same_credentials(client: FlaskClient) -> None:
     assert client.get("/api/v1/incidents").status_code == 401
-    assert client.get("/api/v1/incidents", headers=AUTH).status_code == 200
+    assert client.get("/api/v1/incidents", headers=ADMIN).status_code == 200
 
 
 def test_incident_api_rejects_unknown_status_filter(client: FlaskClient) -> None:
-    response = client.get("/api/v1/incidents?status=closed", headers=AUTH)
+    response = client.get("/api/v1/incidents?status=closed", headers=ADMIN)
     assert response.status_code == 400
     assert response.json["error"]["details"]["field"] == "status"
 
 
 def test_unknown_incident_is_404(client: FlaskClient) -> None:
-    response = client.get("/api/v1/incidents/nope-1", headers=AUTH)
+    response = client.get("/api/v1/incidents/nope-1", headers=ADMIN)
     assert response.status_code == 404
 
 
@@ -201,7 +201,7 @@ def test_an_escaped_backslash_before_u_is_text_not_a_surrogate(client: FlaskClie
     raw = json.dumps(fixture("firing-two-alerts.json")).replace('"api"', '"api\\\\udc80"', 1)
     response = client.post(URL, data=raw, headers=AUTH, content_type="application/json")
     assert response.status_code == 200, response.json
-    incident = client.get(f"/api/v1/incidents/{response.json['incidents'][0]}", headers=AUTH)
+    incident = client.get(f"/api/v1/incidents/{response.json['incidents'][0]}", headers=ADMIN)
     deployments = {a["labels"]["deployment"] for a in incident.json["alerts"]}
     assert "api\\udc80" in deployments
 

@@ -11,7 +11,7 @@ from redis import ConnectionPool, Redis
 from redis.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.conftest import AUTH, LANE_SUFFIXES, REDIS_URL, fixture, post
+from tests.conftest import ADMIN, AUTH, LANE_SUFFIXES, REDIS_URL, fixture, post
 from tests.support.redis_server import free_port, redis_server
 from webhook.app import create_app
 from workers.config import Settings
@@ -53,7 +53,7 @@ def test_closed_port_is_503_not_500(settings: Settings) -> None:
         "/api/v1/alertmanager", json=fixture("firing-two-alerts.json"), headers=AUTH
     )
     assert response.status_code == 503
-    assert client.get("/api/v1/incidents", headers=AUTH).status_code == 503
+    assert client.get("/api/v1/incidents", headers=ADMIN).status_code == 503
 
 
 class FailingConnection(Connection):

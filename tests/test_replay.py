@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from tests.conftest import AUTH, fixture, post
+from tests.conftest import ADMIN, fixture, post
 from webhook.app import create_app
 from workers.config import Settings
 from workers.incident.keys import Keys
@@ -94,5 +94,5 @@ def test_the_bytes_are_a_metric(settings: Settings, redis: Redis, keys: Keys) ->
     post(client, _notification(1))
     size = int(redis.get(keys.replay_bytes) or 0)
     assert size > 0
-    metrics = client.get("/metrics", headers=AUTH).get_data(as_text=True)
+    metrics = client.get("/metrics", headers=ADMIN).get_data(as_text=True)
     assert f"alertpilot_replay_bytes {float(size)}" in metrics

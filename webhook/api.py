@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
-from webhook.app_services import authenticated, services
+from webhook.app_services import Services, authenticated, services
 from webhook.errors import BadRequest, NotFound, Unavailable
 from workers.incident import timeline
 from workers.incident.record import (
@@ -65,20 +65,21 @@ def incident(incident_id: str) -> Response:
         raise Unavailable("incident store unavailable") from None
     if found is None:
         raise NotFound(f"no incident {incident_id!r}", field="incident_id")
+    return jsonify({**incident_view(s, found), **ack, "timeline": entries})
+
+
+def incident_view(s: Services, found: Incident) -> dict[str, Any]:
+    """An incident as the API shows it, without its timeline and acknowledgement."""
     severity = s.policies.get().severities.get(found.severity)
-    return jsonify(
-        {
-            **_summary(found),
-            "severity_name": severity.name if severity else None,
-            "response_time": severity.response_time if severity else None,
-            "key": found.key,
-            "group_key": found.group_key,
-            "alerts": [asdict(a) for a in found.alerts.values()],
-            "actions": list(found.actions),
-            **ack,
-            "timeline": entries,
-        }
-    )
+    return {
+        **_summary(found),
+        "severity_name": severity.name if severity else None,
+        "response_time": severity.response_time if severity else None,
+        "key": found.key,
+        "group_key": found.group_key,
+        "alerts": [asdict(a) for a in found.alerts.values()],
+        "actions": list(found.actions),
+    }
 
 
 def _query(known: Collection[str]) -> dict[str, str]:
@@ -124,4 +125,6 @@ def _summary(incident: Incident) -> dict[str, Any]:
         "updated_at": incident.updated_at,
         "alerts_firing": len(incident.firing),
         "alerts_total": len(incident.alerts),
+        "phase": incident.phase,
+        "roles": incident.roles,
     }

@@ -12,13 +12,16 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from webhook import api, approvals_api, health, pagerduty_webhook, receiver
+from webhook import api, approvals_api, commands_api, health, pagerduty_webhook, receiver
 from webhook.app_services import Services
 from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
 from webhook.metrics import Metrics, RedisStateCollector
+from webhook.users import UsersFile
 from workers.config import Settings
+from workers.incident.commands import Commands
 from workers.incident.keys import Keys
+from workers.incident.writer import Writer
 from workers.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ def create_app(
         policies=policies,
         metrics=metrics,
         state=RedisStateCollector(redis, keys, lambda: policies.get().severities),
+        users=UsersFile(settings.users_file),
+        commands=Commands(redis, Writer(keys, queue, settings.retention_seconds), policies.get),
         intake=Intake(
             redis=redis,
             queue=queue,
@@ -73,6 +78,7 @@ def create_app(
     app.register_blueprint(health.blueprint)
     app.register_blueprint(pagerduty_webhook.blueprint)
     app.register_blueprint(approvals_api.blueprint)
+    app.register_blueprint(commands_api.blueprint)
     _observe(app, services.metrics)
     _errors(app)
     return app

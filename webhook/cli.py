@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("job_ids", nargs="+", metavar="JOB_ID")
     retry.set_defaults(run=failed_jobs.retry, needs_redis="jobs")
+
+    users = commands.add_parser("users", help="people's own tokens").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = users.add_parser("add", help="a new token, and the users file entry that lets it in")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, help="viewer, responder or admin")
+    add.add_argument("--email", default=None)
+    add.add_argument("--slack-id", default=None, help="their Slack member id (U012ABCDEF)")
+    add.set_defaults(run=_users_add)
     return parser
 
 
@@ -209,7 +219,7 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
     redis = Redis.from_url(_url(settings))
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     user = os.environ.get("USER") or "unknown"
-    job_id = approve(redis, queue, Keys(settings.key_prefix), args.proposal_id, by=f"by {user}")
+    job_id = approve(redis, queue, Keys(settings.key_prefix), args.proposal_id, by=user)
     if job_id is None:
         print(
             f"alertpilot: {args.proposal_id}: no pending proposal (expired or used)",
@@ -256,6 +266,25 @@ def _replay_export(args: argparse.Namespace, settings: Settings) -> int:
         print(f"alertpilot: Redis: {type(exc).__name__}", file=sys.stderr)
         return 1
     print(f"exported {count} notifications", file=sys.stderr)
+    return 0
+
+
+def _users_add(args: argparse.Namespace, settings: Settings) -> int:
+    from webhook.users import Person, entry_yaml, new_token
+
+    try:
+        person = Person(args.name, args.role, email=args.email, slack_id=args.slack_id)
+    except ValueError as exc:
+        print(f"alertpilot: {exc}", file=sys.stderr)
+        return 2
+    token, token_sha256 = new_token()
+    print(f"token: {token}\n")
+    print(entry_yaml(person, token_sha256), end="")
+    print(
+        f"alertpilot: the token is shown only this once: give it to {person.name} now "
+        "(the users file keeps only its sha256)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -2,14 +2,16 @@
 
 The worker writes the exact change as a proposal (in Redis, expiring) and on
 the timeline; `POST /api/v1/actions/<id>/approve` or `alertpilot actions
-approve <id>` queues the job again, marked approved. A proposal is used once:
-approving it twice, or after it expired, queues nothing.
+approve <id>` queues the job again, marked approved, and `reject` drops it.
+Either is recorded on the timeline with its person. A proposal is used once:
+approving it twice, after a reject, or after it expired, queues nothing.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -28,9 +30,83 @@ def propose(redis: Redis, keys: Keys, payload: dict[str, Any], change: str, *, e
     token_urlsafe may start with "-", which a command line takes for an option)."""
     proposal_id = secrets.token_hex(8)
     # The window is the clock's (an injected one in tests); Redis's TTL only clears it away.
-    doc = {"payload": payload, "change": change, "expires_at": clock.timestamp() + expires}
-    redis.set(keys.proposal(proposal_id), json.dumps(doc), ex=expires)
+    expires_at = clock.timestamp() + expires
+    doc = {"payload": payload, "change": change, "expires_at": expires_at}
+    with redis.pipeline() as pipe:  # MULTI: listed if and only if it exists
+        pipe.set(keys.proposal(proposal_id), json.dumps(doc), ex=expires)
+        pipe.zadd(keys.proposals, {proposal_id: expires_at})
+        pipe.zremrangebyscore(keys.proposals, "-inf", clock.timestamp())
+        pipe.execute()
     return proposal_id
+
+
+@dataclass(frozen=True)
+class Proposal:
+    id: str
+    incident_id: str
+    action: str
+    change: str
+    """The exact change, as the worker wrote it ("rollout restart of deployment ...")."""
+    expires_at: float
+
+
+def pending(redis: Redis, keys: Keys, *, limit: int = 100) -> list[Proposal]:
+    """Proposals still waiting, soonest to expire first."""
+    now = clock.timestamp()
+    ids = [
+        text(i)
+        for i in redis.zrangebyscore(keys.proposals, now, "+inf", 0, limit)
+        if isinstance(i, (bytes, str))
+    ]
+    docs = redis.mget([keys.proposal(i) for i in ids]) if ids else []
+    found = []
+    for proposal_id, raw in zip(ids, docs, strict=True):
+        if raw is None:
+            continue  # approved or rejected between the two reads, or cleared by its TTL
+        doc = parse(raw)
+        payload = doc.get("payload", {})
+        found.append(
+            Proposal(
+                id=proposal_id,
+                incident_id=str(payload.get("incident_id", "")),
+                action=str(payload.get("action", "")),
+                change=str(doc.get("change", "")),
+                expires_at=float(doc.get("expires_at", 0)),
+            )
+        )
+    return [p for p in found if p.expires_at > now]
+
+
+def reject(redis: Redis, keys: Keys, proposal_id: str, *, by: str, reason: str = "") -> bool:
+    """Drop the proposal, recorded on its incident's timeline; False if unknown or expired."""
+    key = keys.proposal(proposal_id)
+    with redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                raw = pipe.get(key)
+                if raw is None:
+                    return False
+                proposal = parse(raw)
+                if clock.timestamp() >= float(proposal.get("expires_at", "inf")):
+                    return False
+                payload = proposal["payload"]
+                because = f": {reason}" if reason else ""
+                entry = timeline.entry(
+                    "rejected",
+                    f"{proposal['change']} rejected by {by}{because}",
+                    action=payload["action"],
+                    proposal=proposal_id,
+                    by=by,
+                )
+                pipe.multi()
+                pipe.delete(key)
+                pipe.zrem(keys.proposals, proposal_id)
+                timeline.append(pipe, keys, str(payload["incident_id"]), entry)
+                pipe.execute()
+                return True
+            except WatchError:
+                continue
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:
@@ -64,11 +140,13 @@ def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str
                 job_id = approved_job_id(str(payload["incident_id"]), proposal_id)
                 pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
                 pipe.delete(key)
+                pipe.zrem(keys.proposals, proposal_id)
                 entry = timeline.entry(
                     "approved",
-                    f"{proposal['change']} approved {by}",
+                    f"{proposal['change']} approved by {by}",
                     action=payload["action"],
                     proposal=proposal_id,
+                    by=by,
                 )
                 timeline.append(pipe, keys, str(payload["incident_id"]), entry)
                 enqueue(queue, RUN_ACTION, payload, job_id, pipeline=pipe)

@@ -13,6 +13,7 @@ secrets mounted as files without a restart.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -152,6 +153,13 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     """`ALERTPILOT_METRICS_TOKEN` (or `_FILE`): bearer token `/metrics` then requires; unset,
     `/metrics` is open (its own token, so Prometheus never holds the webhook's)."""
+    users_file: Path | None = None
+    """`ALERTPILOT_USERS_FILE`: people's own tokens and roles (YAML, see `webhook.users`),
+    read again when it changes. Not checked here: a Secret volume may mount it later."""
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """`ALERTPILOT_TRUSTED_PROXIES`: comma-separated addresses or CIDRs of the
+    authenticating proxy in front (oauth2-proxy): only requests from them are believed
+    about `X-Forwarded-Email`/`X-Forwarded-User`. Empty: no proxy is trusted."""
     max_body_bytes: int = 1024 * 1024
     """`ALERTPILOT_MAX_BODY_BYTES`: larger notifications get 413."""
     dedup_ttl_seconds: int = 7 * 24 * 3600
@@ -199,6 +207,7 @@ class Settings:
                 "ALERTPILOT_WEBHOOK_USERNAME and ALERTPILOT_WEBHOOK_PASSWORD go together"
             )
         policies = Path(env.get("ALERTPILOT_POLICIES_DIR") or cls.policies_dir)
+        users_file = env.get("ALERTPILOT_USERS_FILE")
         return cls(
             redis_url=_redis_url(env.get("REDIS_URL")),
             policies_dir=policies,
@@ -215,6 +224,8 @@ class Settings:
             webhook_password=password,
             pagerduty_webhook_secret=secret(env, "ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET"),
             metrics_token=secret(env, "ALERTPILOT_METRICS_TOKEN"),
+            users_file=Path(users_file) if users_file else None,
+            trusted_proxies=_networks(env, "ALERTPILOT_TRUSTED_PROXIES"),
             max_body_bytes=_int(env, "ALERTPILOT_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             dedup_ttl_seconds=_duration(env, "ALERTPILOT_DEDUP_TTL", cls.dedup_ttl_seconds),
             resend_cache_seconds=_seconds(
@@ -236,6 +247,19 @@ class Settings:
             ),
             integrations=Integrations.from_env(env, templates_dir=policies / "templates"),
         )
+
+
+def _networks(
+    env: Mapping[str, str], name: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    found = []
+    for part in (env.get(name) or "").split(","):
+        if part.strip():
+            try:
+                found.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise SettingsError(f"{name}: not an address or CIDR: {part.strip()!r}") from None
+    return tuple(found)
 
 
 def _redis_url(value: str | None) -> str | None:

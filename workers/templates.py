@@ -28,6 +28,7 @@ NAMES = {
 _COMMON = """\
 Impact: {{ firing }} of {{ total }} alerts firing; services: {{ services | join(", ") }}
 Started: {{ started_at }}
+Status: {{ status }}; incident commander: {{ ic or "none yet" }}
 Actions: {{ actions | join(", ") or "none" }}
 {% if link %}Incident: {{ link }}
 {% endif %}"""
@@ -63,6 +64,8 @@ SAMPLE: dict[str, Any] = {
     "next_update": "1h",
     "incident_id": "abc-1",
     "note": "scale_up was tried 2 times for this incident: a person decides now",
+    "status": "identified",
+    "ic": "jane",
 }
 """A context with every variable a template may use, for validation and docs."""
 

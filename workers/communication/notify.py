@@ -76,6 +76,8 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
         else "",
         "incident_id": incident.id,
         "note": request.note,
+        "status": incident.phase,
+        "ic": ", ".join(incident.roles.get("ic", [])),
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)

@@ -58,6 +58,7 @@ def statuspage(request: ActionRequest, incident: Incident, vendors: Vendors) -> 
     answer = page.update(
         existing,
         {
+            "status": incident.phase,  # what the people running it set (investigating...)
             "body": _status_body(request, incident),
             "impact_override": _impact(request),
             "components": components,
@@ -75,7 +76,7 @@ def _open(
     created = vendors.statuspage.create(
         {
             "name": incident.title[:255],
-            "status": "investigating",
+            "status": incident.phase,
             "impact_override": _impact(request),
             "body": _status_body(request, incident),
             "components": components,
@@ -85,7 +86,7 @@ def _open(
     )
     external = Keys(request.prefix).external(incident.id)
     vendors.redis.hset(external, "statuspage", str(created["id"]))
-    return Outcome("succeeded", f"Statuspage incident {created['id']} opened (investigating)")
+    return Outcome("succeeded", f"Statuspage incident {created['id']} opened ({incident.phase})")
 
 
 def _components(params: Mapping[str, Any]) -> dict[str, str]:

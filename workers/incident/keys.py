@@ -118,6 +118,11 @@ class Keys:
         return f"{self.prefix}proposal:{proposal_id}"
 
     @property
+    def proposals(self) -> str:
+        """Sorted set of pending proposal ids by their expiry (epoch seconds)."""
+        return f"{self.prefix}proposals"
+
+    @property
     def jobs_finished(self) -> str:
         """Hash "action|outcome" -> count, shared by every worker."""
         return f"{self.prefix}stats:jobs_finished"
