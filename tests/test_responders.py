@@ -3,6 +3,8 @@ the HTTP API, through the real app, Redis, worker code and vendor stand-ins."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +17,14 @@ from tests.conftest import (
     ADMIN,
     AUTH,
     RESPONDER,
+    SEVERITIES,
     VIEWER,
+    due,
     fetch,
     post,
     run_jobs,
     timeline,
+    write_policy,
 )
 from tests.support.chat_standin import ChatStandIn
 from tests.support.kube_standin import KubeStandIn
@@ -296,7 +301,6 @@ def test_a_trusted_proxy_names_the_person_and_an_untrusted_one_is_ignored(
     settings: Settings, redis: Redis
 ) -> None:
     import ipaddress
-    from dataclasses import replace
 
     proxied = replace(settings, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
     app = create_app(proxied, redis=redis, registry=CollectorRegistry()).test_client()
@@ -313,3 +317,60 @@ def test_a_trusted_proxy_names_the_person_and_an_untrusted_one_is_ignored(
     assert untrusted.post(url, json={"text": "x"}, headers=via).status_code == 401
     (note,) = [e for e in timeline(app, incident_id) if e["kind"] == "note"]
     assert note["by"] == "rui"
+
+
+COMMANDED = SEVERITIES.replace(
+    "SEV1: {name: High, response_time: 15m,",
+    "SEV1: {name: High, response_time: 15m, needs_commander: true,",
+)
+
+
+def _commanded(
+    tmp_path: Path, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> FlaskClient:
+    directory = write_policy(tmp_path / "policies", route("[notify]"), COMMANDED)
+    monkeypatch.setenv("ALERTPILOT_POLICIES_DIR", str(directory))
+    monkeypatch.setenv("ALERTPILOT_DRY_RUN", "false")  # the worker's: chat really posts
+    changed = replace(settings, policies_dir=directory, dry_run=False)
+    return create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+
+
+def test_a_sev1_without_a_commander_after_its_response_time_says_so(
+    tmp_path: Path,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    monkeypatch: pytest.MonkeyPatch,
+    vendors: Vendors,
+) -> None:
+    pd, _, chat = vendors
+    monkeypatch.setenv("ALERTPILOT_CHAT_WEBHOOK_URL", chat.slack_url)
+    monkeypatch.setenv("ALERTPILOT_CA_BUNDLE", pd.ca_path)
+    app = _commanded(tmp_path, settings, redis, monkeypatch)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    assert command(app, incident_id, "severity", RESPONDER, severity="SEV1").status_code == 200
+    run_jobs(queue)
+    due(queue, 14 * 60)
+    assert [e for e in timeline(app, incident_id) if e["kind"] == "no_commander"] == []
+    due(queue, 2 * 60)
+    (said,) = [e for e in timeline(app, incident_id) if e["kind"] == "no_commander"]
+    assert f"alertpilot incidents assign {incident_id} ic NAME" in said["message"]
+    needed = [m.body["text"] for m in chat.messages if "A person is needed" in m.body["text"]]
+    assert len(needed) == 1 and "No incident commander" in needed[0]
+
+
+def test_a_commander_assigned_in_time_silences_the_check(
+    tmp_path: Path,
+    settings: Settings,
+    redis: Redis,
+    queue: Queue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = _commanded(tmp_path, settings, redis, monkeypatch)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    command(app, incident_id, "severity", RESPONDER, severity="SEV1")
+    command(app, incident_id, "assign", RESPONDER, role="ic", person="ada")
+    due(queue, 16 * 60)
+    kinds = [e["kind"] for e in timeline(app, incident_id)]
+    assert "no_commander" not in kinds and "escalated" in kinds

@@ -15,13 +15,14 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
-from workers.incident import clock
+from workers.incident import clock, timeline
 from workers.incident.keys import Keys
 from workers.incident.record import load_incident
 from workers.jobs.contract import (
     RUN_ACTION,
     RUN_TICK,
     ActionRequest,
+    CommanderCheck,
     TickRequest,
     action_job_id,
     enqueue,
@@ -59,3 +60,35 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
     enqueue(queue, RUN_TICK, following.to_json(), following.job_id, at=when)
     redis.set(keys.pending_tick(request.incident_id), following.job_id)  # a resolve cancels it
     return {"outcome": "ticked", "n": request.n, "queued": queued}
+
+
+def check_commander(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
+    """At the severity's response time (a `CommanderCheck`): an open incident still at
+    that severity with nobody as incident commander says so, on its timeline and in chat
+    (the handoff message: a person is needed)."""
+    request = CommanderCheck.from_json(payload)
+    keys = Keys(request.prefix)
+    incident = load_incident(redis, keys, request.incident_id)
+    if incident is None or incident.status != "open" or incident.severity != request.severity:
+        return {"outcome": "not needed"}
+    if incident.roles.get("ic"):
+        return {"outcome": "has a commander", "ic": incident.roles["ic"]}
+    note = (
+        f"No incident commander yet for this {incident.severity}: assign one "
+        f"(alertpilot incidents assign {incident.id} ic NAME)."
+    )
+    timeline.append(redis, keys, incident.id, timeline.entry("no_commander", note))
+    if "notify" in incident.actions:
+        message = ActionRequest(
+            prefix=keys.prefix,
+            incident_id=incident.id,
+            action="notify",
+            transition="handoff",
+            severity=incident.severity,
+            params=incident.action_params.get("notify", {}),
+            dry_run=incident.dry_run,
+            note=note,
+        )
+        job_id = action_job_id(incident.id, f"no-ic-{incident.severity}", "notify")
+        enqueue(queue, RUN_ACTION, message.to_json(), job_id)
+    return {"outcome": "no commander"}

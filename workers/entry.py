@@ -39,3 +39,11 @@ def run_tick(payload: dict[str, Any]) -> dict[str, Any]:
     assert job is not None, "run_tick runs inside an RQ job"
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
     return cadence.tick(job.connection, queue, payload)
+
+
+def run_commander_check(payload: dict[str, Any]) -> dict[str, Any]:
+    """Whether an incident that needs a commander has one (workers/cadence.py)."""
+    job = get_current_job()
+    assert job is not None, "run_commander_check runs inside an RQ job"
+    queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
+    return cadence.check_commander(job.connection, queue, payload)

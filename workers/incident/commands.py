@@ -21,7 +21,14 @@ from workers.incident import clock, timeline
 from workers.incident.acknowledgement import Acknowledgement, acknowledged, human
 from workers.incident.keys import Keys, base36, text
 from workers.incident.record import PHASES, ROLES, Incident, Phase
-from workers.incident.transitions import Change, close, entry, first_tick, job
+from workers.incident.transitions import (
+    Change,
+    close,
+    commander_check,
+    entry,
+    first_tick,
+    job,
+)
 from workers.incident.writer import Writer
 from workers.jobs.contract import Transition as JobTransition
 from workers.policy import Policy
@@ -165,12 +172,14 @@ def set_severity(by: str, severity: str) -> Decision:
         verb = "escalated" if rising else "downgraded"
         message = f"{verb} from {current.severity} to {severity} by {by}"
         found = entry(moment, verb, message, by=by, queued=[j.action.name for j in jobs])
+        check = commander_check(changed, moment) if rising else None
         return Change(
             changed,
             "escalated" if rising else "severity",
             [found],
             jobs,
             first_tick(changed, moment),
+            check,
         )
 
     return decide

@@ -74,6 +74,8 @@ class Change:
     entries: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[JobSpec] = field(default_factory=list)
     tick: TickSpec | None = None
+    commander_check: int | None = None
+    """Seconds until the check that the incident has a commander (its severity needs one)."""
 
 
 class Basis(Protocol):
@@ -176,7 +178,8 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
     incident = incident.with_changes(action_params={j.action.name: j.action.params for j in jobs})
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     found = entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
-    return Change(incident, "declared", [found], jobs, first_tick(incident, ctx))
+    check = commander_check(incident, ctx)
+    return Change(incident, "declared", [found], jobs, first_tick(incident, ctx), check)
 
 
 def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
@@ -235,7 +238,8 @@ def _escalate(
     escalated = escalated.with_changes(action_params=merged)
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
     entries.append(entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
-    return Change(escalated, "escalated", entries, jobs, first_tick(escalated, ctx))
+    check = commander_check(escalated, ctx)
+    return Change(escalated, "escalated", entries, jobs, first_tick(escalated, ctx), check)
 
 
 def close(
@@ -374,6 +378,15 @@ def first_tick(incident: Incident, ctx: Basis) -> TickSpec | None:
     public = bool(severity and severity.public)
     job_id = tick_job_id(incident.id, incident.severity, 1)
     return TickSpec(job_id, every, incident.severity, public)
+
+
+def commander_check(incident: Incident, ctx: Basis) -> int | None:
+    """When to check that the incident has a commander: its severity's response time from
+    now, if the severity needs one and nobody holds the role yet."""
+    severity = ctx.policy.severities.get(incident.severity)
+    if severity is None or not severity.needs_commander or incident.roles.get("ic"):
+        return None
+    return _seconds(severity.response_time) or None
 
 
 def _seconds(duration: object) -> int:

@@ -19,7 +19,15 @@ from workers.incident import clock, timeline
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
 from workers.incident.transitions import Change, JobSpec
-from workers.jobs.contract import RUN_ACTION, RUN_TICK, ActionRequest, TickRequest, enqueue
+from workers.jobs.contract import (
+    RUN_ACTION,
+    RUN_COMMANDER_CHECK,
+    RUN_TICK,
+    ActionRequest,
+    CommanderCheck,
+    TickRequest,
+    enqueue,
+)
 from workers.policy.engine import key_hash
 
 OPENING = ("declared", "reopened")
@@ -76,6 +84,17 @@ class Writer:
             self._cancel_tick(pipe, incident.id, tick, resolved=change.transition == "resolved")
         if change.tick is not None:
             self._schedule_tick(pipe, change)
+        if change.commander_check is not None:
+            check = CommanderCheck(self.keys.prefix, incident.id, incident.severity)
+            enqueue(
+                self.queue,
+                RUN_COMMANDER_CHECK,
+                check.to_json(),
+                check.job_id,
+                at=_later(change.commander_check),
+                pipeline=pipe,
+                description=f"commander check {incident.id}",
+            )
 
     def _schedule_tick(self, pipe: Pipeline, change: Change) -> None:
         assert change.tick is not None

@@ -24,6 +24,7 @@ from rq.job import JobStatus
 
 RUN_ACTION = "workers.entry.run_action"
 RUN_TICK = "workers.entry.run_tick"
+RUN_COMMANDER_CHECK = "workers.entry.run_commander_check"
 
 Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
 TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
@@ -203,10 +204,31 @@ class TickRequest:
         return _decode(cls, doc)
 
 
-Payload = TypeVar("Payload", Approved, ActionRequest, TickRequest)
+@dataclass(frozen=True)
+class CommanderCheck:
+    """The payload of a `RUN_COMMANDER_CHECK` job: at its severity's response time, an
+    incident whose severity needs a commander and has none says so (workers/cadence.py)."""
+
+    prefix: str
+    incident_id: str
+    severity: str
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.incident_id}-ic-check-{self.severity}"
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> CommanderCheck:
+        return _decode(cls, doc)
 
 
-def _plain(payload: Approved | ActionRequest | TickRequest) -> dict[str, Any]:
+Payload = TypeVar("Payload", Approved, ActionRequest, TickRequest, CommanderCheck)
+
+
+def _plain(payload: Approved | ActionRequest | TickRequest | CommanderCheck) -> dict[str, Any]:
     """Its fields as a new dict, values as they are (dataclasses.asdict deep-copies each:
     a tenth of a new alert's intake time; the JSON serializer reads them as they are)."""
     return {f.name: getattr(payload, f.name) for f in fields(payload)}

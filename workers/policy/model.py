@@ -116,6 +116,11 @@ class Severity(_Strict):
     public: bool = Field(
         False, description="Whether incidents of this severity go on the status page."
     )
+    needs_commander: bool = Field(
+        False,
+        description="An incident commander must be assigned within the response time; "
+        "if none is, chat and the timeline say so.",
+    )
     page_after: Duration | None = Field(
         None, description="Page only if the incident still fires this long after it is declared."
     )
