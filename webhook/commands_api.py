@@ -81,12 +81,21 @@ _command("notes", {"text": True}, lambda by, b: commands.note(by, b["text"]))
 _command(
     "assign",
     {"role": True, "person": True},
-    lambda by, b: commands.assign(by, b["role"], b["person"]),
+    lambda by, b: commands.assign(by, b["role"], _known(b["person"])),
 )
 _command("status", {"status": True}, lambda by, b: commands.set_phase(by, b["status"]))
 _command("severity", {"severity": True}, lambda by, b: commands.set_severity(by, b["severity"]))
 _command("resolve", {}, lambda by, b: commands.resolve(by))
 _command("reopen", {}, lambda by, b: commands.reopen(by))
+
+
+def _known(name: str) -> str:
+    """A person of the users file (a role goes to someone who can sign in and be paged);
+    anyone's name when there is no users file (`dev`, `--insecure-no-auth`)."""
+    users = services().users.current()
+    if users.people and users.by_name(name) is None:
+        raise CommandError("invalid", f"no person {name[:64]!r} in the users file", "person")
+    return name
 
 
 def _attempt(call: Callable[[], T]) -> T:

@@ -79,7 +79,9 @@ def _proxied(request: Request, settings: Settings, users: Users) -> Person | Non
     name = request.headers.get(FORWARDED_USER, "").strip()
     if not email and not name:
         return None
-    found = (users.by_email(email) if email else None) or (users.by_name(name) if name else None)
+    # The email, when the proxy gives one, decides alone: a user header beside an unknown
+    # email must not name someone else (a client can add one the proxy passes through).
+    found = users.by_email(email) if email else users.by_name(name)
     if found is None:
         shown = (email or name)[:64]
         raise Forbidden(f"{shown!r} signed in, but is not in the users file", field=FORWARDED_EMAIL)

@@ -35,7 +35,7 @@ from rq import Queue
 from webhook import replay
 from workers.incident import timeline
 from workers.incident.alerts import Alert, Notification
-from workers.incident.keys import Keys, base36, text
+from workers.incident.keys import Keys, base36, group_hash, text
 from workers.incident.record import Incident
 from workers.incident.transitions import Change, Context, JobSpec, absent, apply, drop_stale
 from workers.incident.writer import Writer
@@ -369,8 +369,7 @@ def digest(notification: Notification) -> str:
 
 
 def _group_hash(notification: Notification) -> str:
-    body = json.dumps([notification.receiver, notification.group_key])
-    return hashlib.sha256(body.encode()).hexdigest()
+    return group_hash(notification.receiver, notification.group_key)
 
 
 def _group(notification: Notification, policy: Policy) -> list[_Group]:

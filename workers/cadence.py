@@ -36,7 +36,12 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
     request = TickRequest.from_json(payload)
     keys = Keys(request.prefix)
     incident = load_incident(redis, keys, request.incident_id)
-    if incident is None or incident.status == "resolved" or incident.severity != request.severity:
+    if (
+        incident is None
+        or incident.status == "resolved"
+        or incident.severity != request.severity
+        or incident.revision != request.revision  # reopened, or the severity changed and back
+    ):
         return {"outcome": "stopped", "n": request.n}
     queued = []
     for action in (a for a in UPDATE_ACTIONS if a in incident.actions):
@@ -51,7 +56,8 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
             public=request.public,
             update_every=request.every,
         )
-        tag = f"update-{request.severity}-{request.n}"
+        chain = f"r{request.revision}-{request.severity}" if request.revision else request.severity
+        tag = f"update-{chain}-{request.n}"
         job_id = action_job_id(request.incident_id, tag, action)
         if enqueue(queue, RUN_ACTION, update.to_json(), job_id):
             queued.append(action)
@@ -89,6 +95,9 @@ def check_commander(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict
             dry_run=incident.dry_run,
             note=note,
         )
-        job_id = action_job_id(incident.id, f"no-ic-{incident.severity}", "notify")
+        tag = f"no-ic-{incident.severity}"
+        if incident.revision:  # a second rise into this severity asks again
+            tag = f"r{incident.revision}-{tag}"
+        job_id = action_job_id(incident.id, tag, "notify")
         enqueue(queue, RUN_ACTION, message.to_json(), job_id)
     return {"outcome": "no commander"}

@@ -61,12 +61,13 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
     first = first_firing(incident)
     context = {
         "severity": request.severity,
-        "title": incident.title,
+        "title": _plain(incident.title),
         "escalated": request.transition == "escalated",
         "firing": len(incident.firing),
         "total": len(incident.alerts),
-        "services": sorted({a.labels.get("service", "?") for a in incident.firing}) or ["-"],
-        "labels": first.labels if first else {},
+        "services": sorted({_plain(a.labels.get("service", "?")) for a in incident.firing})
+        or ["-"],
+        "labels": {k: _plain(v) for k, v in first.labels.items()} if first else {},
         "started_at": incident.started_at,
         "resolved_at": incident.resolved_at or "",
         "actions": list(incident.actions),
@@ -75,14 +76,21 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
         if request.update_every and request.transition != "resolved"
         else "",
         "incident_id": incident.id,
-        "note": request.note,
+        "note": _plain(request.note),
         "status": incident.phase,
-        "ic": ", ".join(incident.roles.get("ic", [])),
+        "ic": _plain(", ".join(incident.roles.get("ic", []))),
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)
     except TemplateError as exc:
         raise PermanentError(f"chat template for {request.transition}: {exc}") from None
+
+
+def _plain(text: str) -> str:
+    """Text from alerts and people as Slack shows it, never as markup: `<!channel>` in a
+    title or a name must not ping a channel, nor `<https://...|here>` make a link
+    (Slack's escaping: &, < and >)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _human(seconds: int) -> str:

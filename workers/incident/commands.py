@@ -19,7 +19,7 @@ from redis.exceptions import WatchError
 
 from workers.incident import clock, timeline
 from workers.incident.acknowledgement import Acknowledgement, acknowledged, human
-from workers.incident.keys import Keys, base36, text
+from workers.incident.keys import Keys, base36, group_hash, text
 from workers.incident.record import PHASES, ROLES, Incident, Phase
 from workers.incident.transitions import (
     Change,
@@ -30,6 +30,7 @@ from workers.incident.transitions import (
     job,
 )
 from workers.incident.writer import Writer
+from workers.jobs.contract import MITIGATION_ACTIONS, action_job_id
 from workers.jobs.contract import Transition as JobTransition
 from workers.policy import Policy
 from workers.policy.engine import key_hash
@@ -234,7 +235,17 @@ def reopen(by: str) -> Decision:
             if n in current.actions
         ]
         found = entry(moment, "reopened", f"reopened by {by}", by=by)
-        return Change(incident, "reopened", [found], jobs, first_tick(incident, moment))
+        # The resolve's reverts wait out the stabilisation window: the incident is back,
+        # so its mitigations stay (the resolve after this one reverts them).
+        resolved_tag = f"r{current.revision}-resolved" if current.revision else "resolved"
+        reverts = [
+            action_job_id(current.id, resolved_tag, name)
+            for name in current.actions
+            if name in MITIGATION_ACTIONS
+        ]
+        return Change(
+            incident, "reopened", [found], jobs, first_tick(incident, moment), cancel=reverts
+        )
 
     return decide
 
@@ -318,6 +329,12 @@ class Commands:
                     tick = self._tick(pipe, current, change)
                     pipe.multi()
                     self.writer.write(pipe, change, tick)
+                    groups = self._groups(change.incident)
+                    if change.transition == "resolved" and groups:
+                        # Alertmanager keeps resending the groups' state; each group's last
+                        # digest goes, so a resend is evaluated again (stale for the stale
+                        # window, then a still-firing alert declares anew), not a duplicate.
+                        pipe.delete(*groups)
                     pipe.execute()
                 except WatchError:
                     continue
@@ -374,6 +391,11 @@ class Commands:
                     continue
                 return Done(current, [found]), first
         raise WatchError(f"incident {incident_id} kept changing")
+
+    def _groups(self, incident: Incident) -> list[str]:
+        """The last-digest keys of the Alertmanager groups the incident's alerts came in."""
+        groups = {a.group_key for a in incident.alerts.values()} | {incident.group_key}
+        return [self.keys.group(group_hash(incident.receiver, g)) for g in sorted(groups) if g]
 
     def _tick(self, pipe: Any, current: Incident, change: Change) -> str | None:
         """The pending tick a change cancels (read under the WATCH); for a reopen, the

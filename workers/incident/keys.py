@@ -6,6 +6,8 @@ the test suite, can share a Redis server without seeing each other's state.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 
@@ -144,3 +146,9 @@ def base36(number: int) -> str:
         number, rest = divmod(number, 36)
         out = digits[rest] + out
     return out or "0"
+
+
+def group_hash(receiver: str, group_key: str) -> str:
+    """An Alertmanager group's identity (its receiver and groupKey): its `Keys.group` key."""
+    body = json.dumps([receiver, group_key])
+    return hashlib.sha256(body.encode()).hexdigest()

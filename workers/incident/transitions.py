@@ -65,6 +65,7 @@ class TickSpec:
     delay_seconds: int
     severity: str
     public: bool
+    revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Change:
     tick: TickSpec | None = None
     commander_check: int | None = None
     """Seconds until the check that the incident has a commander (its severity needs one)."""
+    cancel: list[str] = field(default_factory=list)
+    """Scheduled jobs the change withdraws (a reopen: the resolve's pending reverts)."""
 
 
 class Basis(Protocol):
@@ -327,7 +330,11 @@ def job(
 ) -> JobSpec:
     """The job of `action` for this transition; `tag` makes its id (default: the transition,
     with the severity for an escalation)."""
-    tag = tag or (transition if transition != "escalated" else f"escalated-{incident.severity}")
+    if tag is None:
+        tag = transition if transition != "escalated" else f"escalated-{incident.severity}"
+        if transition == "escalated" and incident.revision:
+            # A rise again after a person's downgrade is a new effect, not the first one's.
+            tag = f"r{incident.revision}-{tag}"
     severity = ctx.policy.severities.get(incident.severity)
     delay = 0
     if action.name in MITIGATION_ACTIONS and transition == "resolved":
@@ -376,8 +383,8 @@ def first_tick(incident: Incident, ctx: Basis) -> TickSpec | None:
     if not every or not {"notify", "statuspage"} & set(incident.actions):
         return None
     public = bool(severity and severity.public)
-    job_id = tick_job_id(incident.id, incident.severity, 1)
-    return TickSpec(job_id, every, incident.severity, public)
+    job_id = tick_job_id(incident.id, incident.severity, 1, incident.revision)
+    return TickSpec(job_id, every, incident.severity, public, incident.revision)
 
 
 def commander_check(incident: Incident, ctx: Basis) -> int | None:

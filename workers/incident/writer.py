@@ -27,6 +27,7 @@ from workers.jobs.contract import (
     CommanderCheck,
     TickRequest,
     enqueue,
+    lane_queue,
 )
 from workers.policy.engine import key_hash
 
@@ -84,6 +85,10 @@ class Writer:
             self._cancel_tick(pipe, incident.id, tick, resolved=change.transition == "resolved")
         if change.tick is not None:
             self._schedule_tick(pipe, change)
+        for job_id in change.cancel:  # still waiting in the scheduler, or nothing to do
+            registry = lane_queue(self.queue, "").scheduled_job_registry
+            pipe.zrem(registry.key, job_id)
+            pipe.delete(Job.key_for(job_id))
         if change.commander_check is not None:
             check = CommanderCheck(self.keys.prefix, incident.id, incident.severity)
             enqueue(
@@ -106,6 +111,7 @@ class Writer:
             n=1,
             every=change.tick.delay_seconds,
             public=change.tick.public,
+            revision=change.tick.revision,
         )
         pipe.set(self.keys.pending_tick(incident.id), tick.job_id)
         enqueue(

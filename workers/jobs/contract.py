@@ -98,8 +98,11 @@ def approved_job_id(incident_id: str, proposal_id: str) -> str:
     return f"{incident_id}-approved-{proposal_id}"
 
 
-def tick_job_id(incident_id: str, severity: str, n: int) -> str:
-    return f"{incident_id}-tick-{severity}-{n}"
+def tick_job_id(incident_id: str, severity: str, n: int, revision: int = 0) -> str:
+    """A chain of status updates per severity, and per revision once people reopened or
+    changed the severity (a chain that restarts is a new one)."""
+    chain = f"r{revision}-{severity}" if revision else severity
+    return f"{incident_id}-tick-{chain}-{n}"
 
 
 @dataclass(frozen=True)
@@ -191,10 +194,12 @@ class TickRequest:
     every: int
     """Seconds between ticks."""
     public: bool = False
+    revision: int = 0
+    """The incident's revision when the chain started (a newer one stops it)."""
 
     @property
     def job_id(self) -> str:
-        return tick_job_id(self.incident_id, self.severity, self.n)
+        return tick_job_id(self.incident_id, self.severity, self.n, self.revision)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)

@@ -129,6 +129,13 @@ def _locked(
     if request.transition != "resolved" and incident.status == "resolved":
         outcome = Outcome("skipped", "incident resolved before the job ran; nothing done")
         return _record(redis, keys, request, job_id, outcome)
+    if (
+        request.transition == "resolved"
+        and request.action in MITIGATION_ACTIONS
+        and (incident.status == "open")
+    ):  # a revert left behind by a resolve the incident was reopened after
+        outcome = Outcome("skipped", "the incident was reopened; its mitigation stays")
+        return _record(redis, keys, request, job_id, outcome)
     acts = request.action in MITIGATION_ACTIONS and request.transition != "resolved"
     if acts and not incident.firing:  # open, yet its alerts resolved (a truncated notification)
         outcome = Outcome("skipped", "no alert of the incident fires any more; nothing done")
