@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -247,6 +248,13 @@ def post(client: FlaskClient, doc: dict[str, Any], **headers: str) -> Any:
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     """The app on a real HTTP server on loopback, for clients other than Flask's test client."""
+    with serving(app) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """`app` on a real HTTP server on a free loopback port, while inside; its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

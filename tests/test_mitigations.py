@@ -13,7 +13,17 @@ from kubernetes import client, config
 from redis import Redis
 from werkzeug.serving import make_server
 
-from tests.conftest import ADMIN, REDIS_URL, TOKEN, due, fetch, post, run_jobs, timeline
+from tests.conftest import (
+    ADMIN,
+    REDIS_URL,
+    TOKEN,
+    due,
+    fetch,
+    post,
+    run_jobs,
+    serving,
+    timeline,
+)
 from tests.support.alertmanager import run_alertmanager
 from tests.support.mitigation import MitigationBench, entries, latency, resolved, route
 from tests.test_e2e_alertmanager import wait_for
@@ -202,8 +212,9 @@ def test_pause_and_resume_commands_flip_the_kill_switch(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     monkeypatch.setenv("ALERTPILOT_KEY_PREFIX", "aptest:")
+    monkeypatch.setenv("USER", "jane")
     assert cli.main(["mitigations", "pause", "--reason", "game day"]) == 0
-    assert redis.get("aptest:mitigations:paused") == b"game day"
+    assert redis.get("aptest:mitigations:paused") == b"game day (paused by jane)"
     assert cli.main(["mitigations", "resume"]) == 0
     assert redis.exists("aptest:mitigations:paused") == 0
 
@@ -286,7 +297,7 @@ def test_approval_needs_credentials_and_an_unknown_proposal_is_404(
     assert app.post("/api/v1/actions/nope/approve", headers=ADMIN).status_code == 404
 
 
-def test_cli_approves_a_proposal(
+def test_cli_approves_a_proposal_through_the_api(
     mitigation: MitigationBench, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kube, queue = mitigation.kube, mitigation.queue
@@ -294,13 +305,15 @@ def test_cli_approves_a_proposal(
     (incident_id,) = post(app, latency()).json["incidents"]
     run_jobs(queue)
     (proposed,) = [e for e in timeline(app, incident_id) if e["kind"] == "proposed"]
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    monkeypatch.setenv("ALERTPILOT_QUEUE", "aptest")
-    monkeypatch.setenv("ALERTPILOT_KEY_PREFIX", "aptest:")
-    assert cli.main(["actions", "approve", proposed["proposal"]]) == 0
-    run_jobs(queue)
-    assert kube.calls == [("apps", "deployments", "patch")]
-    assert cli.main(["actions", "approve", proposed["proposal"]]) == 1  # used once
+    monkeypatch.setenv("ALERTPILOT_TOKEN", "ap_test_rui")
+    with serving(app.application) as url:
+        approve = ["actions", "approve", proposed["proposal"], "--url", url]
+        assert cli.main(approve) == 0
+        run_jobs(queue)
+        assert kube.calls == [("apps", "deployments", "patch")]
+        assert cli.main(approve) == 1  # used once
+    (approved,) = [e for e in timeline(app, incident_id) if e["kind"] == "approved"]
+    assert approved["by"] == "rui"
 
 
 LIMIT = route("[{rate_limit: {rps: 50, connections: 20}}]")

@@ -374,3 +374,48 @@ def test_a_commander_assigned_in_time_silences_the_check(
     due(queue, 16 * 60)
     kinds = [e["kind"] for e in timeline(app, incident_id)]
     assert "no_commander" not in kinds and "escalated" in kinds
+
+
+def test_only_an_admin_pauses_and_resumes_mitigations(client: FlaskClient, redis: Redis) -> None:
+    pause = "/api/v1/mitigations/pause"
+    for headers, status in ((RESPONDER, 403), (VIEWER, 403), (AUTH, 403), ({}, 401)):
+        assert client.post(pause, json={"reason": "x"}, headers=headers).status_code == status
+    assert redis.exists("aptest:mitigations:paused") == 0
+    assert client.post(pause, json={}, headers=ADMIN).json["error"]["details"]["field"] == "reason"
+    answer = client.post(pause, json={"reason": "game day"}, headers=ADMIN)
+    assert answer.json == {"paused": True, "reason": "game day (paused by ada)"}
+    state = client.get("/api/v1/mitigations", headers=VIEWER).json
+    assert state == {"paused": True, "reason": "game day (paused by ada)"}
+    assert client.post("/api/v1/mitigations/resume", headers=RESPONDER).status_code == 403
+    assert client.post("/api/v1/mitigations/resume", headers=ADMIN).json["paused"] is False
+    assert redis.exists("aptest:mitigations:paused") == 0
+
+
+ADMIN_ONLY = route("[page, notify, {rollout_restart: {approver: admin}}]")
+
+
+def test_a_route_can_keep_an_approval_to_admins(mitigation: MitigationBench, queue: Queue) -> None:
+    app = mitigation.app(ADMIN_ONLY)
+    (incident_id,) = post(app, latency()).json["incidents"]
+    run_jobs(queue)
+    (pending,) = app.get("/api/v1/actions", headers=VIEWER).json["actions"]
+    url = f"/api/v1/actions/{pending['id']}/approve"
+    refused = app.post(url, headers=RESPONDER)
+    assert refused.status_code == 403 and "admin" in refused.json["error"]["message"]
+    assert app.get("/api/v1/actions", headers=VIEWER).json["actions"] == [pending]  # unchanged
+    assert app.post(url, headers=ADMIN).status_code == 202
+    run_jobs(queue)
+    assert mitigation.kube.calls == [("apps", "deployments", "patch")]
+    (approved,) = [e for e in timeline(app, incident_id) if e["kind"] == "approved"]
+    assert approved["by"] == "ada"
+
+
+def test_a_kill_switch_variable_that_is_not_a_boolean_holds_mitigations(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in ALERTPILOT_MITIGATIONS_PAUSED is read per request and per job: it must
+    neither fail every request nor let mitigations run."""
+    monkeypatch.setenv("ALERTPILOT_MITIGATIONS_PAUSED", "maybe")
+    state = client.get("/api/v1/mitigations", headers=VIEWER)
+    assert state.status_code == 200
+    assert state.json["paused"] is True and "'maybe'" in state.json["reason"]

@@ -12,7 +12,16 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.exceptions import HTTPException
 
-from webhook import api, approvals_api, commands_api, health, pagerduty_webhook, receiver
+from webhook import (
+    api,
+    approvals_api,
+    commands_api,
+    health,
+    mitigations_api,
+    openapi,
+    pagerduty_webhook,
+    receiver,
+)
 from webhook.app_services import Services
 from webhook.errors import ApiError, envelope
 from webhook.intake import Intake, Limits
@@ -79,6 +88,8 @@ def create_app(
     app.register_blueprint(pagerduty_webhook.blueprint)
     app.register_blueprint(approvals_api.blueprint)
     app.register_blueprint(commands_api.blueprint)
+    app.register_blueprint(mitigations_api.blueprint)
+    app.register_blueprint(openapi.blueprint)
     _observe(app, services.metrics)
     _errors(app)
     return app
@@ -107,7 +118,11 @@ def _errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         code = (error.name or "error").lower().replace(" ", "_")
-        return envelope(error.code or 500, code, error.description or error.name)
+        response = envelope(error.code or 500, code, error.description or error.name)
+        for name, value in error.get_headers():  # a 405's Allow (RFC 9110), for one
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

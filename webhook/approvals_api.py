@@ -12,7 +12,8 @@ from redis.exceptions import RedisError
 
 from webhook.app_services import authenticated, caller, services
 from webhook.commands_api import body_of
-from webhook.errors import NotFound, Unavailable
+from webhook.errors import Forbidden, NotFound, Unavailable
+from webhook.users import ROLES, Person
 from workers import approvals
 
 blueprint = Blueprint("approvals", __name__, url_prefix="/api/v1")
@@ -35,7 +36,11 @@ def approve_view(proposal_id: str) -> tuple[Response, int]:
     person = caller(s, "responder")
     body_of({})
     try:
-        job_id = approvals.approve(s.redis, s.queue, s.keys, proposal_id, by=person.name)
+        job_id = approvals.approve(
+            s.redis, s.queue, s.keys, proposal_id, by=person.name, may=lambda r: _may(person, r)
+        )
+    except approvals.NotAllowed as exc:
+        raise Forbidden(f"{exc}; {person.name} is {person.role}", role=exc.needed) from None
     except RedisError:
         raise Unavailable("incident store unavailable") from None
     if job_id is None:
@@ -55,3 +60,9 @@ def reject_view(proposal_id: str) -> Response:
     if not done:
         raise NotFound(f"no pending proposal {proposal_id[:64]!r} (expired or used)", field="id")
     return jsonify({"status": "rejected", "by": person.name})
+
+
+def _may(person: Person, needed: str) -> bool:
+    """Whether `person` may approve what needs the role `needed` (an unknown one: no)."""
+    role = next((r for r in ROLES if r == needed), None)
+    return role is not None and person.may(role)

@@ -1,7 +1,9 @@
 """`alertpilot` command line: the service's processes and the tools around them.
 
 Every command reads its settings from the environment first and stops with one
-line naming the variable when one is wrong.
+line naming the variable when one is wrong; except `incidents` and `actions`, a
+person's clients of the HTTP API (webhook/people_cli.py): they read only their URL
+and token, so a broken setting of the service cannot stop them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from webhook import failed_jobs
+from webhook import failed_jobs, people_cli
 from webhook.policy import commands as commands_
 from webhook.worker import HEARTBEAT_FILE
 from workers.config import Settings, SettingsError
@@ -25,6 +27,10 @@ from workers.policy.loader import PolicyError, load_policy
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    client = getattr(args, "client", None)
+    if client is not None:
+        done: int = client(args, os.environ)
+        return done
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
@@ -96,12 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     resume = mitigations.add_parser("resume", help="let mitigations run again")
     resume.set_defaults(run=_resume, needs_redis="mitigations")
 
-    actions = commands.add_parser("actions", help="proposed mitigations").add_subparsers(
-        required=True, metavar="ACTION"
-    )
-    approve = actions.add_parser("approve", help="approve a proposed mitigation")
-    approve.add_argument("proposal_id", metavar="ID")
-    approve.set_defaults(run=_approve, needs_redis="actions")
+    people_cli.register(commands)
 
     jobs = commands.add_parser("jobs", help="jobs that failed for good").add_subparsers(
         required=True, metavar="ACTION"
@@ -208,28 +209,6 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def _approve(args: argparse.Namespace, settings: Settings) -> int:
-    from redis import Redis
-    from rq import Queue
-    from rq.serializers import JSONSerializer
-
-    from workers.approvals import approve
-    from workers.incident.keys import Keys
-
-    redis = Redis.from_url(_url(settings))
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    user = os.environ.get("USER") or "unknown"
-    job_id = approve(redis, queue, Keys(settings.key_prefix), args.proposal_id, by=user)
-    if job_id is None:
-        print(
-            f"alertpilot: {args.proposal_id}: no pending proposal (expired or used)",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"approved: queued {job_id}")
-    return 0
-
-
 def _pause(args: argparse.Namespace, settings: Settings) -> int:
     return _switch(settings, args.reason)
 
@@ -241,15 +220,16 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
 def _switch(settings: Settings, reason: str | None) -> int:
     from redis import Redis
 
+    from workers import kill_switch
     from workers.incident.keys import Keys
 
-    redis, key = Redis.from_url(_url(settings)), Keys(settings.key_prefix).mitigations_paused
+    redis, keys = Redis.from_url(_url(settings)), Keys(settings.key_prefix)
     if reason is None:
-        redis.delete(key)
+        kill_switch.resume(redis, keys)
         print("mitigations resumed")
     else:
-        redis.set(key, reason)
-        print(f"mitigations paused: {reason}")
+        user = os.environ.get("USER") or "unknown"
+        print(f"mitigations paused: {kill_switch.pause(redis, keys, reason, by=user)}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,8 +117,26 @@ def parse(raw: bytes | str) -> dict[str, Any]:
     return doc
 
 
-def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str) -> str | None:
+class NotAllowed(Exception):
+    """The proposal needs an approver of a higher role (`needed`) than the person's."""
+
+    def __init__(self, needed: str) -> None:
+        super().__init__(f"this proposal needs the approval of a {needed}")
+        self.needed = needed
+
+
+def approve(
+    redis: Redis,
+    queue: Queue,
+    keys: Keys,
+    proposal_id: str,
+    *,
+    by: str,
+    may: Callable[[str], bool] = lambda needed: True,
+) -> str | None:
     """Queue the proposed job, marked approved; its job id, or None if unknown or expired.
+    `may(role)` says whether the person may approve what needs that role (the route's
+    `approver`: responder or admin); NotAllowed when not, and nothing changes.
 
     One transaction: the proposal is removed, the approval written on the timeline
     and the job queued together, so an approval is never half done, and of two
@@ -135,6 +154,9 @@ def approve(redis: Redis, queue: Queue, keys: Keys, proposal_id: str, *, by: str
                 if clock.timestamp() >= float(proposal.get("expires_at", "inf")):
                     return None
                 payload = proposal["payload"]
+                needed = str((payload.get("params") or {}).get("approver") or "responder")
+                if not may(needed):
+                    raise NotAllowed(needed)
                 if isinstance(payload.get("approved"), dict):  # the object it names
                     payload["approved"]["proposal"] = proposal_id
                 job_id = approved_job_id(str(payload["incident_id"]), proposal_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from workers.config import boolean
+from workers import kill_switch
 from workers.incident import clock
 from workers.incident.durations import DurationError, parse_duration
 from workers.incident.keys import Keys, text
@@ -53,10 +53,7 @@ class Guard:
 
 def paused(redis: Redis, keys: Keys, env: Mapping[str, str]) -> str | None:
     """Why mitigations are paused (kill switch in Redis, or the environment), or None."""
-    if boolean(env, "ALERTPILOT_MITIGATIONS_PAUSED", False):
-        return "ALERTPILOT_MITIGATIONS_PAUSED is set"
-    reason = redis.get(keys.mitigations_paused)
-    return text(reason) if reason is not None else None
+    return kill_switch.reason(redis, keys, env)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,9 @@ class ApprovalParams(MitigationParams):
     deployment: Template | None = None
     approval: Literal["required", "auto"] = "required"
     approval_expires_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 1800
+    approver: Literal["responder", "admin"] = Field(
+        "responder", description="Who may approve it: any responder, or an admin only."
+    )
 
 
 class RolloutRestartParams(ApprovalParams):
