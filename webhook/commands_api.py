@@ -12,90 +12,47 @@ it wrote and the ids of the jobs it queued.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
+from webhook import operations
 from webhook.api import INCIDENT_ID, incident_view
 from webhook.app_services import Services, caller, services
 from webhook.errors import BadRequest, Conflict, NotFound, Unavailable
-from workers.incident import commands
-from workers.incident.commands import CommandError, Decision, Done
+from workers.incident.commands import CommandError, Done
 
 blueprint = Blueprint("commands", __name__, url_prefix="/api/v1")
 
 T = TypeVar("T")
 MAX_BODY = 64 * 1024
-Fields = Mapping[str, bool]
-"""A command's fields: name -> required."""
 
 
 @blueprint.post("/incidents")
 def declare() -> tuple[Response, int]:
     s = services()
     person = caller(s, "responder")
-    body = body_of({"title": True, "severity": True, "service": True, "summary": False})
-    done = _attempt(
-        lambda: s.commands.declare(
-            person.name,
-            title=body["title"],
-            severity=body["severity"],
-            service=body["service"],
-            summary=body.get("summary", ""),
-            dry_run=s.settings.dry_run,
-        )
-    )
-    return _answer(s, done), 201
+    body = body_of(operations.DECLARE)
+    return _answer(s, _attempt(lambda: operations.declare(s, person, body))), 201
 
 
-@blueprint.post("/incidents/<incident_id>/acknowledge")
-def acknowledge(incident_id: str) -> Response:
-    s = services()
-    person = caller(s, "responder")
-    body_of({})
-    _id(incident_id)
-    done, first = _attempt(lambda: s.commands.acknowledge(incident_id, person.name))
-    s.metrics.acknowledged(done.incident.severity, first)
-    return _answer(s, done)
-
-
-def _command(
-    name: str, fields: Fields, decision: Callable[[str, dict[str, str]], Decision]
-) -> None:
-    """POST /incidents/<id>/<name>: `decision(person, body)` applied to the incident."""
+def _command(name: str) -> None:
+    """POST /incidents/<id>/<name>: the command `name` (webhook/operations.py)."""
 
     def view(incident_id: str) -> Response:
         s = services()
         person = caller(s, "responder")
-        body = body_of(fields)
+        body = body_of(operations.FIELDS[name])
         _id(incident_id)
-        decide = _attempt(lambda: decision(person.name, body))
-        return _answer(s, _attempt(lambda: s.commands.run(incident_id, decide)))
+        return _answer(s, _attempt(lambda: operations.run(s, person, name, incident_id, body)))
 
     blueprint.add_url_rule(f"/incidents/<incident_id>/{name}", name, view, methods=["POST"])
 
 
-_command("notes", {"text": True}, lambda by, b: commands.note(by, b["text"]))
-_command(
-    "assign",
-    {"role": True, "person": True},
-    lambda by, b: commands.assign(by, b["role"], _known(b["person"])),
-)
-_command("status", {"status": True}, lambda by, b: commands.set_phase(by, b["status"]))
-_command("severity", {"severity": True}, lambda by, b: commands.set_severity(by, b["severity"]))
-_command("resolve", {}, lambda by, b: commands.resolve(by))
-_command("reopen", {}, lambda by, b: commands.reopen(by))
-
-
-def _known(name: str) -> str:
-    """A person of the users file (a role goes to someone who can sign in and be paged);
-    anyone's name when there is no users file (`dev`, `--insecure-no-auth`)."""
-    users = services().users.current()
-    if users.people and users.by_name(name) is None:
-        raise CommandError("invalid", f"no person {name[:64]!r} in the users file", "person")
-    return name
+for _name in operations.FIELDS:
+    _command(_name)
 
 
 def _attempt(call: Callable[[], T]) -> T:
@@ -113,7 +70,7 @@ def _attempt(call: Callable[[], T]) -> T:
         raise Unavailable("incident store unavailable; retry later") from None
 
 
-def body_of(fields: Fields) -> dict[str, str]:
+def body_of(fields: operations.Fields) -> dict[str, str]:
     """The JSON object of the request: exactly `fields`, each a string; an empty body is
     an empty object (commands without fields)."""
     raw = request.get_data(cache=False)
