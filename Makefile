@@ -35,12 +35,15 @@ bench-packages: debian-packages
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; \
 	}
 
-# Debian packages the tests run for real: Redis, and Alertmanager with its amtool
-# (check-config of deploy/alertmanager). kubectl comes from PyPI (pyproject's test extra).
+# Debian packages the tests run for real: Redis, Alertmanager with its amtool
+# (check-config of deploy/alertmanager), and chromium (tests/test_web_page.py drives it
+# through playwright, which downloads no browser of its own). kubectl comes from PyPI
+# (pyproject's test extra).
 debian-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/bin/prometheus-alertmanager ] || missing="$$missing prometheus-alertmanager"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \

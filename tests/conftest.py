@@ -76,7 +76,7 @@ def write_users_file(directory: Path) -> Path:
     for name, role in PEOPLE.items():
         digest = hashlib.sha256(f"ap_test_{name}".encode()).hexdigest()
         lines += [f"  - name: {name}", f"    role: {role}", f"    token_sha256: {digest}"]
-        lines += [f"    email: {name}@example.com"]
+        lines += [f"    email: {name}@example.com", f"    slack_id: U{name.upper()}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -707,7 +707,7 @@ def test_a_person_removed_from_the_users_file_loses_access_at_the_next_check(
     rui = hashlib.sha256(b"ap_test_rui").hexdigest()
     lines = text.splitlines()
     start = lines.index("  - name: rui")
-    kept = lines[:start] + lines[start + 4 :]
+    kept = lines[:start] + lines[start + 5 :]
     assert rui not in "\n".join(kept)
     replacement = tmp_path / "users.new"
     replacement.write_text("\n".join(kept) + "\n")

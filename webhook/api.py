@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from webhook.app_services import Services, authenticated, services
 from webhook.errors import BadRequest, NotFound, Unavailable
 from workers.incident import timeline
+from workers.incident.keys import text
 from workers.incident.record import (
     Incident,
     IncidentStatus,
@@ -61,11 +62,14 @@ def incident(incident_id: str) -> Response:
         found = load_incident(s.redis, s.keys, incident_id)
         entries = timeline.read(s.redis, s.keys, incident_id) if found else []
         ack = acknowledgement(s.redis, s.keys, incident_id) if found else {}
+        room = s.redis.hget(s.keys.external(incident_id), "slack_url") if found else None
     except RedisError:
         raise Unavailable("incident store unavailable") from None
     if found is None:
         raise NotFound(f"no incident {incident_id!r}", field="incident_id")
-    return jsonify({**incident_view(s, found), **ack, "timeline": entries})
+    severity = s.policies.get().severities.get(found.severity)
+    rooms = {"war_room": text(room) if room else None, "bridge": severity and severity.bridge}
+    return jsonify({**incident_view(s, found), **ack, **rooms, "timeline": entries})
 
 
 def incident_view(s: Services, found: Incident) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from webhook import (
     openapi,
     pagerduty_webhook,
     receiver,
+    slack_commands,
+    web,
 )
 from webhook.app_services import Services
 from webhook.errors import ApiError, envelope
@@ -89,7 +91,9 @@ def create_app(
     app.register_blueprint(approvals_api.blueprint)
     app.register_blueprint(commands_api.blueprint)
     app.register_blueprint(mitigations_api.blueprint)
+    app.register_blueprint(slack_commands.blueprint)
     app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(web.blueprint)
     _observe(app, services.metrics)
     _errors(app)
     return app

@@ -37,7 +37,12 @@ def approve_view(proposal_id: str) -> tuple[Response, int]:
     body_of({})
     try:
         job_id = approvals.approve(
-            s.redis, s.queue, s.keys, proposal_id, by=person.name, may=lambda r: _may(person, r)
+            s.redis,
+            s.queue,
+            s.keys,
+            proposal_id,
+            by=person.name,
+            may=lambda r: may_approve(person, r),
         )
     except approvals.NotAllowed as exc:
         raise Forbidden(f"{exc}; {person.name} is {person.role}", role=exc.needed) from None
@@ -62,7 +67,7 @@ def reject_view(proposal_id: str) -> Response:
     return jsonify({"status": "rejected", "by": person.name})
 
 
-def _may(person: Person, needed: str) -> bool:
+def may_approve(person: Person, needed: str) -> bool:
     """Whether `person` may approve what needs the role `needed` (an unknown one: no)."""
     role = next((r for r in ROLES if r == needed), None)
     return role is not None and person.may(role)

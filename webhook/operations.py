@@ -53,7 +53,9 @@ def declare(s: Services, person: Person, body: dict[str, str]) -> Done:
 def _decision(s: Services, name: str) -> Callable[[str, dict[str, str]], Decision]:
     decisions: dict[str, Callable[[str, dict[str, str]], Decision]] = {
         "notes": lambda by, b: commands.note(by, b["text"]),
-        "assign": lambda by, b: commands.assign(by, b["role"], _known(s, b["person"])),
+        "assign": lambda by, b: commands.assign(
+            by, b["role"], _known(s, b["person"]), slack_id=_slack_id(s, b["person"])
+        ),
         "status": lambda by, b: commands.set_phase(by, b["status"]),
         "severity": lambda by, b: commands.set_severity(by, b["severity"]),
         "resolve": lambda by, b: commands.resolve(by),
@@ -69,3 +71,8 @@ def _known(s: Services, name: str) -> str:
     if users.people and users.by_name(name) is None:
         raise CommandError("invalid", f"no person {name[:64]!r} in the users file", "person")
     return name
+
+
+def _slack_id(s: Services, name: str) -> str | None:
+    found = s.users.current().by_name(name)
+    return found.slack_id if found is not None else None

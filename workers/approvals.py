@@ -49,6 +49,8 @@ class Proposal:
     change: str
     """The exact change, as the worker wrote it ("rollout restart of deployment ...")."""
     expires_at: float
+    approver: str = "responder"
+    """The role approving needs (the route's `approver`): responder or admin."""
 
 
 def pending(redis: Redis, keys: Keys, *, limit: int = 100) -> list[Proposal]:
@@ -73,6 +75,7 @@ def pending(redis: Redis, keys: Keys, *, limit: int = 100) -> list[Proposal]:
                 action=str(payload.get("action", "")),
                 change=str(doc.get("change", "")),
                 expires_at=float(doc.get("expires_at", 0)),
+                approver=approver(payload),
             )
         )
     return [p for p in found if p.expires_at > now]
@@ -117,6 +120,11 @@ def parse(raw: bytes | str) -> dict[str, Any]:
     return doc
 
 
+def approver(payload: dict[str, Any]) -> str:
+    """The role a proposal's approval needs: its route's `approver`, a responder by default."""
+    return str((payload.get("params") or {}).get("approver") or "responder")
+
+
 class NotAllowed(Exception):
     """The proposal needs an approver of a higher role (`needed`) than the person's."""
 
@@ -154,7 +162,7 @@ def approve(
                 if clock.timestamp() >= float(proposal.get("expires_at", "inf")):
                     return None
                 payload = proposal["payload"]
-                needed = str((payload.get("params") or {}).get("approver") or "responder")
+                needed = approver(payload)
                 if not may(needed):
                     raise NotAllowed(needed)
                 if isinstance(payload.get("approved"), dict):  # the object it names

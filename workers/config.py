@@ -85,6 +85,11 @@ class Integrations:
     """`ALERTPILOT_STATUSPAGE_PAGE_ID`."""
     statuspage_api_key: str | None = field(default=None, repr=False)
     """`ALERTPILOT_STATUSPAGE_API_KEY` (or `_FILE`)."""
+    slack_bot_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_SLACK_BOT_TOKEN` (or `_FILE`): a Slack app's bot token (xoxb-...), for the
+    war rooms (channels:manage, chat:write, channels:read scopes)."""
+    slack_api_url: str = "https://slack.com/api"
+    """`ALERTPILOT_SLACK_API_URL`."""
     chat_webhook_url: str | None = field(default=None, repr=False)
     """`ALERTPILOT_CHAT_WEBHOOK_URL` (or `_FILE`): a Slack-compatible incoming webhook."""
     notify_webhook_url: str | None = field(default=None, repr=False)
@@ -110,6 +115,9 @@ class Integrations:
             statuspage_api_url=statuspage or cls.statuspage_api_url,
             statuspage_page_id=env.get("ALERTPILOT_STATUSPAGE_PAGE_ID") or None,
             statuspage_api_key=secret(env, "ALERTPILOT_STATUSPAGE_API_KEY"),
+            slack_bot_token=secret(env, "ALERTPILOT_SLACK_BOT_TOKEN"),
+            slack_api_url=url(env, "ALERTPILOT_SLACK_API_URL", cls.slack_api_url)
+            or cls.slack_api_url,
             chat_webhook_url=secret(env, "ALERTPILOT_CHAT_WEBHOOK_URL"),
             notify_webhook_url=secret(env, "ALERTPILOT_NOTIFY_WEBHOOK_URL"),
             ca_bundle=ca_bundle,
@@ -150,6 +158,15 @@ class Settings:
     """`ALERTPILOT_WEBHOOK_PASSWORD` (or `_FILE`)."""
     pagerduty_webhook_secret: str | None = field(default=None, repr=False)
     """`ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET` (or `_FILE`): signs PagerDuty's webhooks."""
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_SLACK_SIGNING_SECRET` (or `_FILE`): the Slack app's signing secret, which
+    signs its slash commands (`POST /api/v1/slack/commands`; unset, that answers 404)."""
+    session_secret: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_SESSION_SECRET` (or `_FILE`): signs the web page's browser sessions and
+    CSRF tokens (webhook/web_session.py). Every process serving the page must share it
+    (`serve` runs ALERTPILOT_WEB_CONCURRENCY of them); unset, signing in with a token on
+    the page is off, and each process signs its forms with a random key of its own, so
+    a form may be refused by another process and after a restart (fine for `dev`)."""
     metrics_token: str | None = field(default=None, repr=False)
     """`ALERTPILOT_METRICS_TOKEN` (or `_FILE`): bearer token `/metrics` then requires; unset,
     `/metrics` is open (its own token, so Prometheus never holds the webhook's)."""
@@ -223,6 +240,8 @@ class Settings:
             webhook_username=username,
             webhook_password=password,
             pagerduty_webhook_secret=secret(env, "ALERTPILOT_PAGERDUTY_WEBHOOK_SECRET"),
+            slack_signing_secret=secret(env, "ALERTPILOT_SLACK_SIGNING_SECRET"),
+            session_secret=secret(env, "ALERTPILOT_SESSION_SECRET"),
             metrics_token=secret(env, "ALERTPILOT_METRICS_TOKEN"),
             users_file=Path(users_file) if users_file else None,
             trusted_proxies=_networks(env, "ALERTPILOT_TRUSTED_PROXIES"),

@@ -16,7 +16,7 @@ from rq import Queue
 
 from workers.actions import Action, Handler, Outcome, Reach, dry_run
 from workers.chat import Chat
-from workers.communication import NOTIFY, PAGE, STATUSPAGE, Vendors
+from workers.communication import NOTIFY, PAGE, STATUSPAGE, WAR_ROOM, Vendors
 from workers.config import Integrations, Settings
 from workers.incident.errors import PermanentError
 from workers.incident.record import Incident
@@ -27,12 +27,13 @@ from workers.pagerduty import PagerDuty
 from workers.policy.engine import Policy
 from workers.policy.problems import PolicyError
 from workers.policy.store import in_force as policy_in_force
+from workers.slack import Slack
 from workers.statuspage import RateLimiter, Statuspage
 
 log = logging.getLogger(__name__)
 
 
-COMMUNICATION: tuple[Action[Vendors], ...] = (PAGE, STATUSPAGE, NOTIFY)
+COMMUNICATION: tuple[Action[Vendors], ...] = (PAGE, STATUSPAGE, NOTIFY, WAR_ROOM)
 MITIGATIONS: tuple[Action[Cluster], ...] = (SCALE_UP, RATE_LIMIT, ROLLOUT_RESTART, ROLLBACK)
 ACTIONS: dict[str, Action[Vendors] | Action[Cluster]] = {a.name: a for a in COMMUNICATION}
 ACTIONS.update({a.name: a for a in MITIGATIONS})
@@ -114,4 +115,11 @@ def vendors_for(integrations: Integrations, redis: Redis, prefix: str) -> Vendor
         statuspage=status,
         chat=chat,
         webhook=webhook,
+        slack=Slack(
+            token=integrations.slack_bot_token,
+            base_url=integrations.slack_api_url,
+            ca_bundle=integrations.ca_bundle,
+        )
+        if integrations.slack_bot_token
+        else None,
     )

@@ -73,8 +73,20 @@ class StatuspageParams(Params):
     impact: Literal["none", "minor", "major", "critical"] | None = None
 
 
+BRIDGE = Field(None, description="The conference bridge (set from the severity's `bridge`).")
+
+
 class NotifyParams(Params):
-    pass
+    bridge: str | None = BRIDGE
+
+
+class WarRoomParams(Params):
+    invite: list[Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$")]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Slack user ids to invite (set by alertpilot: the IC once assigned).",
+    )
+    bridge: str | None = BRIDGE
 
 
 class MitigationParams(Params):
@@ -141,6 +153,7 @@ class RollbackParams(ApprovalParams):
 PARAMS: dict[str, type[Params]] = {
     "page": PageParams,
     "statuspage": StatuspageParams,
+    "war_room": WarRoomParams,
     "notify": NotifyParams,
     "scale_up": ScaleUpParams,
     "rate_limit": RateLimitParams,

@@ -31,6 +31,8 @@ Started: {{ started_at }}
 Status: {{ status }}; incident commander: {{ ic or "none yet" }}
 Actions: {{ actions | join(", ") or "none" }}
 {% if link %}Incident: {{ link }}
+{% endif %}{% if war_room %}War room: {{ war_room }}
+{% endif %}{% if bridge %}Bridge: {{ bridge }}
 {% endif %}"""
 
 BUILT_IN = {
@@ -66,6 +68,8 @@ SAMPLE: dict[str, Any] = {
     "note": "scale_up was tried 2 times for this incident: a person decides now",
     "status": "identified",
     "ic": "jane",
+    "war_room": "https://example.slack.com/archives/C0123456789",
+    "bridge": "https://meet.example.com/inc",
 }
 """A context with every variable a template may use, for validation and docs."""
 

@@ -1,4 +1,5 @@
-"""The communication actions, one module each: page (PagerDuty), statuspage, notify (chat).
+"""The communication actions, one module each: page (PagerDuty), statuspage, notify (chat),
+war_room (an incident's own Slack channel).
 
 Each declares its `Action` (workers/actions.py), whose `run` takes the job's
 request, the incident as it is now and the vendors, calls its adapter, and
@@ -11,5 +12,6 @@ from workers.communication.notify import NOTIFY
 from workers.communication.page import PAGE
 from workers.communication.status_page import STATUSPAGE
 from workers.communication.vendors import Vendors
+from workers.communication.war_room import WAR_ROOM
 
-__all__ = ["NOTIFY", "PAGE", "STATUSPAGE", "Vendors"]
+__all__ = ["NOTIFY", "PAGE", "STATUSPAGE", "WAR_ROOM", "Vendors"]

@@ -12,6 +12,8 @@ from workers.actions import Action, Outcome
 from workers.communication.vendors import Vendors, first_firing, incident_url
 from workers.config import Integrations
 from workers.incident.errors import PermanentError
+from workers.incident.keys import Keys
+from workers.incident.keys import text as text_of
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.params import NotifyParams
@@ -22,7 +24,8 @@ def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outc
         raise PermanentError(
             "no chat configured (ALERTPILOT_CHAT_WEBHOOK_URL, ALERTPILOT_NOTIFY_WEBHOOK_URL)"
         )
-    text = chat_message(request, incident, vendors.integrations)
+    room = vendors.redis.hget(Keys(request.prefix).external(incident.id), "slack_url")
+    text = chat_message(request, incident, vendors.integrations, room=text_of(room) if room else "")
     sent = []
     if vendors.chat is not None:
         vendors.chat.post({"text": text})
@@ -56,8 +59,11 @@ def _webhook_body(
     }
 
 
-def chat_message(request: ActionRequest, incident: Incident, integrations: Integrations) -> str:
-    """The message from the team's template (policies/templates), or the built-in one."""
+def chat_message(
+    request: ActionRequest, incident: Incident, integrations: Integrations, *, room: str = ""
+) -> str:
+    """The message from the team's template (policies/templates), or the built-in one;
+    `room`: the war room's link, once there is one."""
     first = first_firing(incident)
     context = {
         "severity": request.severity,
@@ -79,6 +85,8 @@ def chat_message(request: ActionRequest, incident: Incident, integrations: Integ
         "note": _plain(request.note),
         "status": incident.phase,
         "ic": _plain(", ".join(incident.roles.get("ic", []))),
+        "war_room": room,
+        "bridge": str(request.params.get("bridge") or ""),
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)

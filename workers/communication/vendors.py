@@ -11,6 +11,7 @@ from workers.chat import Chat
 from workers.config import Integrations
 from workers.incident.record import AlertState, Incident
 from workers.pagerduty import PagerDuty
+from workers.slack import Slack
 from workers.statuspage import Statuspage
 
 
@@ -23,6 +24,8 @@ class Vendors:
     chat: Chat | None
     webhook: Chat | None = None
     """The generic JSON webhook, if configured (same transport, other body)."""
+    slack: Slack | None = None
+    """Slack's Web API (war rooms), if a bot token is configured."""
 
 
 def first_firing(incident: Incident) -> AlertState | None:

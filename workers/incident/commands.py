@@ -89,7 +89,8 @@ def note(by: str, words: str) -> Decision:
     return decide
 
 
-def assign(by: str, role: str, person: str) -> Decision:
+def assign(by: str, role: str, person: str, *, slack_id: str | None = None) -> Decision:
+    """`slack_id`: the person's, to invite into the war room when they become IC."""
     if role not in ROLES:
         raise CommandError("invalid", f"expected one of {', '.join(ROLES)}, got {role!r}", "role")
     person = _name(person, "person")
@@ -105,7 +106,15 @@ def assign(by: str, role: str, person: str) -> Decision:
         incident = current.with_changes(roles=roles, updated_at=moment.now)
         before = f" (was {', '.join(held)})" if held and role != "sme" else ""
         message = f"{person} assigned as {role} by {by}{before}"
-        return Change(incident, None, [entry(moment, "assigned", message, by=by, role=role)])
+        found = entry(moment, "assigned", message, by=by, role=role)
+        if role != "ic" or not slack_id or "war_room" not in current.actions:
+            return Change(incident, None, [found])
+        revision = current.revision + 1
+        incident = incident.with_changes(revision=revision)
+        params = {**current.action_params.get("war_room", {}), "invite": [slack_id]}
+        room = Action(name="war_room", params=params)
+        invite = job(incident, room, "update", moment, tag=f"r{revision}-ic")
+        return Change(incident, None, [found], [invite])
 
     return decide
 
@@ -142,13 +151,15 @@ def set_severity(by: str, severity: str) -> Decision:
         if severity == current.severity:
             raise CommandError("conflict", f"{current.id} is already {severity}")
         rising = policy.rank(severity) < policy.rank(current.severity)
-        names = [n for n in ("page", "statuspage", "notify") if n in current.actions]
+        names: list[str] = [n for n in ("page", "statuspage", "notify") if n in current.actions]
         if not rising:
             names = [n for n in names if n != "page"]
         elif "page" not in names and target.page:
             names.insert(0, "page")
         if target.public and "statuspage" not in names:
             names.insert(1 if "page" in names else 0, "statuspage")
+        if "war_room" in current.actions or target.war_room:
+            names.insert(0, "war_room")  # made now if the new severity asks; else its topic
         revision = current.revision + 1
         changed = current.with_changes(
             severity=severity,
@@ -263,10 +274,13 @@ def declared(
         known = ", ".join(moment.policy.severities)
         raise CommandError("invalid", f"expected one of {known}, got {severity!r}", "severity")
     incident_id = f"m{secrets.token_hex(6)}-{base36(int(timeline.seconds(moment.now) * 1000))}"
-    names = [
-        n for n, wanted in (("page", bool(target.page)), ("statuspage", target.public)) if wanted
-    ]
-    names.append("notify")
+    wanted = (
+        ("war_room", target.war_room),
+        ("page", bool(target.page)),
+        ("statuspage", target.public),
+        ("notify", True),
+    )
+    names = [n for n, asked in wanted if asked]
     incident = Incident(
         id=incident_id,
         key=f"declared/{incident_id}",

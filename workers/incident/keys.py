@@ -31,6 +31,11 @@ class Keys:
         """Hash of the incident's first PagerDuty acknowledgement (when, who, within)."""
         return f"{self.prefix}incident:{incident_id}:ack"
 
+    def slack_request(self, digest: str) -> str:
+        """A Slack slash command already acted on (its signature's hash): a replay does
+        nothing (expires after Slack's 5-minute window)."""
+        return f"{self.prefix}slack-request:{digest}"
+
     def pagerduty_event(self, event_id: str) -> str:
         """Marker of a PagerDuty webhook event already recorded (it delivers at least once)."""
         return f"{self.prefix}pagerduty:event:{event_id}"

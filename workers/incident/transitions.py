@@ -157,6 +157,7 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
     states = {a.fingerprint: _state(a, m, None, ctx) for a, m in alerts}
     firing = [m for a, m in alerts if a.status == "firing"]
     top = _most_severe(firing, ctx.policy)
+    actions = with_war_room(top.actions, ctx.policy.severities.get(top.severity))
     first = next(a for a, _ in alerts if a.status == "firing")
     title = first.annotations.get("summary") or first.labels.get("alertname", "alert")
     incident = Incident(
@@ -173,10 +174,10 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
         receiver=ctx.notification.receiver,
         external_url=ctx.notification.external_url,
         alerts=states,
-        actions=tuple(a.name for a in top.actions),
+        actions=tuple(a.name for a in actions),
         dry_run=ctx.dry_run or bool(top.dry_run),
     )
-    jobs = [job(incident, action, "declared", ctx) for action in top.actions]
+    jobs = [job(incident, action, "declared", ctx) for action in actions]
     # With the severity's vendor settings merged in: ticks and resolves reuse them.
     incident = incident.with_changes(action_params={j.action.name: j.action.params for j in jobs})
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
@@ -227,8 +228,11 @@ def _escalate(
     incident: Incident, top: Match, entries: list[dict[str, Any]], ctx: Context
 ) -> Change:
     """Communication goes out again at the new severity; mitigations not yet queued join."""
+    wanted = with_war_room(top.actions, ctx.policy.severities.get(top.severity))
+    if "war_room" in incident.actions and all(a.name != "war_room" for a in wanted):
+        wanted.insert(0, Action(name="war_room"))  # its topic follows the severity
     actions = [
-        a for a in top.actions if a.name in COMMUNICATION_ACTIONS or a.name not in incident.actions
+        a for a in wanted if a.name in COMMUNICATION_ACTIONS or a.name not in incident.actions
     ]
     escalated = incident.with_changes(
         severity=top.severity,
@@ -366,6 +370,8 @@ def _with_severity_defaults(action: Action, severity: Severity | None) -> Action
     defaults: dict[str, Any] = {}
     if action.name == "page" and severity.pagerduty_severity:
         defaults["pagerduty_severity"] = severity.pagerduty_severity
+    if action.name in ("notify", "war_room") and severity.bridge:
+        defaults["bridge"] = severity.bridge
     if action.name == "statuspage":
         if severity.statuspage_impact:
             defaults["impact"] = severity.statuspage_impact
@@ -385,6 +391,14 @@ def first_tick(incident: Incident, ctx: Basis) -> TickSpec | None:
     public = bool(severity and severity.public)
     job_id = tick_job_id(incident.id, incident.severity, 1, incident.revision)
     return TickSpec(job_id, every, incident.severity, public, incident.revision)
+
+
+def with_war_room(actions: Sequence[Action], severity: Severity | None) -> list[Action]:
+    """The route's actions, with the war room first when the severity asks for one (its
+    channel is then there for the messages that follow)."""
+    if severity is None or not severity.war_room or any(a.name == "war_room" for a in actions):
+        return list(actions)
+    return [Action(name="war_room"), *actions]
 
 
 def commander_check(incident: Incident, ctx: Basis) -> int | None:

@@ -29,7 +29,7 @@ RUN_COMMANDER_CHECK = "workers.entry.run_commander_check"
 Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
 TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
 """handoff: a mitigation used its attempts and a person takes over (workers/handoff.py)."""
-COMMUNICATION_ACTIONS = ("page", "statuspage", "notify")
+COMMUNICATION_ACTIONS = ("page", "statuspage", "notify", "war_room")
 MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
 ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
 

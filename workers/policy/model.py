@@ -116,6 +116,15 @@ class Severity(_Strict):
     public: bool = Field(
         False, description="Whether incidents of this severity go on the status page."
     )
+    war_room: bool = Field(
+        False, description="Each incident gets a Slack channel of its own (Slack's Web API)."
+    )
+    bridge: str | None = Field(
+        None,
+        max_length=500,
+        pattern=r"^https://",
+        description="The conference bridge (an https URL), in the declared message and the API.",
+    )
     needs_commander: bool = Field(
         False,
         description="An incident commander must be assigned within the response time; "
