@@ -165,3 +165,21 @@ def test_redis_down_is_said_in_slack_not_a_500(settings: Settings) -> None:
     ).test_client()
     answer = app.post(URL, **signed("note 0123456789ab-zz x"))
     assert answer.status_code == 200 and "unavailable" in answer.json["text"]
+
+
+def test_show_in_chat_says_what_the_api_says(slack: FlaskClient) -> None:
+    """The same roles, pending actions and timeline as GET /api/v1/incidents/<id>; a
+    viewer may look."""
+    (incident_id,) = post(slack, latency()).json["incidents"]
+    slack.post(URL, **signed(f"assign {incident_id} ic ada"))
+    slack.post(URL, **signed(f"note {incident_id} cache <b>cold</b>"))
+    shown = slack.post(URL, **signed(f"show {incident_id}", user="UVIC")).json["text"]
+    incident = slack.get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json
+    assert "Roles: ic: ada" in shown and incident["roles"] == {"ic": ["ada"]}
+    lines = shown.split("Timeline:\n", 1)[1].splitlines()
+    assert len(lines) == len(incident["timeline"])
+    for line, entry in zip(lines, incident["timeline"], strict=True):
+        message = entry["message"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert line.startswith(entry["at"]) and line.endswith(message)
+    pending = slack.get("/api/v1/actions", headers=ADMIN).json["actions"]
+    assert shown.count("Pending:") == len([p for p in pending if p["incident_id"] == incident_id])

@@ -4,6 +4,8 @@ methods), with the IC invited once assigned."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +31,8 @@ from tests.support.mitigation import latency, route
 from tests.support.slack_web_standin import SlackWebStandIn
 from webhook.app import create_app
 from workers.config import Settings
+from workers.handlers import build_handlers
+from workers.jobs.dispatch import execute
 
 TOKEN = "xoxb-test-war-room"
 BRIDGE = "https://meet.example.com/sev1"
@@ -135,3 +139,28 @@ def test_a_severity_without_a_war_room_makes_none(
         plain.test_client().get(f"/api/v1/incidents/{incident_id}", headers=ADMIN).json["war_room"]
         is None
     )
+
+
+def test_two_workers_running_the_war_room_at_once_make_one_channel(
+    app: FlaskClient, slack: SlackWebStandIn, queue: Queue, redis: Redis
+) -> None:
+    """The same job on two workers (a retry racing the first try): the action lock lets
+    one act; the other finds it done."""
+    (incident_id,) = post(app, latency()).json["incidents"]
+    job = fetch(queue, f"{incident_id}-declared-war_room")
+    assert job is not None
+    handlers = build_handlers(Settings.from_env(os.environ), redis, "aptest:", queue)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        outcomes.append(execute(redis, job.args[0], handlers, job_id=job.id).outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["duplicate", "succeeded"]
+    assert len(slack.channels) == 1
+    (channel,) = slack.channels.values()
+    assert len(slack.messages[channel["id"]]) == 1

@@ -26,9 +26,12 @@ from redis.exceptions import RedisError
 from webhook import operations
 from webhook.app_services import Services, services
 from webhook.errors import BadRequest, NotFound, Unauthorized
-from webhook.users import Person, UsersError
-from workers.incident import clock
+from webhook.users import Person, Role, UsersError
+from workers import approvals
+from workers.incident import clock, timeline
 from workers.incident.commands import CommandError, Done
+from workers.incident.record import load_incident
+from workers.templates import plain
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("slack_commands", __name__)
@@ -44,7 +47,8 @@ USAGE = """\
 /incident assign ID ic|scribe|comms_lead|sme|liaison PERSON
 /incident escalate ID SEVERITY   (or downgrade)
 /incident resolve ID
-/incident reopen ID"""
+/incident reopen ID
+/incident show ID   (roles, pending actions and the timeline: any person)"""
 
 
 class Refused(Exception):
@@ -89,8 +93,12 @@ def _handle(s: Services, form: dict[str, str], signature: str) -> str:
     words = form.get("text", "").split()
     if not words or words[0] == "help":
         return f"Usage:\n{USAGE}"
-    person = _person(s, form.get("user_id", ""))
     verb, args = words[0].lower(), words[1:]
+    person = _person(s, form.get("user_id", ""), "viewer" if verb == "show" else "responder")
+    if verb == "show":
+        if len(args) != 1:
+            raise Refused(f"Usage:\n{USAGE}")
+        return _show(s, args[0])
     run = _COMMANDS.get(verb)
     if run is None:
         raise Refused(f"Unknown command {verb[:32]!r}. Usage:\n{USAGE}")
@@ -107,7 +115,7 @@ def _handle(s: Services, form: dict[str, str], signature: str) -> str:
     return f"{done.incident.id} ({done.incident.severity}, {done.incident.status}): {said}"
 
 
-def _person(s: Services, slack_id: str) -> Person:
+def _person(s: Services, slack_id: str, needed: Role) -> Person:
     try:
         found = s.users.current().by_slack_id(slack_id)
     except UsersError:
@@ -117,9 +125,31 @@ def _person(s: Services, slack_id: str) -> Person:
             f"Your Slack account ({slack_id[:32]}) is not in alertpilot's users file: "
             "ask an admin to add your slack_id."
         )
-    if not found.may("responder"):
-        raise Refused(f"{found.name} is {found.role}: incident commands need a responder.")
+    if not found.may(needed):
+        raise Refused(f"{found.name} is {found.role}: incident commands need a {needed}.")
     return found
+
+
+def _show(s: Services, incident_id: str) -> str:
+    """The incident as the API shows it: roles, pending proposals, the timeline."""
+    found = load_incident(s.redis, s.keys, incident_id)
+    if found is None:
+        raise Refused(f"Not done (incident_id): no incident {incident_id[:64]!r}")
+    roles = "; ".join(f"{role}: {', '.join(names)}" for role, names in found.roles.items())
+    pending = [p for p in approvals.pending(s.redis, s.keys) if p.incident_id == found.id]
+    lines = [
+        f"{found.id} ({found.severity}, {found.status}, {found.phase}): {found.title}",
+        f"Roles: {roles or 'none yet'}",
+        *(f"Pending: {p.change} (alertpilot actions approve {p.id})" for p in pending),
+        "Timeline:",
+        *(
+            f"{e.get('at', '')} {e.get('kind', '')}"
+            + (f" by {e['by']}" if e.get("by") else "")
+            + f": {e.get('message', '')}"
+            for e in timeline.read(s.redis, s.keys, found.id)
+        ),
+    ]
+    return plain("\n".join(lines))
 
 
 Runner = Callable[[Services, Person, list[str]], Done]

@@ -74,6 +74,13 @@ SAMPLE: dict[str, Any] = {
 """A context with every variable a template may use, for validation and docs."""
 
 
+def plain(text: str) -> str:
+    """Text from alerts and people as Slack shows it, never as markup: `<!channel>` in a
+    title or a name must not ping a channel, nor `<https://...|here>` make a link
+    (Slack's escaping: &, < and >)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def environment(directory: Path | None) -> ImmutableSandboxedEnvironment:
     loaders: list[Any] = [DictLoader(BUILT_IN)]
     if directory is not None and directory.is_dir():

@@ -17,6 +17,7 @@ from workers.incident.keys import text as text_of
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.params import NotifyParams
+from workers.templates import plain
 
 
 def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcome:
@@ -67,13 +68,12 @@ def chat_message(
     first = first_firing(incident)
     context = {
         "severity": request.severity,
-        "title": _plain(incident.title),
+        "title": plain(incident.title),
         "escalated": request.transition == "escalated",
         "firing": len(incident.firing),
         "total": len(incident.alerts),
-        "services": sorted({_plain(a.labels.get("service", "?")) for a in incident.firing})
-        or ["-"],
-        "labels": {k: _plain(v) for k, v in first.labels.items()} if first else {},
+        "services": sorted({plain(a.labels.get("service", "?")) for a in incident.firing}) or ["-"],
+        "labels": {k: plain(v) for k, v in first.labels.items()} if first else {},
         "started_at": incident.started_at,
         "resolved_at": incident.resolved_at or "",
         "actions": list(incident.actions),
@@ -82,9 +82,9 @@ def chat_message(
         if request.update_every and request.transition != "resolved"
         else "",
         "incident_id": incident.id,
-        "note": _plain(request.note),
+        "note": plain(request.note),
         "status": incident.phase,
-        "ic": _plain(", ".join(incident.roles.get("ic", []))),
+        "ic": plain(", ".join(incident.roles.get("ic", []))),
         "war_room": room,
         "bridge": str(request.params.get("bridge") or ""),
     }
@@ -92,13 +92,6 @@ def chat_message(
         return templates.render(integrations.templates_dir, request.transition, context)
     except TemplateError as exc:
         raise PermanentError(f"chat template for {request.transition}: {exc}") from None
-
-
-def _plain(text: str) -> str:
-    """Text from alerts and people as Slack shows it, never as markup: `<!channel>` in a
-    title or a name must not ping a channel, nor `<https://...|here>` make a link
-    (Slack's escaping: &, < and >)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _human(seconds: int) -> str:
