@@ -72,7 +72,9 @@ def test_alertmanager_notifications_become_one_incident_and_resolve_it(
         assert received("accepted") == 1, am.log()
         assert len(_incidents(client, "open")) == 1
         assert sorted(queued_ids(queue)) == declared
-        assert len(declared) == 4  # page, statuspage, notify, scale_up
+        actions = sorted(job_id.rsplit("-", 1)[1] for job_id in declared)
+        # The route's page, statuspage, notify and scale_up; SEV1's war room (the policy).
+        assert actions == ["notify", "page", "scale_up", "statuspage", "war_room"]
 
         run_jobs(queue)
         am.post_alerts([am.resolved(a) for a in alerts])
@@ -81,7 +83,8 @@ def test_alertmanager_notifications_become_one_incident_and_resolve_it(
         assert _incidents(client, "open") == []
         resolve_jobs = sorted(queued_ids(queue))
         assert resolve_jobs == sorted(
-            f"{incident['id']}-resolved-{action}" for action in ("page", "statuspage", "notify")
+            f"{incident['id']}-resolved-{action}"
+            for action in ("page", "statuspage", "notify", "war_room")
         )
 
 

@@ -237,7 +237,7 @@ def test_mapping_expectation_fails_when_continue_takes_two_routes(tmp_path: Path
         (
             "cases:\n  - name: a\n    labels: {}\n    expect: {actions: [page, teleport]}\n",
             "4:30: cases.0.expect.actions.1: unknown action 'teleport'; known: page, statuspage, "
-            "notify, scale_up, rate_limit, rollout_restart, rollback",
+            "notify, war_room, scale_up, rate_limit, rollout_restart, rollback",
         ),
         (
             "cases: [\n  - name: a\n",
