@@ -47,6 +47,7 @@ def declare(s: Services, person: Person, body: dict[str, str]) -> Done:
         service=body["service"],
         summary=body.get("summary", ""),
         dry_run=s.settings.dry_run,
+        slack_id=person.slack_id,
     )
 
 

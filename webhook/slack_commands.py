@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -90,7 +91,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
 
 
 def _handle(s: Services, form: dict[str, str], signature: str) -> str:
-    words = form.get("text", "").split()
+    words = [_word(s, w) for w in _unescaped(form.get("text", "")).split()]
     if not words or words[0] == "help":
         return f"Usage:\n{USAGE}"
     verb, args = words[0].lower(), words[1:]
@@ -113,6 +114,27 @@ def _handle(s: Services, form: dict[str, str], signature: str) -> str:
     log.info("slack command %s by %s on %s", verb, person.name, done.incident.id)
     said = "\n".join(str(e.get("message", "")) for e in done.entries)
     return f"{done.incident.id} ({done.incident.severity}, {done.incident.status}): {said}"
+
+
+def _unescaped(text: str) -> str:
+    """What the person typed: Slack sends &, < and > as entities (its own markup aside)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+MENTION = re.compile(r"<@([A-Z0-9]{2,32})(?:\|[^>]*)?>")
+
+
+def _word(s: Services, word: str) -> str:
+    """A mention (`<@U123|jane>`) as the users file's name of that Slack user; any other
+    word as it is."""
+    found = MENTION.fullmatch(word)
+    if found is None:
+        return word
+    try:
+        person = s.users.current().by_slack_id(found.group(1))
+    except UsersError:
+        return word
+    return person.name if person is not None else word
 
 
 def _person(s: Services, slack_id: str, needed: Role) -> Person:

@@ -15,6 +15,7 @@ POST needs the session's CSRF token and a same-site Origin/Sec-Fetch-Site.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -206,7 +207,12 @@ def login() -> BaseResponse:
 
 @blueprint.post("/logout")
 def logout() -> BaseResponse:
-    _checked_post()
+    signer = _checked_post()
+    session = signer.load(request.cookies.get(COOKIE))
+    if session is not None and session.person:
+        s = services()
+        left = max(1, session.expires - int(time.time()))
+        s.redis.set(s.keys.signed_out(session.id), "1", ex=left)  # the server forgets it too
     response = redirect("/login", 303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict", secure=_https())
     return response
@@ -237,7 +243,9 @@ def _reader() -> Person:
     except Unauthorized:
         pass
     session = _signer().load(request.cookies.get(COOKIE))
-    found = s.users.current().by_name(session.person) if session and session.person else None
+    if session is None or not session.person or s.redis.exists(s.keys.signed_out(session.id)):
+        raise _SignIn  # a copied cookie dies with its sign-out
+    found = s.users.current().by_name(session.person)
     if found is None:
         raise _SignIn
     return found

@@ -6,8 +6,9 @@ Exactly once per incident: the channel's name is made from the incident (its sta
 date, a slug of its title, part of its id), so a retried job whose create lost Slack's
 answer finds that channel by name and adopts it instead of making a second; the id is
 then kept in the incident's external hash (the API shows its link). Every run sets the
-topic (severity, status, IC, the bridge), invites whom the job names (the IC, once
-assigned) and posts the transition's message in the channel.
+topic (severity, status, IC, the bridge), posts the transition's message in the channel
+(once per job: a retry after a failed invite does not post it again) and invites the
+IC (their Slack id, kept on the incident when they were assigned or declared it).
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ def war_room(request: ActionRequest, incident: Incident, vendors: Vendors) -> Ou
     else:
         channel_id = text(stored)
     slack.set_topic(channel_id, topic(request, incident))
-    slack.post(channel_id, chat_message(request, incident, vendors.integrations))
-    invited = [str(u) for u in request.params.get("invite") or []]
+    posted = f"posted:{request.job_id}"
+    if not vendors.redis.hexists(external, posted):  # a retry (a 429 on the invite) skips it
+        slack.post(channel_id, chat_message(request, incident, vendors.integrations))
+        vendors.redis.hset(external, posted, "1")
+    invited = [incident.contacts[n] for n in incident.roles.get("ic", []) if n in incident.contacts]
+    invited += [str(u) for u in request.params.get("invite") or []]
     if invited:  # last: one unknown user fails the job after the message is out
         slack.invite(channel_id, invited)
     also = f", invited {len(invited)}" if invited else ""

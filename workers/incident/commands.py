@@ -107,14 +107,11 @@ def assign(by: str, role: str, person: str, *, slack_id: str | None = None) -> D
         before = f" (was {', '.join(held)})" if held and role != "sme" else ""
         message = f"{person} assigned as {role} by {by}{before}"
         found = entry(moment, "assigned", message, by=by, role=role)
-        if role != "ic" or not slack_id or "war_room" not in current.actions:
+        if slack_id:
+            incident = incident.with_changes(contacts={**current.contacts, person: slack_id})
+        if role != "ic":
             return Change(incident, None, [found])
-        revision = current.revision + 1
-        incident = incident.with_changes(revision=revision)
-        params = {**current.action_params.get("war_room", {}), "invite": [slack_id]}
-        room = Action(name="war_room", params=params)
-        invite = job(incident, room, "update", moment, tag=f"r{revision}-ic")
-        return Change(incident, None, [found], [invite])
+        return _room_update(incident, moment, [found], "ic")
 
     return decide
 
@@ -132,7 +129,8 @@ def set_phase(by: str, phase: str) -> Decision:
             raise CommandError("conflict", f"{current.id} is already {chosen}")
         incident = current.with_changes(phase=chosen, updated_at=moment.now)
         message = f"status set to {chosen} by {by} (was {current.phase})"
-        return Change(incident, None, [entry(moment, "status", message, by=by, status=chosen)])
+        found = entry(moment, "status", message, by=by, status=chosen)
+        return _room_update(incident, moment, [found], "status")
 
     return decide
 
@@ -242,7 +240,7 @@ def reopen(by: str) -> Decision:
                 moment,
                 tag=f"r{revision}-reopened",
             )
-            for n in ("notify",)
+            for n in ("war_room", "notify")
             if n in current.actions
         ]
         found = entry(moment, "reopened", f"reopened by {by}", by=by)
@@ -262,7 +260,15 @@ def reopen(by: str) -> Decision:
 
 
 def declared(
-    moment: Moment, by: str, *, title: str, severity: str, service: str, summary: str, dry_run: bool
+    moment: Moment,
+    by: str,
+    *,
+    title: str,
+    severity: str,
+    service: str,
+    summary: str,
+    dry_run: bool,
+    slack_id: str | None = None,
 ) -> Change:
     """An incident no alert raised: the jobs an alert-declared one of that severity gets
     (a page if the severity pages, at once; the status page if it is public; chat)."""
@@ -297,6 +303,7 @@ def declared(
         actions=tuple(names),
         dry_run=dry_run,
         roles={"ic": [by]},
+        contacts={by: slack_id} if slack_id else {},
     )
     # A person declaring wants the page now, whatever the severity's page_after.
     actions = [Action(name=n, params={"page_after": "0s"} if n == "page" else {}) for n in names]
@@ -356,7 +363,15 @@ class Commands:
         raise WatchError(f"incident {incident_id} kept changing")
 
     def declare(
-        self, by: str, *, title: str, severity: str, service: str, summary: str, dry_run: bool
+        self,
+        by: str,
+        *,
+        title: str,
+        severity: str,
+        service: str,
+        summary: str,
+        dry_run: bool,
+        slack_id: str | None = None,
     ) -> Done:
         moment = Moment(self.policy(), timeline.utcnow())
         change = declared(
@@ -367,6 +382,7 @@ class Commands:
             service=service,
             summary=summary,
             dry_run=dry_run,
+            slack_id=slack_id,
         )
         with self.redis.pipeline() as pipe:
             pipe.multi()
@@ -426,6 +442,19 @@ class Commands:
         if change.transition in ("resolved", "escalated", "severity"):
             return self.writer.pending_tick(pipe, current.id)
         return None
+
+
+def _room_update(
+    incident: Incident, moment: Moment, entries: list[dict[str, Any]], why: str
+) -> Change:
+    """The change, and the war room's update (topic, the IC invited) when there is one."""
+    if "war_room" not in incident.actions:
+        return Change(incident, None, entries)
+    # Not a new revision (that restarts the status-update chain): the time tags the job.
+    at = "".join(c for c in moment.now if c.isdigit())
+    room = Action(name="war_room", params=incident.action_params.get("war_room", {}))
+    update = job(incident, room, "update", moment, tag=f"room-{why}-{at}")
+    return Change(incident, None, entries, [update])
 
 
 def _open(incident: Incident) -> None:

@@ -31,6 +31,10 @@ class Keys:
         """Hash of the incident's first PagerDuty acknowledgement (when, who, within)."""
         return f"{self.prefix}incident:{incident_id}:ack"
 
+    def signed_out(self, session_id: str) -> str:
+        """A web session its person signed out of (kept until it would have expired)."""
+        return f"{self.prefix}signed-out:{session_id}"
+
     def slack_request(self, digest: str) -> str:
         """A Slack slash command already acted on (its signature's hash): a replay does
         nothing (expires after Slack's 5-minute window)."""

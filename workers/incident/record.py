@@ -71,6 +71,9 @@ class Incident:
     phase: Phase = "investigating"
     roles: dict[str, list[str]] = field(default_factory=dict)
     """Role (of ROLES) to the names of the people holding it."""
+    contacts: dict[str, str] = field(default_factory=dict)
+    """Slack user ids of the people holding roles, by name (from the users file when they
+    were assigned): whom the war room invites."""
     revision: int = 0
     """People's commands that queued jobs so far: their job ids' tag, so a second
     escalation to the same severity, after a downgrade, is a new one."""

@@ -122,7 +122,7 @@ class Severity(_Strict):
     bridge: str | None = Field(
         None,
         max_length=500,
-        pattern=r"^https://",
+        pattern=r"^https://[^\s<>|\"'`]+$",
         description="The conference bridge (an https URL), in the declared message and the API.",
     )
     needs_commander: bool = Field(
