@@ -28,6 +28,7 @@ from tests.conftest import (
 )
 from tests.support.chat_standin import ChatStandIn
 from tests.support.mitigation import latency, route
+from tests.support.pagerduty_standin import PagerDutyStandIn
 from tests.support.slack_web_standin import SlackWebStandIn
 from webhook.app import create_app
 from workers.config import Settings
@@ -164,3 +165,33 @@ def test_two_workers_running_the_war_room_at_once_make_one_channel(
     assert len(slack.channels) == 1
     (channel,) = slack.channels.values()
     assert len(slack.messages[channel["id"]]) == 1
+
+
+def test_the_page_and_the_web_page_carry_the_war_room_and_the_bridge(
+    app: FlaskClient,
+    slack: SlackWebStandIn,
+    queue: Queue,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    with PagerDutyStandIn() as pd:
+        monkeypatch.setenv("ALERTPILOT_PAGERDUTY_EVENTS_URL", pd.base_url)
+        monkeypatch.setenv("ALERTPILOT_PAGERDUTY_ROUTING_KEY", "R" * 32)
+        monkeypatch.setenv("ALERTPILOT_CA_BUNDLE", pd.ca_path)  # the stand-ins share a CA
+        routes = route("[page, notify]", "SEV1")
+        directory = Path(os.environ["ALERTPILOT_POLICIES_DIR"])
+        (directory / "10-routes.yaml").write_text(routes)
+        changed = replace(settings, policies_dir=directory, dry_run=False)
+        app = create_app(changed, redis=redis, registry=CollectorRegistry()).test_client()
+        (incident_id,) = post(app, latency()).json["incidents"]
+        run_jobs(queue)
+        (trigger,) = pd.events("trigger")
+    links = {link["text"]: link["href"] for link in trigger["links"]}
+    (channel,) = slack.channels.values()
+    assert links["Conference bridge"] == BRIDGE
+    # The page goes first (its own lane) and is never held back for Slack: the room's
+    # link is in it only when the room was made before; the web page always has it.
+    assert "War room (Slack)" not in links
+    page = app.get(f"/incidents/{incident_id}", headers=ADMIN).get_data(as_text=True)
+    assert f'href="{BRIDGE}"' in page and f"archives/{channel['id']}" in page

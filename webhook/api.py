@@ -62,14 +62,26 @@ def incident(incident_id: str) -> Response:
         found = load_incident(s.redis, s.keys, incident_id)
         entries = timeline.read(s.redis, s.keys, incident_id) if found else []
         ack = acknowledgement(s.redis, s.keys, incident_id) if found else {}
-        room = s.redis.hget(s.keys.external(incident_id), "slack_url") if found else None
+
     except RedisError:
         raise Unavailable("incident store unavailable") from None
     if found is None:
         raise NotFound(f"no incident {incident_id!r}", field="incident_id")
+    try:
+        where = rooms(s, found)
+    except RedisError:
+        raise Unavailable("incident store unavailable") from None
+    return jsonify({**incident_view(s, found), **ack, **where, "timeline": entries})
+
+
+def rooms(s: Services, found: Incident) -> dict[str, str | None]:
+    """Where people meet about the incident: its war room (once made) and the bridge."""
+    room = s.redis.hget(s.keys.external(found.id), "slack_url")
     severity = s.policies.get().severities.get(found.severity)
-    rooms = {"war_room": text(room) if room else None, "bridge": severity and severity.bridge}
-    return jsonify({**incident_view(s, found), **ack, **rooms, "timeline": entries})
+    return {
+        "war_room": text(room) if room else None,
+        "bridge": severity.bridge if severity else None,
+    }
 
 
 def incident_view(s: Services, found: Incident) -> dict[str, Any]:

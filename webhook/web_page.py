@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.api import incident_view
+from webhook.api import incident_view, rooms
 from webhook.app_services import Services
 from workers import approvals
 from workers.incident import clock, timeline
@@ -45,6 +45,7 @@ def incident_page(s: Services, incident_id: str) -> dict[str, Any] | None:
     policy = s.policies.get()
     return {
         "incident": incident_view(s, found),
+        "rooms": rooms(s, found),
         "age": human(_elapsed(found)),
         "target": target(s, found, ack),
         "ack": ack,

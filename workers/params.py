@@ -52,6 +52,9 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+BRIDGE = Field(None, description="The conference bridge (set from the severity's `bridge`).")
+
+
 class PageParams(Params):
     routing_key_env: str | None = Field(
         None,
@@ -62,6 +65,7 @@ class PageParams(Params):
     page_after: Duration | None = Field(
         None, description="Page only if the incident still fires this long after it is declared."
     )
+    bridge: str | None = BRIDGE
 
 
 class StatuspageParams(Params):
@@ -71,9 +75,6 @@ class StatuspageParams(Params):
     )
     component_status: ComponentStatus | None = None
     impact: Literal["none", "minor", "major", "critical"] | None = None
-
-
-BRIDGE = Field(None, description="The conference bridge (set from the severity's `bridge`).")
 
 
 class NotifyParams(Params):

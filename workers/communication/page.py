@@ -39,7 +39,8 @@ def page(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outcom
         return Outcome("succeeded", f"PagerDuty resolved, dedup_key {incident.id}")
     reference = str(request.params.get("routing_key_env") or DEFAULT_ROUTING_KEY)
     routing_key = _routing_key(vendors, reference)
-    event = _trigger(request, incident, vendors.integrations)
+    room = vendors.redis.hget(external, "slack_url")  # the war room, once made
+    event = _trigger(request, incident, vendors.integrations, text(room) if room else "")
     vendors.redis.hset(external, f"paged:{reference}", request.severity)
     vendors.pagerduty.send(routing_key, event)
     if request.transition == "handoff":
@@ -55,7 +56,9 @@ def _routing_key(vendors: Vendors, reference: str) -> str:
     return routing_key
 
 
-def _trigger(request: ActionRequest, incident: Incident, integrations: Integrations) -> Event:
+def _trigger(
+    request: ActionRequest, incident: Incident, integrations: Integrations, room: str = ""
+) -> Event:
     first = first_firing(incident)
     labels = first.labels if first else {}
     note = request.note if request.transition == "handoff" else ""
@@ -67,7 +70,7 @@ def _trigger(request: ActionRequest, incident: Incident, integrations: Integrati
         summary=f"{summary}: a person is needed" if note else summary,
         source=labels.get("service") or labels.get("instance") or "alertpilot",
         severity=_pagerduty_severity(request),
-        links=_links(incident, first),
+        links=_links(incident, first, request, room),
         custom_details={
             "severity": request.severity,
             "route": incident.route,
@@ -87,8 +90,14 @@ def _pagerduty_severity(request: ActionRequest) -> Severity:
     return "critical"
 
 
-def _links(incident: Incident, alert: AlertState | None) -> list[dict[str, str]]:
+def _links(
+    incident: Incident, alert: AlertState | None, request: ActionRequest, room: str
+) -> list[dict[str, str]]:
     links = []
+    if room:
+        links.append({"href": room, "text": "War room (Slack)"})
+    if request.params.get("bridge"):
+        links.append({"href": str(request.params["bridge"]), "text": "Conference bridge"})
     runbook = next(
         (
             a.annotations["runbook_url"]

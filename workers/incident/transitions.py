@@ -370,7 +370,7 @@ def _with_severity_defaults(action: Action, severity: Severity | None) -> Action
     defaults: dict[str, Any] = {}
     if action.name == "page" and severity.pagerduty_severity:
         defaults["pagerduty_severity"] = severity.pagerduty_severity
-    if action.name in ("notify", "war_room") and severity.bridge:
+    if action.name in ("page", "notify", "war_room") and severity.bridge:
         defaults["bridge"] = severity.bridge
     if action.name == "statuspage":
         if severity.statuspage_impact:
