@@ -462,6 +462,15 @@ def test_two_serves_on_one_host_keep_their_own_metrics_and_remove_them_on_exit(
     assert not dirs[0].exists()
 
 
+def test_serve_refuses_a_trusted_proxy_without_a_session_secret(tmp_path: Path) -> None:
+    """Behind the proxy the web page's forms are signed; each of serve's processes would
+    sign with a key of its own, and a form posted to another process would be refused."""
+    env = _serve_env(tmp_path, _free_port(), ALERTPILOT_TRUSTED_PROXIES="10.0.0.0/8")
+    refused = _cli(["serve"], env)
+    assert refused.returncode == 2, refused
+    assert "ALERTPILOT_SESSION_SECRET" in refused.stderr
+
+
 def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:
     port = _free_port()
     env = _serve_env(tmp_path, port, ALERTPILOT_WEB_CONCURRENCY="1")

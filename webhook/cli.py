@@ -291,6 +291,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.trusted_proxies and not settings.session_secret:
+        # Each gunicorn worker would sign the page's forms with its own random key: a form
+        # served by one and posted to another would be refused as cross-site.
+        print(
+            "alertpilot: ALERTPILOT_SESSION_SECRET: required with ALERTPILOT_TRUSTED_PROXIES "
+            "(the web page's forms are signed with it across serve's processes)",
+            file=sys.stderr,
+        )
+        return 2
     if not _check_policies(settings.policies_dir):
         return 2
     return exec_gunicorn(settings)
