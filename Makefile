@@ -36,13 +36,14 @@ bench-packages: debian-packages
 	}
 
 # Debian packages the tests run for real: Redis, Alertmanager with its amtool
-# (check-config of deploy/alertmanager), and chromium (tests/test_web_page.py drives it
-# through playwright, which downloads no browser of its own). kubectl comes from PyPI
-# (pyproject's test extra).
+# (check-config of deploy/alertmanager), Prometheus (tests/test_prometheus.py), and
+# chromium (tests/test_web_page.py drives it through playwright, which downloads no
+# browser of its own). kubectl comes from PyPI (pyproject's test extra).
 debian-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/bin/prometheus-alertmanager ] || missing="$$missing prometheus-alertmanager"; \
+	[ -x /usr/bin/prometheus ] || missing="$$missing prometheus"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
