@@ -21,6 +21,8 @@ from webhook.payload import PayloadError, parse
 from webhook.policy.testing import load_cases
 from workers.policy.engine import Match, Policy, evaluate
 from workers.policy.loader import load_policy
+from workers.policy.manifests import FOLDER as MANIFESTS
+from workers.policy.runbooks import FOLDER as RUNBOOKS
 
 
 class DiffError(ValueError):
@@ -112,9 +114,25 @@ def _export(ref: str, top: Path, relative: str, into: Path) -> None:
     listing = _git(["ls-tree", "-z", "--end-of-options", tree], top, ref=ref)
     for entry in filter(None, listing.split("\0")):
         meta, _, name = entry.partition("\t")
+        path = f"{tree}{name}" if relative == "." else f"{tree}/{name}"
         if meta.split()[1] == "blob" and name.endswith((".yaml", ".yml")):
-            path = f"{tree}{name}" if relative == "." else f"{tree}/{name}"
             (into / name).write_text(_git(["show", path], top, ref=ref), encoding="utf-8")
+        elif meta.split()[1] == "tree" and name in SUBFOLDERS:
+            (into / name).mkdir()
+            _export_folder(ref, top, path, into / name)
+
+
+SUBFOLDERS = (MANIFESTS, RUNBOOKS)
+"""The folders of a policy set that its routes name files in."""
+
+
+def _export_folder(ref: str, top: Path, tree: str, into: Path) -> None:
+    listing = _git(["ls-tree", "-z", "--end-of-options", tree], top, ref=ref)
+    for entry in filter(None, listing.split("\0")):
+        meta, _, name = entry.partition("\t")
+        if meta.split()[1] == "blob" and name.endswith((".yaml", ".yml")):
+            text = _git(["show", f"{tree}/{name}"], top, ref=ref)
+            (into / name).write_text(text, encoding="utf-8")
 
 
 def _git(args: list[str], cwd: Path, *, ref: str) -> str:

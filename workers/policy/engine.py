@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import Action, DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Problem
+from workers.policy.runbooks import Runbook
 
 EMPTY_PART = "\x00"
 """What an empty `{{ ... }}` renders as in an incident key: marks a key to fall back."""
@@ -221,6 +222,8 @@ class Policy:
     """The `mitigations:` section: limits every mitigation job carries."""
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     """policies/manifests/<name>.yaml by name, for `rate_limit: {apply: <name>}`."""
+    runbooks: dict[str, Runbook] = field(default_factory=dict)
+    """policies/runbooks/<name>.yaml by name, for a route's `runbook: <name>`."""
 
     def route(self, name: str) -> CompiledRoute | None:
         """The route of that name (the default route is "default"), if the set has it."""

@@ -31,6 +31,8 @@ from workers.policy.model import (
 )
 from workers.policy.problems import Location, Marks, PathKey, PolicyError, Problem
 from workers.policy.regex import Budget
+from workers.policy.runbooks import FOLDER as RUNBOOKS
+from workers.policy.runbooks import load_runbooks, runbook_files
 from workers.policy.source import read_bytes, read_text, read_yaml
 
 __all__ = [
@@ -71,6 +73,8 @@ def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
         digest.update(path.name.encode() + b"\0" + text.encode() + b"\0")
     for path in manifest_files(directory):  # a changed manifest is a changed set
         digest.update(f"{FOLDER}/{path.name}".encode() + b"\0" + read_bytes(path) + b"\0")
+    for path in runbook_files(directory):  # and so is a changed runbook
+        digest.update(f"{RUNBOOKS}/{path.name}".encode() + b"\0" + read_bytes(path) + b"\0")
     return texts, digest.hexdigest()
 
 
@@ -187,6 +191,15 @@ def _assemble(
         return None
     guard = guardrails or Guardrails()
     manifests, found = load_manifests(Path(directory), guard.allow.namespaces)
+    runbooks, more = load_runbooks(Path(directory))
+    found += more
+    present = {path.stem for path in runbook_files(Path(directory))}  # broken ones too
+    for route in routes:
+        if route.runbook is not None and route.runbook not in present:
+            at = where[f"route:{route.name}"]
+            known = ", ".join(sorted(present)) or "none"
+            message = f"no runbook {route.runbook!r} in {RUNBOOKS}/ (known: {known})"
+            found.append(at.problem(message, key=("runbook",)))
     found += check(Draft(severities, routes, default, where, manifests, guard), env)
     found += message_templates(Path(directory))
     problems.extend(p for p in found if p.level == "error")
@@ -194,4 +207,6 @@ def _assemble(
         return None
     policy = compile_policy(severities, routes, default, content_hash)
     warnings = tuple(p for p in found if p.level == "warning")
-    return replace(policy, warnings=warnings, guardrails=guard, manifests=manifests)
+    return replace(
+        policy, warnings=warnings, guardrails=guard, manifests=manifests, runbooks=runbooks
+    )

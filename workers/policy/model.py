@@ -153,6 +153,9 @@ class Route(_Strict):
     incident_key: str | None = Field(
         None, description="Jinja template over labels; default: groupKey and route."
     )
+    runbook: str | None = Field(
+        None, pattern=NAME_PATTERN, description="A runbook of policies/runbooks/ (its file name)."
+    )
     continue_: bool = Field(False, alias="continue")
     dry_run: bool | None = None
     actions: list[ActionEntry] = Field(default_factory=list)
