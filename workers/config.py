@@ -85,6 +85,10 @@ class Integrations:
     """`ALERTPILOT_STATUSPAGE_PAGE_ID`."""
     statuspage_api_key: str | None = field(default=None, repr=False)
     """`ALERTPILOT_STATUSPAGE_API_KEY` (or `_FILE`)."""
+    prometheus_url: str | None = None
+    """`ALERTPILOT_PROMETHEUS_URL`: where runbooks' `promql` steps query (unset: they say so)."""
+    prometheus_token: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_PROMETHEUS_TOKEN` (or `_FILE`): a bearer token for it, if it needs one."""
     slack_bot_token: str | None = field(default=None, repr=False)
     """`ALERTPILOT_SLACK_BOT_TOKEN` (or `_FILE`): a Slack app's bot token (xoxb-...), for the
     war rooms (channels:manage, chat:write, channels:read scopes)."""
@@ -115,6 +119,8 @@ class Integrations:
             statuspage_api_url=statuspage or cls.statuspage_api_url,
             statuspage_page_id=env.get("ALERTPILOT_STATUSPAGE_PAGE_ID") or None,
             statuspage_api_key=secret(env, "ALERTPILOT_STATUSPAGE_API_KEY"),
+            prometheus_url=url(env, "ALERTPILOT_PROMETHEUS_URL", None),
+            prometheus_token=secret(env, "ALERTPILOT_PROMETHEUS_TOKEN"),
             slack_bot_token=secret(env, "ALERTPILOT_SLACK_BOT_TOKEN"),
             slack_api_url=url(env, "ALERTPILOT_SLACK_API_URL", cls.slack_api_url)
             or cls.slack_api_url,

@@ -14,7 +14,7 @@ from typing import Any
 from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
-from workers import cadence
+from workers import cadence, runbook_steps
 from workers.config import Settings
 from workers.handlers import build_handlers
 from workers.jobs.contract import ActionRequest
@@ -47,3 +47,13 @@ def run_commander_check(payload: dict[str, Any]) -> dict[str, Any]:
     assert job is not None, "run_commander_check runs inside an RQ job"
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
     return cadence.check_commander(job.connection, queue, payload)
+
+
+def run_runbook(payload: dict[str, Any]) -> dict[str, Any]:
+    """A route's runbook steps for an incident (workers/runbook_steps.py)."""
+    job = get_current_job()
+    assert job is not None, "run_runbook runs inside an RQ job"
+    settings = Settings.from_env(os.environ)
+    return runbook_steps.run_runbook(
+        job.connection, payload, settings.integrations, settings.policies_dir
+    )

@@ -79,6 +79,8 @@ class Change:
     """Seconds until the check that the incident has a commander (its severity needs one)."""
     cancel: list[str] = field(default_factory=list)
     """Scheduled jobs the change withdraws (a reopen: the resolve's pending reverts)."""
+    runbook: str | None = None
+    """The route's runbook to run now (declared, escalated)."""
 
 
 class Basis(Protocol):
@@ -183,7 +185,9 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     found = entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
     check = commander_check(incident, ctx)
-    return Change(incident, "declared", [found], jobs, first_tick(incident, ctx), check)
+    tick = first_tick(incident, ctx)
+    book = runbook_of(ctx.policy, top.route)
+    return Change(incident, "declared", [found], jobs, tick, check, runbook=book)
 
 
 def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
@@ -246,7 +250,9 @@ def _escalate(
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
     entries.append(entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
     check = commander_check(escalated, ctx)
-    return Change(escalated, "escalated", entries, jobs, first_tick(escalated, ctx), check)
+    tick = first_tick(escalated, ctx)
+    book = runbook_of(ctx.policy, top.route)
+    return Change(escalated, "escalated", entries, jobs, tick, check, runbook=book)
 
 
 def close(
@@ -399,6 +405,11 @@ def with_war_room(actions: Sequence[Action], severity: Severity | None) -> list[
     if severity is None or not severity.war_room or any(a.name == "war_room" for a in actions):
         return list(actions)
     return [Action(name="war_room"), *actions]
+
+
+def runbook_of(policy: Policy, route: str) -> str | None:
+    found = policy.route(route)
+    return found.runbook if found is not None else None
 
 
 def commander_check(incident: Incident, ctx: Basis) -> int | None:

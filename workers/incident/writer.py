@@ -22,9 +22,11 @@ from workers.incident.transitions import Change, JobSpec
 from workers.jobs.contract import (
     RUN_ACTION,
     RUN_COMMANDER_CHECK,
+    RUN_RUNBOOK,
     RUN_TICK,
     ActionRequest,
     CommanderCheck,
+    RunbookRequest,
     TickRequest,
     enqueue,
     lane_queue,
@@ -89,6 +91,21 @@ class Writer:
             registry = lane_queue(self.queue, "").scheduled_job_registry
             pipe.zrem(registry.key, job_id)
             pipe.delete(Job.key_for(job_id))
+        if change.runbook is not None:  # read-only steps, in the bulk lane: never before a page
+            when = (
+                change.transition
+                if change.transition != "escalated"
+                else (f"escalated-{incident.severity}")
+            )
+            book = RunbookRequest(self.keys.prefix, incident.id, change.runbook, str(when))
+            enqueue(
+                self.queue,
+                RUN_RUNBOOK,
+                book.to_json(),
+                book.job_id,
+                pipeline=pipe,
+                description=f"runbook {change.runbook} {incident.id}",
+            )
         if change.commander_check is not None:
             check = CommanderCheck(self.keys.prefix, incident.id, incident.severity)
             enqueue(

@@ -25,6 +25,7 @@ from rq.job import JobStatus
 RUN_ACTION = "workers.entry.run_action"
 RUN_TICK = "workers.entry.run_tick"
 RUN_COMMANDER_CHECK = "workers.entry.run_commander_check"
+RUN_RUNBOOK = "workers.entry.run_runbook"
 
 Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
 TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
@@ -230,10 +231,34 @@ class CommanderCheck:
         return _decode(cls, doc)
 
 
-Payload = TypeVar("Payload", Approved, ActionRequest, TickRequest, CommanderCheck)
+@dataclass(frozen=True)
+class RunbookRequest:
+    """The payload of a `RUN_RUNBOOK` job: run the read-only steps of a route's runbook
+    for an incident (workers/runbook_steps.py), at `when` (declared, escalated-SEV1...)."""
+
+    prefix: str
+    incident_id: str
+    runbook: str
+    when: str
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.incident_id}-runbook-{self.when}"
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RunbookRequest:
+        return _decode(cls, doc)
 
 
-def _plain(payload: Approved | ActionRequest | TickRequest | CommanderCheck) -> dict[str, Any]:
+Payload = TypeVar("Payload", Approved, ActionRequest, TickRequest, CommanderCheck, RunbookRequest)
+
+
+def _plain(
+    payload: Approved | ActionRequest | TickRequest | CommanderCheck | RunbookRequest,
+) -> dict[str, Any]:
     """Its fields as a new dict, values as they are (dataclasses.asdict deep-copies each:
     a tenth of a new alert's intake time; the JSON serializer reads them as they are)."""
     return {f.name: getattr(payload, f.name) for f in fields(payload)}

@@ -134,6 +134,8 @@ class CompiledRoute:
     continue_: bool
     dry_run: bool | None
     actions: tuple[Action, ...]
+    runbook: str | None = None
+    """The route's runbook (policies/runbooks/<name>.yaml), run on declare and escalation."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -268,6 +270,7 @@ def _compile(name: str, route: Route | DefaultRoute, continue_: bool) -> Compile
         continue_=continue_,
         dry_run=route.dry_run,
         actions=tuple(route.actions),
+        runbook=route.runbook if isinstance(route, Route) else None,
     )
 
 
