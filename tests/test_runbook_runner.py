@@ -4,6 +4,7 @@ is a step's result, and the page does not wait for any of it."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -19,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from redis import Redis
 from rq import Queue
 
-from tests.conftest import REDIS_URL, post, run_jobs, timeline, write_policy
+from tests.conftest import REDIS_URL, due, post, run_jobs, timeline, write_policy
+from tests.support.chat_standin import ChatStandIn
 from tests.support.mitigation import latency, route
 from tests.support.prometheus import (
     DrivenExporter,
@@ -169,3 +171,51 @@ def test_without_prometheus_the_promql_steps_say_so(
     (ran,) = [e for e in timeline(app, incident_id) if e["kind"] == "runbook"]
     results = {r["name"]: r for r in ran["results"]}
     assert results["p95_latency"]["summary"] == "no Prometheus (ALERTPILOT_PROMETHEUS_URL)"
+
+
+def test_each_update_runs_the_runbook_again_and_chat_shows_now_and_then(
+    app: FlaskClient,
+    exporter: DrivenExporter,
+    prometheus: PrometheusServer,
+    queue: Queue,
+    settings: Settings,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    directory = Path(os.environ["ALERTPILOT_POLICIES_DIR"])
+    routes = directory / "10-routes.yaml"
+    routes.write_text(routes.read_text().replace("[page, notify]", "[notify]"))
+    client = Prometheus(prometheus.base_url, token=None, ca_bundle=None)
+    p95 = (
+        "histogram_quantile(0.95, sum(rate("
+        'http_request_duration_seconds_bucket{job="api"}[30s])) by (le))'
+    )
+    with ChatStandIn() as chat:
+        monkeypatch.setenv("ALERTPILOT_DRY_RUN", "false")
+        monkeypatch.setenv("ALERTPILOT_CHAT_WEBHOOK_URL", chat.slack_url)
+        monkeypatch.setenv("ALERTPILOT_CA_BUNDLE", chat.ca_path)
+        live = create_app(
+            replace(settings, policies_dir=directory, dry_run=False),
+            redis=redis,
+            registry=CollectorRegistry(),
+        ).test_client()
+        exporter.observe(0.7, 200)  # slow now: p95 in (0.5, 1]
+        _until(client, p95, lambda v: v is not None and v > 0.5)
+        (incident_id,) = post(live, _alert()).json["incidents"]
+        run_jobs(queue)
+        exporter.observe(0.05, 5000)  # fast again: p95 falls to the lowest bucket
+        _until(client, p95, lambda v: v is not None and v < 0.5)
+        due(queue, 4 * 3600)  # SEV2's update_every: the first tick
+        texts = [m.body["text"] for m in chat.messages]
+    runs = [e for e in timeline(live, incident_id) if e["kind"] == "runbook"]
+    assert [r["when"] for r in runs] == ["declared", "update-1"]
+    (update,) = [t for t in texts if t.startswith(":information_source:")]
+    (line,) = [x for x in update.splitlines() if x.startswith("Current metrics:")]
+    assert "p95_latency" in line and "(at declaration: " in line and "over 0.5" in line
+
+
+def _until(client: Prometheus, expr: str, done: Any) -> None:
+    deadline = time.monotonic() + 20
+    while not done(client.query(expr).value):
+        assert time.monotonic() < deadline, f"never: {expr}"
+        time.sleep(0.25)

@@ -8,6 +8,7 @@ chain: no update after resolve, and one chain at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from rq import Queue
 
 from workers.incident import clock, timeline
 from workers.incident.keys import Keys
-from workers.incident.record import load_incident
+from workers.incident.record import Incident, load_incident
 from workers.jobs.contract import (
     RUN_ACTION,
     RUN_TICK,
@@ -31,8 +32,14 @@ from workers.jobs.contract import (
 UPDATE_ACTIONS = ("notify", "statuspage")
 
 
-def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
-    """One tick (a `TickRequest`)."""
+def tick(
+    redis: Redis,
+    queue: Queue,
+    payload: dict[str, Any],
+    refresh: Callable[[Incident, str], None] | None = None,
+) -> dict[str, Any]:
+    """One tick (a `TickRequest`). `refresh(incident, when)` runs its route's runbook first,
+    so the updates it queues carry metrics of now."""
     request = TickRequest.from_json(payload)
     keys = Keys(request.prefix)
     incident = load_incident(redis, keys, request.incident_id)
@@ -43,6 +50,8 @@ def tick(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
         or incident.revision != request.revision  # reopened, or the severity changed and back
     ):
         return {"outcome": "stopped", "n": request.n}
+    if refresh is not None:
+        refresh(incident, f"update-{request.n}")
     queued = []
     for action in (a for a in UPDATE_ACTIONS if a in incident.actions):
         update = ActionRequest(

@@ -17,6 +17,8 @@ from rq.serializers import JSONSerializer
 from workers import cadence, runbook_steps
 from workers.config import Settings
 from workers.handlers import build_handlers
+from workers.incident.keys import Keys
+from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.jobs.dispatch import perform
 
@@ -38,7 +40,23 @@ def run_tick(payload: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     assert job is not None, "run_tick runs inside an RQ job"
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
-    return cadence.tick(job.connection, queue, payload)
+    settings = Settings.from_env(os.environ)
+
+    def refresh(incident: Incident, when: str) -> None:
+        name = runbook_steps.route_runbook(incident, settings.policies_dir)
+        if name is not None:
+            keys = Keys(str(payload.get("prefix", "")))
+            runbook_steps.run_for(
+                job.connection,
+                keys,
+                incident,
+                name,
+                when,
+                settings.integrations,
+                settings.policies_dir,
+            )
+
+    return cadence.tick(job.connection, queue, payload, refresh)
 
 
 def run_commander_check(payload: dict[str, Any]) -> dict[str, Any]:

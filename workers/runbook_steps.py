@@ -66,23 +66,45 @@ def run_runbook(
     incident = load_incident(redis, keys, request.incident_id)
     if incident is None:
         return {"outcome": "no incident"}
+    return run_for(redis, keys, incident, request.runbook, request.when, integrations, policies)
+
+
+def run_for(
+    redis: Redis,
+    keys: Keys,
+    incident: Incident,
+    name: str,
+    when: str,
+    integrations: Integrations,
+    policies: Path,
+) -> dict[str, Any]:
+    """Run runbook `name` for the incident now; its results on the timeline."""
     try:
-        runbook = in_force(policies).runbooks.get(request.runbook)
+        runbook = in_force(policies).runbooks.get(name)
     except PolicyError:
         runbook = None
     if runbook is None:
-        note = f"runbook {request.runbook}: not in the policy in force; nothing run"
+        note = f"runbook {name}: not in the policy in force; nothing run"
         timeline.append(redis, keys, incident.id, timeline.entry("runbook", note))
         return {"outcome": "no runbook"}
     labels = _labels(incident)
     results = [_run(step, labels, integrations) for step in runbook.steps]
     bad = sum(1 for r in results if not r.ok)
-    message = f"runbook {request.runbook} ({request.when}): {len(results)} steps, {bad} not ok"
+    message = f"runbook {name} ({when}): {len(results)} steps, {bad} not ok"
     entry = timeline.entry(
-        "runbook", message, runbook=request.runbook, results=[r.to_json() for r in results]
+        "runbook", message, runbook=name, when=when, results=[r.to_json() for r in results]
     )
     timeline.append(redis, keys, incident.id, entry)
     return {"outcome": "ran", "steps": len(results), "not_ok": bad}
+
+
+def route_runbook(incident: Incident, policies: Path) -> str | None:
+    """The runbook the incident's route names in the policy in force, if any."""
+    try:
+        route = in_force(policies).route(incident.route)
+    except PolicyError:
+        return None
+    return route.runbook if route is not None else None
 
 
 def _labels(incident: Incident) -> dict[str, str]:

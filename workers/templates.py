@@ -29,7 +29,8 @@ _COMMON = """\
 Impact: {{ firing }} of {{ total }} alerts firing; services: {{ services | join(", ") }}
 Started: {{ started_at }}
 Status: {{ status }}; incident commander: {{ ic or "none yet" }}
-Actions: {{ actions | join(", ") or "none" }}
+{% if metrics %}Current metrics: {{ metrics | join("; ") }}
+{% endif %}Actions: {{ actions | join(", ") or "none" }}
 {% if link %}Incident: {{ link }}
 {% endif %}{% if war_room %}War room: {{ war_room }}
 {% endif %}{% if bridge %}Bridge: {{ bridge }}
@@ -70,6 +71,7 @@ SAMPLE: dict[str, Any] = {
     "ic": "jane",
     "war_room": "https://example.slack.com/archives/C0123456789",
     "bridge": "https://meet.example.com/inc",
+    "metrics": ["p95_latency 0.25 s (at declaration: 8 s over 2)"],
 }
 """A context with every variable a template may use, for validation and docs."""
 

@@ -11,6 +11,7 @@ from workers import templates
 from workers.actions import Action, Outcome
 from workers.communication.vendors import Vendors, first_firing, incident_url
 from workers.config import Integrations
+from workers.incident import timeline
 from workers.incident.errors import PermanentError
 from workers.incident.keys import Keys
 from workers.incident.keys import text as text_of
@@ -25,8 +26,16 @@ def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outc
         raise PermanentError(
             "no chat configured (ALERTPILOT_CHAT_WEBHOOK_URL, ALERTPILOT_NOTIFY_WEBHOOK_URL)"
         )
-    room = vendors.redis.hget(Keys(request.prefix).external(incident.id), "slack_url")
-    text = chat_message(request, incident, vendors.integrations, room=text_of(room) if room else "")
+    keys = Keys(request.prefix)
+    room = vendors.redis.hget(keys.external(incident.id), "slack_url")
+    runs = [e for e in timeline.read(vendors.redis, keys, incident.id) if e["kind"] == "runbook"]
+    text = chat_message(
+        request,
+        incident,
+        vendors.integrations,
+        room=text_of(room) if room else "",
+        metrics=current_metrics(runs),
+    )
     sent = []
     if vendors.chat is not None:
         vendors.chat.post({"text": text})
@@ -61,7 +70,12 @@ def _webhook_body(
 
 
 def chat_message(
-    request: ActionRequest, incident: Incident, integrations: Integrations, *, room: str = ""
+    request: ActionRequest,
+    incident: Incident,
+    integrations: Integrations,
+    *,
+    room: str = "",
+    metrics: list[str] | None = None,
 ) -> str:
     """The message from the team's template (policies/templates), or the built-in one;
     `room`: the war room's link, once there is one."""
@@ -86,12 +100,31 @@ def chat_message(
         "status": incident.phase,
         "ic": plain(", ".join(incident.roles.get("ic", []))),
         "war_room": room,
+        "metrics": [plain(m) for m in metrics or []],
         "bridge": str(request.params.get("bridge") or ""),
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)
     except TemplateError as exc:
         raise PermanentError(f"chat template for {request.transition}: {exc}") from None
+
+
+def current_metrics(runs: list[dict[str, Any]]) -> list[str]:
+    """The runbook's Prometheus values: the latest run's, each with the first run's value
+    beside it ("at declaration") when it has changed since."""
+    if not runs:
+        return []
+    first = {r.get("name"): r for r in runs[0].get("results", []) if r.get("type") == "promql"}
+    shown = []
+    for result in runs[-1].get("results", []):
+        if result.get("type") != "promql":
+            continue
+        line = f"{result.get('name')} {result.get('summary')}"
+        before = first.get(result.get("name"))
+        if len(runs) > 1 and before is not None and before.get("summary") != result.get("summary"):
+            line += f" (at declaration: {before.get('summary')})"
+        shown.append(line)
+    return shown
 
 
 def _human(seconds: int) -> str:
