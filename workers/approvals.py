@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import Queue
 
@@ -83,34 +84,8 @@ def pending(redis: Redis, keys: Keys, *, limit: int = 100) -> list[Proposal]:
 
 def reject(redis: Redis, keys: Keys, proposal_id: str, *, by: str, reason: str = "") -> bool:
     """Drop the proposal, recorded on its incident's timeline; False if unknown or expired."""
-    key = keys.proposal(proposal_id)
-    with redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
-                raw = pipe.get(key)
-                if raw is None:
-                    return False
-                proposal = parse(raw)
-                if clock.timestamp() >= float(proposal.get("expires_at", "inf")):
-                    return False
-                payload = proposal["payload"]
-                because = f": {reason}" if reason else ""
-                entry = timeline.entry(
-                    "rejected",
-                    f"{proposal['change']} rejected by {by}{because}",
-                    action=payload["action"],
-                    proposal=proposal_id,
-                    by=by,
-                )
-                pipe.multi()
-                pipe.delete(key)
-                pipe.zrem(keys.proposals, proposal_id)
-                timeline.append(pipe, keys, str(payload["incident_id"]), entry)
-                pipe.execute()
-                return True
-            except WatchError:
-                continue
+    note = f": {reason}" if reason else ""
+    return _settle(redis, keys, proposal_id, "rejected", by=by, note=note) is not None
 
 
 def parse(raw: bytes | str) -> dict[str, Any]:
@@ -150,6 +125,37 @@ def approve(
     and the job queued together, so an approval is never half done, and of two
     people approving at once only one queues the job.
     """
+
+    def check(payload: dict[str, Any]) -> None:
+        needed = approver(payload)
+        if not may(needed):
+            raise NotAllowed(needed)
+        if isinstance(payload.get("approved"), dict):  # the object it names
+            payload["approved"]["proposal"] = proposal_id
+
+    def queue_job(pipe: Pipeline, payload: dict[str, Any]) -> None:
+        job_id = approved_job_id(str(payload["incident_id"]), proposal_id)
+        enqueue(queue, RUN_ACTION, payload, job_id, pipeline=pipe)
+
+    payload = _settle(redis, keys, proposal_id, "approved", by=by, check=check, then=queue_job)
+    return approved_job_id(str(payload["incident_id"]), proposal_id) if payload else None
+
+
+def _settle(
+    redis: Redis,
+    keys: Keys,
+    proposal_id: str,
+    kind: str,
+    *,
+    by: str,
+    note: str = "",
+    check: Callable[[dict[str, Any]], None] = lambda payload: None,
+    then: Callable[[Pipeline, dict[str, Any]], None] = lambda pipe, payload: None,
+) -> dict[str, Any] | None:
+    """Use the pending proposal once (approved or rejected): its payload, or None if it
+    is unknown or expired. Under WATCH, so of two people at once only one uses it;
+    `check` may refuse before anything is written; the proposal's removal, the timeline
+    entry and `then`'s writes (the approved job) are one transaction."""
     key = keys.proposal(proposal_id)
     with redis.pipeline() as pipe:
         while True:
@@ -161,26 +167,21 @@ def approve(
                 proposal = parse(raw)
                 if clock.timestamp() >= float(proposal.get("expires_at", "inf")):
                     return None
-                payload = proposal["payload"]
-                needed = approver(payload)
-                if not may(needed):
-                    raise NotAllowed(needed)
-                if isinstance(payload.get("approved"), dict):  # the object it names
-                    payload["approved"]["proposal"] = proposal_id
-                job_id = approved_job_id(str(payload["incident_id"]), proposal_id)
-                pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
-                pipe.delete(key)
-                pipe.zrem(keys.proposals, proposal_id)
+                payload: dict[str, Any] = proposal["payload"]
+                check(payload)
                 entry = timeline.entry(
-                    "approved",
-                    f"{proposal['change']} approved by {by}",
+                    kind,
+                    f"{proposal['change']} {kind} by {by}{note}",
                     action=payload["action"],
                     proposal=proposal_id,
                     by=by,
                 )
+                pipe.multi()  # RQ's enqueue(pipeline=) would open it after our first command
+                pipe.delete(key)
+                pipe.zrem(keys.proposals, proposal_id)
                 timeline.append(pipe, keys, str(payload["incident_id"]), entry)
-                enqueue(queue, RUN_ACTION, payload, job_id, pipeline=pipe)
+                then(pipe, payload)
                 pipe.execute()
-                return job_id
+                return payload
             except WatchError:
                 continue  # someone else took or changed it: look again
