@@ -82,11 +82,6 @@ class NotifyParams(Params):
 
 
 class WarRoomParams(Params):
-    invite: list[Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$")]] = Field(
-        default_factory=list,
-        max_length=50,
-        description="Slack user ids to invite (set by alertpilot: the IC once assigned).",
-    )
     bridge: str | None = BRIDGE
 
 

@@ -45,7 +45,6 @@ def war_room(request: ActionRequest, incident: Incident, vendors: Vendors) -> Ou
         slack.post(channel_id, chat_message(request, incident, vendors.integrations))
         vendors.redis.hset(external, posted, "1")
     invited = [incident.contacts[n] for n in incident.roles.get("ic", []) if n in incident.contacts]
-    invited += [str(u) for u in request.params.get("invite") or []]
     if invited:  # last: one unknown user fails the job after the message is out
         slack.invite(channel_id, invited)
     also = f", invited {len(invited)}" if invited else ""
