@@ -213,8 +213,9 @@ def _is_ready(base_url: str) -> bool:
         return False
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, deadline: float) -> bool:
-    """Poll ``/-/ready`` until ``deadline``; False if the process exits or time runs out."""
+def wait_ready(process: subprocess.Popen[bytes], base_url: str, deadline: float) -> bool:
+    """Poll ``/-/ready`` (Alertmanager's and Prometheus's) until ``deadline``; False if the
+    process exits or time runs out."""
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
@@ -290,7 +291,7 @@ def run_alertmanager(
                 port = _free_loopback_port()
                 base_url = f"http://127.0.0.1:{port}"
                 process = _start(binary, config_path, data_dir, log_file, port)
-                if _wait_ready(process, base_url, deadline):
+                if wait_ready(process, base_url, deadline):
                     break
                 returncode = process.poll()
                 _stop(process)

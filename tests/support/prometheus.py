@@ -38,6 +38,8 @@ from typing import IO, Any
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from tests.support.alertmanager import wait_ready
+
 DEFAULT_BINARY = "/usr/bin/prometheus"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 READY_TIMEOUT_S = 15.0
@@ -217,25 +219,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def _is_ready(base_url: str) -> bool:
-    try:
-        with _OPENER.open(f"{base_url}/-/ready", timeout=_PROBE_TIMEOUT_S) as response:
-            ready: bool = response.status == 200
-            return ready
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if _is_ready(base_url):
-            return True
-        time.sleep(_POLL_INTERVAL_S)
-    return False
-
-
 @contextlib.contextmanager
 def run_prometheus(
     workdir: pathlib.Path,
@@ -271,7 +254,7 @@ def run_prometheus(
                 port = free_loopback_port()
                 base_url = f"http://127.0.0.1:{port}"
                 process = _start(binary, config_path, data_dir, log, port)
-                if _wait_ready(process, base_url, deadline):
+                if wait_ready(process, base_url, deadline):
                     break
                 _stop(process)
                 process = None
