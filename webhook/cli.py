@@ -22,7 +22,7 @@ from webhook import failed_jobs, people_cli
 from webhook.policy import commands as commands_
 from webhook.worker import HEARTBEAT_FILE
 from workers.config import Settings, SettingsError
-from workers.policy.loader import PolicyError, load_policy
+from workers.policy.loader import KUSTOMIZATION, PolicyError, load_policy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,13 +79,25 @@ def _parser() -> argparse.ArgumentParser:
 
     _policy_parsers(commands)
 
-    deploy = commands.add_parser("deploy", help="Kubernetes objects made from the policy")
-    rbac = deploy.add_subparsers(required=True, metavar="ACTION").add_parser(
+    deploy = commands.add_parser(
+        "deploy", help="Kubernetes objects made from the policy"
+    ).add_subparsers(required=True, metavar="ACTION")
+    rbac = deploy.add_parser(
         "rbac", help="mitigation Role and RoleBinding per allowed namespace (YAML)"
     )
     rbac.add_argument("directory", nargs="?", type=Path, default=None, help="policy directory")
     rbac.add_argument("--namespace", default="alertpilot", help="the namespace alertpilot runs in")
     rbac.set_defaults(run=_deploy_rbac)
+    policies = deploy.add_parser(
+        "policies", help="write DIR/kustomization.yaml, which ships the policies to the pods"
+    )
+    policies.add_argument(
+        "--dir", type=Path, default=Path("policies"), help="policy directory (policies)"
+    )
+    policies.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the file is stale"
+    )
+    policies.set_defaults(run=_deploy_policies)
 
     replay = commands.add_parser("replay", help="recorded notifications").add_subparsers(
         required=True, metavar="ACTION"
@@ -190,6 +202,28 @@ def _deploy_rbac(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print(text, end="")
     return 0
+
+
+def _deploy_policies(args: argparse.Namespace, settings: Settings) -> int:
+    from webhook import deploy_policies
+
+    try:
+        if not args.check:
+            print(f"wrote {deploy_policies.write(args.dir)}")
+            return 0
+        problem = deploy_policies.stale(args.dir)
+    except (ValueError, OSError) as exc:
+        print(f"alertpilot: {exc}", file=sys.stderr)
+        return 1
+    if problem is None:
+        print(f"{args.dir / KUSTOMIZATION} is up to date")
+        return 0
+    print(
+        f"alertpilot: {problem}: run `alertpilot deploy policies --dir {args.dir}` "
+        "and commit the result",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _explain(args: argparse.Namespace, settings: Settings) -> int:

@@ -254,14 +254,25 @@ def _significant(route: Route, match_all: frozenset[str]) -> frozenset[str]:
     return frozenset(str(m) for m in matchers if not (m.op == "=~" and m.value in match_all))
 
 
+TEMPLATES_FOLDER = "templates"
+
+
+def template_files(directory: Path) -> list[Path]:
+    """The chat templates in DIR/templates (`*.j2`), in name order."""
+    folder = directory / TEMPLATES_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.j2") if p.is_file())
+
+
 def message_templates(directory: Path) -> list[Problem]:
     """The chat templates in DIR/templates: each must parse and render a sample incident."""
     problems: list[Problem] = []
-    folder = directory / "templates"
-    if not folder.is_dir():
+    files = template_files(directory)
+    if not files:
         return problems
-    env = templates.environment(folder)
-    for path in sorted(folder.glob("*.j2")):
+    env = templates.environment(directory / TEMPLATES_FOLDER)
+    for path in files:
         if path.name not in templates.NAMES.values():
             known = ", ".join(sorted(set(templates.NAMES.values())))
             message = f"unused template (expected one of {known})"

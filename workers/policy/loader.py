@@ -36,6 +36,7 @@ from workers.policy.runbooks import load_runbooks, runbook_files
 from workers.policy.source import read_bytes, read_text, read_yaml
 
 __all__ = [
+    "KUSTOMIZATION",
     "Marks",
     "PathKey",
     "PolicyError",
@@ -54,9 +55,17 @@ class _Loaded:
     marks: Marks
 
 
+KUSTOMIZATION = "kustomization.yaml"
+"""Not a policy file: the kustomize Component that ships the directory (`deploy policies`)."""
+
+
 def policy_files(directory: Path) -> list[Path]:
     """The YAML files of a set, in name order (which is also route order)."""
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != KUSTOMIZATION
+    )
 
 
 def read_policy_files(directory: Path) -> tuple[dict[Path, str], str]:
