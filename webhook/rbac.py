@@ -14,7 +14,8 @@ names the objects where the policy fixes them:
 - configmaps are only ever touched as pre-approved manifests (policies/manifests), so
   they are limited to the names of the ConfigMap manifests that can land in the
   namespace, and get no rule at all without one.
-- ReplicaSets and HorizontalPodAutoscalers are found by listing, so they cannot be named.
+- ReplicaSets and HorizontalPodAutoscalers are found by listing, so they cannot be named;
+  so are the pods and Warning events a runbook's `workload_status` step reads.
 
 A server-side apply that creates an object is authorized as `create` of that name, so
 names bound creates too. Regenerate after changing the allowlist or the manifests, and
@@ -61,6 +62,9 @@ RULES = (
     Rule("autoscaling", "horizontalpodautoscalers", ("list", "patch"), named=False),
     Rule("networking.k8s.io", "ingresses", ("get", "patch", "create", "delete"), named=True),
     Rule("", "configmaps", ("get", "patch", "create", "delete"), named=True, manifests_only=True),
+    # Runbooks' workload_status: the pods of a deployment and recent Warning events.
+    Rule("", "pods", ("list",), named=False),
+    Rule("", "events", ("list",), named=False),
 )
 
 

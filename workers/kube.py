@@ -2,7 +2,7 @@
 
 Permanent: 400, 401, 403, 404, 422 (retrying cannot help). Transient: 409 (a
 concurrent writer: re-read and try again), 429, 5xx, connection errors.
-Every call this adapter makes is one the Role in deploy/base/rbac.yaml allows.
+Every call this adapter makes is one the Role in deploy/components/mitigation-target allows.
 """
 
 from __future__ import annotations
@@ -57,8 +57,37 @@ class Revision:
         return ", ".join(str(c.get("image")) for c in containers) or "no image"
 
 
+@dataclass(frozen=True)
+class PodState:
+    """One pod of a workload as `kubectl get pods` and `describe` would show it."""
+
+    name: str
+    ready: bool
+    restarts: int
+    waiting: str | None
+    """Why a container is not running (CrashLoopBackOff, ImagePullBackOff...)."""
+    last_termination: str | None
+    """Why a container last ended (OOMKilled, Error...)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A deployment's replicas, its pods and its recent Warning events (read only)."""
+
+    desired: int
+    ready: int
+    available: int
+    updated: int
+    pods: list[PodState]
+    warnings: list[str]
+    """Newest first: "BackOff x12 on pod api-7c9: Back-off restarting failed container"."""
+
+
 REVISION = "deployment.kubernetes.io/revision"
 FIELD_MANAGER = "alertpilot"
+MAX_PODS = 200
+"""Pods one workload read looks at (a list call's `limit`)."""
+MAX_EVENTS = 500
 
 
 def api_client(kubeconfig: str | None) -> Any:
@@ -234,6 +263,46 @@ class Kubernetes:
             ]
         return current, sorted(revisions, key=lambda r: r.number)
 
+    def workload(self, namespace: str, name: str, *, warnings: int = 5) -> Workload:
+        """The deployment's replicas, its pods (by its selector) and the newest `warnings`
+        Warning events about it, its ReplicaSets or its pods. Get and list only."""
+        found = self.read("deployments", namespace, name)
+        if found is None:
+            raise PermanentError(f"deployment {namespace}/{name} not found")
+        with _wrapped(f"list pods {namespace}"):
+            match = found["spec"]["selector"].get("matchLabels") or {}
+            listed: Any = self.core.list_namespaced_pod(
+                namespace,
+                label_selector=",".join(f"{k}={v}" for k, v in match.items()),
+                limit=MAX_PODS,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            pods = [_pod_state(pod) for pod in listed.items]
+        with _wrapped(f"list events {namespace}"):
+            events: Any = self.core.list_namespaced_event(
+                namespace,
+                field_selector="type=Warning",
+                limit=MAX_EVENTS,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            prefix = f"{name}-"  # its ReplicaSets and their pods are named after it
+            about = [
+                e
+                for e in events.items
+                if e.involved_object.name == name or str(e.involved_object.name).startswith(prefix)
+            ]
+            about.sort(key=_event_time, reverse=True)
+            shown = [_warning(e) for e in about[:warnings]]
+        status = found.get("status") or {}
+        return Workload(
+            desired=int(found["spec"].get("replicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            pods=pods,
+            warnings=shown,
+        )
+
     def roll_back(self, namespace: str, name: str, *, current: int, to: Revision) -> None:
         """What `kubectl rollout undo` does: the old ReplicaSet's pod template, put back.
 
@@ -268,6 +337,39 @@ def _revision(api: Any, rs: Any) -> Revision:
         created if created.tzinfo else created.replace(tzinfo=UTC),
         template,
     )
+
+
+def _pod_state(pod: Any) -> PodState:
+    statuses = pod.status.container_statuses or [] if pod.status else []
+    waiting = next((s.state.waiting.reason for s in statuses if s.state and s.state.waiting), None)
+    ended = next(
+        (
+            s.last_state.terminated.reason
+            for s in statuses
+            if s.last_state and s.last_state.terminated
+        ),
+        None,
+    )
+    return PodState(
+        name=str(pod.metadata.name),
+        ready=bool(statuses) and all(s.ready for s in statuses),
+        restarts=sum(int(s.restart_count or 0) for s in statuses),
+        waiting=str(waiting) if waiting else None,
+        last_termination=str(ended) if ended else None,
+    )
+
+
+def _event_time(event: Any) -> datetime:
+    when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    if not isinstance(when, datetime):
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _warning(event: Any) -> str:
+    count = f" x{event.count}" if (event.count or 1) > 1 else ""
+    what = f"{str(event.involved_object.kind).lower()} {event.involved_object.name}"
+    return f"{event.reason}{count} on {what}: {event.message or ''}".strip()
 
 
 def _resource_of(manifest: dict[str, Any]) -> str:

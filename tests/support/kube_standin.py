@@ -6,32 +6,41 @@
         AppsV1Api(api).patch_namespaced_deployment_scale("api", "production", {"spec": {...}})
         assert ("apps", "deployments/scale", "patch") in kube.calls
 
-Serves ``/apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}[/scale]]`` (``/api/v1/...``
-for configmaps): apps/v1 deployments (+ scale: GET, PATCH, PUT with a stale
+Serves ``/apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}[/scale]]`` (``/api/v1/...`` for
+the core kinds): apps/v1 deployments (+ scale: GET, PATCH, PUT with a stale
 ``metadata.resourceVersion`` -> 409) and replicasets, autoscaling/v2 horizontalpodautoscalers,
-networking.k8s.io/v1 ingresses, v1 configmaps. GET is get, or list with equality
-``labelSelector`` terms; POST creates; PATCH takes strategic merge (maps deep-merged, null
-deletes, lists of objects merged by ``name``; a stale ``metadata.resourceVersion`` in the body
--> 409, as the API server does), merge patch (RFC 7386), JSON patch
-(add/replace/remove/test) or server-side apply (``application/apply-patch+yaml`` and
-``fieldManager``: creates (201) or merges, and records the manager in ``managedFields``).
-DELETE of a named object removes it and answers 200 with a ``Status`` (status Success, details
-{name, group, kind: the resource, uid}), as the API server does for every kind served here (only
-kinds like pods return the deleted object); ``DeleteOptions`` ``preconditions`` (uid,
-resourceVersion) that do not hold are 409; deleting a deployment deletes the ReplicaSets it owns
-unless ``propagationPolicy=Orphan`` (then they lose the owner reference). DELETE of the scale
-subresource or of a collection is 405. ``dryRun=All`` (query, or the DeleteOptions' ``dryRun``)
-answers without storing. A bearer token is required (401). Errors are Kubernetes ``Status``
-objects; a missing object is 404. Every routed call is recorded in ``calls`` as the RBAC triple
-(apiGroup, resource[/subresource], verb), verb one of get/list/create/patch/update/delete (and
-deletecollection for a DELETE without a name). ``hold_after_write("deployments/scale", 5)``
-stores the next write of that resource and holds its answer back (a client can die waiting).
+networking.k8s.io/v1 ingresses, v1 configmaps; and, to read only (any write is 405, the RBAC triple
+still recorded), v1 pods (``add_pod``: as the kubelet reports them, container states, restarts, last
+termination, owner ReplicaSet) and v1 events (``add_event``). GET is get, or list with equality
+``labelSelector`` terms and ``fieldSelector`` terms (``=``, ``==``, ``!=``, comma AND; events: type,
+reason, involvedObject.{kind,name,namespace,uid,...}, source, reportingComponent; pods:
+status.phase, spec.nodeName, ...; every kind: metadata.name and metadata.namespace; any other label
+is 400 as the API server answers, for pods and events "field label not supported: LABEL"), paged by
+``limit`` (``metadata.continue`` token, ``remainingItemCount`` when no selector) in name order; POST
+creates; PATCH takes strategic merge (maps deep-merged, null deletes, lists of objects merged by
+``name``; a stale ``metadata.resourceVersion`` in the body -> 409, as the API server does), merge
+patch (RFC 7386), JSON patch (add/replace/remove/test) or server-side apply
+(``application/apply-patch+yaml`` and ``fieldManager``: creates (201) or merges, and records the
+manager in ``managedFields``). DELETE of a named object removes it and answers 200 with a ``Status``
+(status Success, details {name, group, kind: the resource, uid}), as the API server does for every
+kind deleted here (pods would return the deleted object, but they are read-only here);
+``DeleteOptions`` ``preconditions`` (uid, resourceVersion) that do not hold are 409; deleting a
+deployment deletes the ReplicaSets it owns unless ``propagationPolicy=Orphan`` (then they lose the
+owner reference). DELETE of the scale subresource or of a collection is 405. ``dryRun=All`` (query,
+or the DeleteOptions' ``dryRun``) answers without storing. A bearer token is required (401). Errors
+are Kubernetes ``Status`` objects; a missing object is 404. Every routed call is recorded in
+``calls`` as the RBAC triple (apiGroup, resource[/subresource], verb), verb one of
+get/list/create/patch/update/delete (and deletecollection for a DELETE without a name).
+``hold_after_write("deployments/scale", 5)`` stores the next write of that resource and holds its
+answer back (a client can die waiting).
 
-Controllers act instantly: a deployment's status equals its spec; a template change rolls out a
+Controllers act instantly: a deployment's status equals its spec (its ready and available
+counts are its seeded pods' that are Ready, once it has any); a template change rolls out a
 revision as the deployment controller does (the owned ReplicaSet with that template is reused,
 else one is created; ``deployment.kubernetes.io/revision`` becomes max+1, so ``kubectl rollout
 undo`` style rollbacks and restarts show up in ``replicasets``); an HPA's status follows its
 target. Writes that change nothing keep resourceVersion; spec changes bump generation.
+``KubeStandIn(token, now=clock)`` stamps creation (and pod and event) times from ``clock``.
 """
 
 from __future__ import annotations
@@ -43,9 +52,11 @@ import json
 import re
 import threading
 import uuid
+from base64 import b64decode, b64encode
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -63,7 +74,53 @@ KINDS = {  # (group, resource) -> (version, kind)
     ("autoscaling", "horizontalpodautoscalers"): ("v2", "HorizontalPodAutoscaler"),
     ("networking.k8s.io", "ingresses"): ("v1", "Ingress"),
     ("", "configmaps"): ("v1", "ConfigMap"),
+    ("", "pods"): ("v1", "Pod"),
+    ("", "events"): ("v1", "Event"),
 }
+READ_ONLY = {("", "pods"), ("", "events")}
+"""Kinds the stand-in serves to read: a write is 405 (alertpilot never writes them)."""
+META_FIELDS = {"metadata.name": "metadata.name", "metadata.namespace": "metadata.namespace"}
+FIELDS = {  # (group, resource) -> {field selector label: dotted path in the object}
+    ("", "pods"): META_FIELDS
+    | {
+        label: label
+        for label in (
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        )
+    },
+    ("", "events"): META_FIELDS
+    | {
+        label: label
+        for label in (
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "type",
+        )
+    }
+    | {"source": "source.component"},
+}
+"""The field labels the API server converts per kind (core pods and events register their
+own, answering "field label not supported" otherwise; every other kind has only metadata's)."""
+NODE = "standin-worker-1"
+TERMINATION_EXIT = {"OOMKilled": 137, "Error": 1, "Completed": 0, "ContainerCannotRun": 128}
+CONTAINER_REASONS = {"BackOff", "Failed", "Pulling", "Pulled", "Created", "Started", "Killing"}
+CONTAINER_REASONS |= {"Unhealthy", "ProbeWarning"}
+"""Reasons the kubelet reports about one container (involvedObject.fieldPath names it)."""
+COMPONENTS = {"Deployment": "deployment-controller", "ReplicaSet": "replicaset-controller"}
+COMPONENTS |= {"HorizontalPodAutoscaler": "horizontal-pod-autoscaler", "Pod": "kubelet"}
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}
 REASONS |= {405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 422: "Invalid"}
 REASONS |= {415: "UnsupportedMediaType", 429: "TooManyRequests", 500: "InternalError"}
@@ -135,8 +192,12 @@ class _Server(HTTPSStandIn):
 class KubeStandIn:
     """See the module docstring. Seed with ``add_*``; inspect ``requests``, ``calls``, objects."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, now: Callable[[], datetime] | None = None) -> None:
+        """``now`` (default the real UTC time) stamps what the stand-in stamps itself:
+        creationTimestamp, managedFields times, pod and event times not given."""
         self.token = token
+        self._now = now or (lambda: datetime.now(UTC))
+        self._pod_ips = itertools.count(10)
         self._server = _Server(self)
         self._lock = threading.RLock()
         self._rv = itertools.count(1000)
@@ -251,6 +312,164 @@ class KubeStandIn:
                 body["metadata"]["creationTimestamp"] = _stamp(created)
             return self._seed("apps", "replicasets", namespace, body)
 
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        labels: dict[str, str],
+        ready: bool = True,
+        restarts: int = 0,
+        waiting_reason: str | None = None,
+        last_terminated_reason: str | None = None,
+        owner_replicaset: str | None = None,
+        phase: str | None = None,
+        container: str | None = None,
+        image: str | None = None,
+        created: datetime | None = None,
+    ) -> Obj:
+        """A one-container pod as the API server returns it once the kubelet reported it.
+
+        The container runs, unless ``waiting_reason`` ("CrashLoopBackOff", "ImagePullBackOff";
+        "ContainerCreating" is the default for phase Pending) or a terminal ``phase``
+        (Succeeded/Failed: terminated Completed/Error); ``ready`` needs it running. ``phase``
+        defaults to Pending for a waiting container that never ran (``restarts`` 0), as the
+        kubelet reports it, else Running.
+        ``last_terminated_reason`` ("Error", "OOMKilled": exit 1, 137) is its previous run's
+        end, "Error" by default for CrashLoopBackOff; both need ``restarts`` >= 1.
+        ``owner_replicaset`` (a stored ReplicaSet) owns the pod: it gets the ReplicaSet's
+        pod-template-hash label and template annotations, ``container`` and ``image`` default
+        to its template's first container, and ``labels`` must match its selector (so its
+        deployment's too). Else ``container`` is "app", ``image`` registry.example/CONTAINER:1.
+        ``created`` (default now) is the creationTimestamp; status times follow it, up to now.
+        """
+        if not isinstance(restarts, int) or restarts < 0:
+            raise ValueError(f"restarts must be an integer >= 0, got {restarts!r}")
+        if phase is None:
+            phase = "Pending" if waiting_reason is not None and restarts == 0 else "Running"
+        if phase not in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+            raise ValueError(f"not a pod phase: {phase!r}")
+        if waiting_reason is None and phase == "Pending":
+            waiting_reason = "ContainerCreating"
+        if waiting_reason == "CrashLoopBackOff" and last_terminated_reason is None:
+            last_terminated_reason = "Error"
+        if last_terminated_reason is not None and restarts < 1:
+            ended = f"last_terminated_reason {last_terminated_reason!r}"
+            raise ValueError(f"a container restarted after it ended ({ended}): pass restarts >= 1")
+        running = waiting_reason is None and phase in ("Running", "Unknown")
+        if ready and not running:
+            raise ValueError(f"a container that does not run (phase {phase}) is not ready")
+        with self._lock:
+            meta: Obj = {"name": name, "labels": dict(labels)}
+            template: Obj = {}
+            if owner_replicaset is not None:
+                rs = self._objects[("apps", "replicasets", namespace, owner_replicaset)]
+                template = copy.deepcopy(rs["spec"].get("template") or {})
+                hash_label = rs["metadata"].get("labels", {}).get("pod-template-hash")
+                if hash_label is not None:
+                    meta["labels"].setdefault("pod-template-hash", hash_label)
+                wanted = rs["spec"]["selector"].get("matchLabels") or {}
+                if any(meta["labels"].get(k) != v for k, v in wanted.items()):
+                    raise ValueError(
+                        f"labels {meta['labels']} do not match the selector {wanted} of"
+                        f" ReplicaSet {owner_replicaset}: it would not own this pod"
+                    )
+                ref: Obj = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner_replicaset}
+                ref |= {"uid": rs["metadata"]["uid"], "controller": True}
+                meta["ownerReferences"] = [ref | {"blockOwnerDeletion": True}]
+                meta["generateName"] = f"{owner_replicaset}-"
+                annotations = (template.get("metadata") or {}).get("annotations") or {}
+                meta["annotations"] = dict(annotations)
+            templated = (template.get("spec") or {}).get("containers") or []
+            named = [c for c in templated if container in (None, c.get("name"))]
+            spec_container: Obj = copy.deepcopy(named[0]) if named else {}
+            spec_container["name"] = container or spec_container.get("name") or "app"
+            default_image = f"registry.example/{spec_container['name']}:1"
+            spec_container["image"] = image or spec_container.get("image") or default_image
+            uid = str(uuid.uuid4())
+            ip = next(self._pod_ips)
+            body = _pod(
+                meta,
+                spec_container,
+                uid=uid,
+                namespace=namespace,
+                ready=ready,
+                restarts=restarts,
+                waiting_reason=waiting_reason,
+                last_terminated_reason=last_terminated_reason,
+                phase=phase,
+                created=created or self._now(),
+                now=self._now(),
+                pod_ip=f"10.244.{ip // 250}.{ip % 250 + 2}",
+            )
+            pod = self._seed("", "pods", namespace, body, uid=uid)
+            for (group, resource, ns, _), obj in self._objects.items():
+                if (group, resource, ns) == ("apps", "deployments", namespace):
+                    self._converge(ns, obj)  # its ready count now counts this pod
+            return pod
+
+    def add_event(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        involved_kind: str,
+        involved_name: str,
+        reason: str,
+        message: str,
+        type: str = "Warning",
+        count: int = 1,
+        last_timestamp: datetime | None = None,
+        first_timestamp: datetime | None = None,
+    ) -> Obj:
+        """A core v1 Event about ``involved_kind``/``involved_name`` in ``namespace``, as the
+        kubelet or a controller records it. involvedObject has the object's uid, apiVersion
+        and resourceVersion when the stand-in holds it (and, for a pod's container reasons
+        such as BackOff, fieldPath spec.containers{NAME}); source/reportingComponent is the
+        reporting component of that kind (kubelet for pods, on the pod's node).
+        ``last_timestamp`` defaults to now, ``first_timestamp`` to ``count`` - 1 minutes
+        before it; creationTimestamp is the first.
+        """
+        if type not in ("Normal", "Warning"):
+            raise ValueError(f"an event's type is Normal or Warning, got {type!r}")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an integer >= 1, got {count!r}")
+        last = last_timestamp or self._now()
+        first = first_timestamp or last - timedelta(minutes=count - 1)
+        if first > last:
+            raise ValueError(f"first_timestamp {first} is after last_timestamp {last}")
+        with self._lock:
+            involved: Obj = {"kind": involved_kind, "namespace": namespace, "name": involved_name}
+            source: Obj = {}
+            component = COMPONENTS.get(involved_kind)
+            if component is not None:
+                source["component"] = component
+            found = next(
+                (
+                    obj
+                    for (_, _, ns, obj_name), obj in self._objects.items()
+                    if (ns, obj_name, obj["kind"]) == (namespace, involved_name, involved_kind)
+                ),
+                None,
+            )
+            if found is not None:
+                involved["uid"] = found["metadata"]["uid"]
+                involved["apiVersion"] = found["apiVersion"]
+                involved["resourceVersion"] = found["metadata"]["resourceVersion"]
+            if involved_kind == "Pod" and found is not None:
+                source["host"] = found["spec"].get("nodeName", NODE)
+                if reason in CONTAINER_REASONS:
+                    first_container = found["spec"]["containers"][0]["name"]
+                    involved["fieldPath"] = f"spec.containers{{{first_container}}}"
+            meta = {"name": name, "creationTimestamp": _stamp(first)}
+            body: Obj = {"metadata": meta, "involvedObject": involved}
+            body |= {"reason": reason, "message": message, "source": source}
+            body |= {"firstTimestamp": _stamp(first), "lastTimestamp": _stamp(last)}
+            body |= {"count": count, "type": type, "eventTime": None}
+            body |= {"reportingComponent": source.get("component", "")}
+            body |= {"reportingInstance": source.get("host", "")}
+            return self._seed("", "events", namespace, body)
+
     # faults -------------------------------------------------------------------------------
     def fail_next(self, verb: str, resource: str, status: int) -> None:
         """Answer the next ``verb`` call on ``resource`` ("deployments/scale") with a Status."""
@@ -350,7 +569,9 @@ class KubeStandIn:
             verb = "deletecollection"
         resource = route.resource + (f"/{route.sub}" if route.sub else "")
         self._authorize(route, verb)
-        if route.name is None:
+        if (route.group, route.resource) in READ_ONLY:
+            allowed = {"GET"}
+        elif route.name is None:
             allowed = {"GET", "POST"}
         else:
             allowed = {"GET", "PATCH", "PUT"} if route.sub else {"GET", "PATCH", "DELETE"}
@@ -391,7 +612,7 @@ class KubeStandIn:
     ) -> tuple[int, Obj]:
         dry = query.get("dryRun") == "All"
         if method == "GET" and route.name is None:
-            return 200, self._list(route, query.get("labelSelector", ""))
+            return 200, self._list(route, query)
         if method == "POST":
             name = body.get("metadata", {}).get("name") if isinstance(body, dict) else None
             if not name:
@@ -438,7 +659,7 @@ class KubeStandIn:
             raise KubeError(400, message)
         entry: Obj = {"manager": query["fieldManager"], "operation": "Apply"}
         entry |= {"apiVersion": api_version}
-        entry |= {"time": _stamp(None), "fieldsType": "FieldsV1", "fieldsV1": {}}
+        entry |= {"time": _stamp(self._now()), "fieldsType": "FieldsV1", "fieldsV1": {}}
         body = copy.deepcopy(body)
         body["metadata"].pop("managedFields", None)
         body["metadata"].pop("resourceVersion", None)
@@ -483,34 +704,61 @@ class KubeStandIn:
                 del self._objects[("apps", "replicasets", route.ns, rs["metadata"]["name"])]
         return status
 
-    def _list(self, route: _Route, selector: str) -> Obj:
+    def _list(self, route: _Route, query: dict[str, str]) -> Obj:
+        """``labelSelector`` and ``fieldSelector`` (equality terms), ``limit`` and
+        ``continue`` as the API server pages: in name order, with a continue token."""
+        selector, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         terms = [term.strip() for term in selector.split(",") if term.strip()]
         if not all(re.fullmatch(r"!?[\w./-]+|[\w./-]+\s*(==|!=|=)\s*[\w.-]*", t) for t in terms):
             raise KubeError(400, f"unable to parse requirement: {selector!r}")
+        requirements = _field_requirements(route, fields)
+        try:
+            limit = int(query.get("limit") or 0)
+            start = json.loads(b64decode(query["continue"]))["start"] if "continue" in query else ""
+        except (ValueError, KeyError, TypeError) as error:
+            raise KubeError(400, f"continue or limit is not valid: {error}") from error
         version, kind = KINDS[(route.group, route.resource)]
         items = []
-        for (group, resource, ns, _), obj in sorted(self._objects.items()):
+        for (group, resource, ns, name), obj in sorted(self._objects.items()):
             labels = obj["metadata"].get("labels") or {}
-            if (group, resource, ns) != (route.group, route.resource, route.ns):
+            if (group, resource, ns) != (route.group, route.resource, route.ns) or name < start:
                 continue
-            if all(_selects(labels, term) for term in terms):  # typed list items: no kind
-                items.append(copy.deepcopy(obj))
+            if not all(_selects(labels, term) for term in terms):
+                continue
+            if all(
+                (_field(obj, path) == value) != negated for path, negated, value in requirements
+            ):
+                items.append(copy.deepcopy(obj))  # typed list items: no kind
                 del items[-1]["apiVersion"], items[-1]["kind"]
         api_version = f"{route.group}/{version}" if route.group else version
-        meta = {"resourceVersion": str(next(self._rv))}
+        rv = next(self._rv)
+        meta: Obj = {"resourceVersion": str(rv)}
+        if 0 < limit < len(items):
+            last = items[limit - 1]["metadata"]["name"]
+            token = {"v": "meta.k8s.io/v1", "rv": rv, "start": last + "\x00"}
+            meta["continue"] = b64encode(json.dumps(token).encode()).decode()
+            if not terms and not requirements:  # unknown when a selector filters
+                meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
         return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": meta, "items": items}
 
-    def _seed(self, group: str, resource: str, namespace: str, body: Obj) -> Obj:
+    def _seed(
+        self, group: str, resource: str, namespace: str, body: Obj, uid: str | None = None
+    ) -> Obj:
         with self._lock:
-            return self._create(group, resource, namespace, body, dry=False)
+            return self._create(group, resource, namespace, body, dry=False, uid=uid)
 
-    def _create(self, group: str, resource: str, ns: str, body: Obj, dry: bool) -> Obj:
+    def _create(
+        self, group: str, resource: str, ns: str, body: Obj, dry: bool, uid: str | None = None
+    ) -> Obj:
         version, kind = KINDS[(group, resource)]
         obj: Obj = {"apiVersion": f"{group}/{version}" if group else version, "kind": kind}
         obj |= copy.deepcopy(body)
         meta: Obj = obj.setdefault("metadata", {})
-        meta |= {"namespace": ns, "uid": str(uuid.uuid4()), "generation": 1}
-        meta.setdefault("creationTimestamp", _stamp(None))
+        meta |= {"namespace": ns, "uid": uid or str(uuid.uuid4())}
+        if resource != "events":  # events have no spec, so no generation
+            meta["generation"] = 1
+        meta.setdefault("creationTimestamp", _stamp(self._now()))
         meta.setdefault("labels", {})
         meta.setdefault("annotations", {})
         if resource == "deployments":
@@ -580,6 +828,21 @@ class KubeStandIn:
     def _converge(self, ns: str, deployment: Obj) -> None:
         n, generation = deployment["spec"]["replicas"], deployment["metadata"]["generation"]
         status = {"replicas": n, "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n}
+        match = deployment["spec"]["selector"].get("matchLabels") or {}
+        pods = [
+            pod
+            for (group, resource, pod_ns, _), pod in self._objects.items()
+            if (group, resource, pod_ns) == ("", "pods", ns)
+            and all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in match.items())
+        ]
+        if pods:  # seeded pods: the ready and available counts are theirs
+            ready = sum(
+                1
+                for pod in pods
+                for c in pod.get("status", {}).get("conditions", [])
+                if c.get("type") == "Ready" and c.get("status") == "True"
+            )
+            status |= {"readyReplicas": min(n, ready), "availableReplicas": min(n, ready)}
         deployment["status"] = status | {"observedGeneration": generation}
         revision = deployment["metadata"]["annotations"].get(REVISION)
         for rs in self._owned(ns, deployment):
@@ -658,6 +921,174 @@ def _selects(labels: dict[str, str], term: str) -> bool:
         return term[1:] not in labels if term.startswith("!") else term in labels
     key, op, value = re.split(r"\s*(==|!=|=)\s*", term, maxsplit=1)
     return (labels.get(key) == value) != (op == "!=")
+
+
+def _field_requirements(route: _Route, selector: str) -> list[tuple[str, bool, str]]:
+    """(path, negated, value) of each ``fieldSelector`` term, parsed as apimachinery's fields
+    package does (terms split at unescaped commas, operators != == =, values unescaped),
+    then converted for the kind: an unknown label is 400, as the API server answers."""
+    terms, start, escaped = [], 0, False
+    for i, char in enumerate(selector):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            terms.append(selector[start:i])
+            start = i + 1
+    terms.append(selector[start:])
+    supported = FIELDS.get((route.group, route.resource), META_FIELDS)
+    found = []
+    for term in sorted(t for t in terms if t):
+        m = re.fullmatch(r"(.*?)(!=|==|=)(.*)", term, re.DOTALL)
+        if m is None:
+            raise KubeError(400, f"invalid selector: '{selector}'; can't understand '{term}'")
+        label, op, value = m.groups()
+        if label not in supported:
+            raise KubeError(400, _unsupported_field(route, label))
+        found.append((supported[label], op == "!=", _unescaped(selector, value)))
+    return found
+
+
+def _unescaped(selector: str, value: str) -> str:
+    r"""A field selector value: only \\ \, \= are escapes; a bare , or = is an error."""
+    out, escaped = [], False
+    for char in value:
+        if escaped and char not in "\\,=":
+            raise KubeError(400, f"invalid selector: '{selector}': invalid escape \\{char}")
+        if not escaped and char in ",=":
+            raise KubeError(400, f"invalid selector: '{selector}': unescaped {char}")
+        escaped = not escaped and char == "\\"
+        if not escaped:
+            out.append(char)
+    if escaped:
+        raise KubeError(400, f"invalid selector: '{selector}': a trailing \\")
+    return "".join(out)
+
+
+def _unsupported_field(route: _Route, label: str) -> str:
+    if (route.group, route.resource) in FIELDS:  # core pods and events
+        return f"field label not supported: {label}"
+    return f'"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+
+
+def _field(obj: Obj, path: str) -> str:
+    """A selectable field's value: missing is the empty string, as in the API server."""
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def _pod(
+    meta: Obj,
+    container: Obj,
+    *,
+    uid: str,
+    namespace: str,
+    ready: bool,
+    restarts: int,
+    waiting_reason: str | None,
+    last_terminated_reason: str | None,
+    phase: str,
+    created: datetime,
+    now: datetime,
+    pod_ip: str,
+) -> Obj:
+    """A pod's body as the kubelet reported it (see `KubeStandIn.add_pod`)."""
+    name, image = meta["name"], container["image"]
+    container.setdefault("resources", {})
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    container.setdefault("imagePullPolicy", "IfNotPresent")
+    tolerations = [
+        {"key": f"node.kubernetes.io/{taint}", "operator": "Exists", "effect": "NoExecute"}
+        | {"tolerationSeconds": 300}
+        for taint in ("not-ready", "unreachable")
+    ]
+    spec: Obj = {"containers": [container], "restartPolicy": "Always"}
+    spec |= {"terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst"}
+    spec |= {"serviceAccountName": "default", "serviceAccount": "default", "nodeName": NODE}
+    spec |= {"securityContext": {}, "schedulerName": "default-scheduler"}
+    spec |= {"tolerations": tolerations, "priority": 0, "enableServiceLinks": True}
+    spec |= {"preemptionPolicy": "PreemptLowerPriority"}
+
+    def at(seconds_ago: int) -> datetime:  # status times: after creation, not after now
+        return max(created, now - timedelta(seconds=seconds_ago))
+
+    digest = hashlib.sha256(f"{uid}/{restarts}".encode()).hexdigest()  # this run's container
+    before = hashlib.sha256(f"{uid}/{restarts - 1}".encode()).hexdigest()  # the previous run's
+    state: Obj
+    ended = at(30)
+    if waiting_reason is not None:
+        messages = {
+            "CrashLoopBackOff": f"back-off {_backoff(restarts)} restarting failed"
+            f" container={container['name']} pod={name}_{namespace}({uid})",
+            "ImagePullBackOff": f'Back-off pulling image "{image}"',
+            "ErrImagePull": f'failed to pull and unpack image "{image}": not found',
+        }
+        waiting = {"reason": waiting_reason}
+        if waiting_reason in messages:
+            waiting["message"] = messages[waiting_reason]
+        state = {"waiting": waiting}
+    elif phase in ("Succeeded", "Failed"):
+        reason, code = ("Completed", 0) if phase == "Succeeded" else ("Error", 1)
+        terminated = {"exitCode": code, "reason": reason, "startedAt": _stamp(at(90))}
+        terminated |= {"finishedAt": _stamp(ended), "containerID": f"containerd://{digest}"}
+        state = {"terminated": terminated}
+    else:
+        state = {"running": {"startedAt": _stamp(at(20) if restarts else created)}}
+    last_state: Obj = {}
+    if last_terminated_reason is not None:
+        code = TERMINATION_EXIT.get(last_terminated_reason, 1)
+        terminated = {"exitCode": code, "reason": last_terminated_reason}
+        terminated |= {"startedAt": _stamp(at(90)), "finishedAt": _stamp(ended)}
+        last_state = {"terminated": terminated | {"containerID": f"containerd://{before}"}}
+    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    image_id = f"{repository}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+    container_status: Obj = {"name": container["name"], "state": state, "lastState": last_state}
+    container_status |= {"ready": ready, "restartCount": restarts, "image": image}
+    ran = "waiting" not in state or restarts > 0  # else no container yet: imageID is ""
+    container_status["imageID"] = image_id if ran else ""
+    if ran:  # a waiting container shows the one that ended
+        container_status["containerID"] = f"containerd://{before if 'waiting' in state else digest}"
+    container_status["started"] = "running" in state
+    sandbox = phase in ("Running", "Unknown") or waiting_reason not in (None, "ContainerCreating")
+    changed = _stamp(created)
+    if ready:
+        changed = state["running"]["startedAt"]
+    elif last_terminated_reason is not None or "terminated" in state:
+        changed = _stamp(ended)
+
+    def condition(kind: str, true: bool, when: str, **why: str) -> Obj:
+        status = {"type": kind, "status": "True" if true else "False", "lastProbeTime": None}
+        return status | {"lastTransitionTime": when} | ({} if true else why)
+
+    unready = {"reason": "ContainersNotReady"}
+    unready["message"] = f"containers with unready status: [{container['name']}]"
+    if phase in ("Succeeded", "Failed"):
+        unready = {"reason": "PodCompleted" if phase == "Succeeded" else "PodFailed"}
+    conditions = [
+        condition("PodReadyToStartContainers", sandbox, _stamp(created)),
+        condition("Initialized", True, _stamp(created)),
+        condition("Ready", ready, changed, **unready),
+        condition("ContainersReady", ready, changed, **unready),
+        condition("PodScheduled", True, _stamp(created)),
+    ]
+    status: Obj = {"observedGeneration": 1, "phase": phase, "conditions": conditions}
+    status |= {"hostIP": "10.0.0.11", "hostIPs": [{"ip": "10.0.0.11"}]}
+    if sandbox or phase in ("Succeeded", "Failed"):
+        status |= {"podIP": pod_ip, "podIPs": [{"ip": pod_ip}]}
+    status |= {"startTime": _stamp(created), "containerStatuses": [container_status]}
+    status["qosClass"] = "BestEffort"
+    meta = meta | {"creationTimestamp": _stamp(created)}
+    return {"metadata": meta, "spec": spec, "status": status}
+
+
+def _backoff(restarts: int) -> str:
+    """The kubelet's crash-loop back-off (10s doubling, at most 5m) as Go prints a duration."""
+    seconds = min(300, 10 * 2 ** max(restarts - 1, 0))
+    return f"{seconds // 60}m{seconds % 60}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _patch(obj: Obj, body: Any, ctype: str) -> Obj:
