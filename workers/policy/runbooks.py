@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from workers.incident.durations import parse_duration
 from workers.params import NAME_PATTERN, Duration
 from workers.policy.problems import PolicyError, Problem
+from workers.policy.promql import promql_problem
 from workers.policy.source import read_text, read_yaml
 
 FOLDER = "runbooks"
@@ -35,6 +36,9 @@ def _short(value: str) -> str:
 Timeout = Annotated[Duration, AfterValidator(_short)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Text = Annotated[str, Field(max_length=2000)]
+Target = Annotated[str, Field(min_length=1, max_length=253)]
+"""A namespace or deployment: a template over the alert's labels (by default the
+`namespace` and `deployment` labels), rendered when the step runs."""
 
 
 class _Strict(BaseModel):
@@ -47,6 +51,8 @@ class WorkloadStatus(_Strict):
 
     type: Literal["workload_status"]
     name: Name = "workload"
+    namespace: Target = "{{ labels.namespace }}"
+    deployment: Target = "{{ labels.deployment }}"
 
 
 class RolloutHistory(_Strict):
@@ -55,6 +61,8 @@ class RolloutHistory(_Strict):
     type: Literal["rollout_history"]
     name: Name = "recent_changes"
     within: Duration = "1h"
+    namespace: Target = "{{ labels.namespace }}"
+    deployment: Target = "{{ labels.deployment }}"
 
 
 class Promql(_Strict):
@@ -104,6 +112,9 @@ class Escalation(_Strict):
 
 class Runbook(_Strict):
     title: Annotated[str, Field(min_length=1, max_length=200)]
+    url: Annotated[str, Field(pattern=r"^https://[^\s<>|\"'`]+$", max_length=2000)] | None = Field(
+        None, description="The runbook's document for people: linked from the page."
+    )
     symptoms: list[Text] = Field(default_factory=list, max_length=50)
     severity_notes: Text = ""
     escalation: Escalation | None = None
@@ -145,7 +156,19 @@ def load_runbooks(directory: Path) -> tuple[dict[str, Runbook], list[Problem]]:
                 problems.append(validation_problem(str(path), marks, tuple(error["loc"]), error))
         else:
             problems.extend(_unique_steps(str(path), runbooks[name], marks))
+            problems.extend(_promql_steps(str(path), runbooks[name], marks))
     return runbooks, problems
+
+
+def _promql_steps(path: str, runbook: Runbook, marks: Any) -> list[Problem]:
+    """Each promql step's query must render and parse as PromQL (workers/policy/promql.py)."""
+    found = []
+    for index, step in enumerate(runbook.steps):
+        said = promql_problem(step.query) if isinstance(step, Promql) else None
+        if said is not None:
+            line, col = marks.get(("steps", index, "query"), marks.get(("steps", index), (1, 1)))
+            found.append(Problem(path, line, col, f"steps.{index}.query: {said}"))
+    return found
 
 
 def _unique_steps(path: str, runbook: Runbook, marks: Any) -> list[Problem]:
