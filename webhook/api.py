@@ -71,7 +71,28 @@ def incident(incident_id: str) -> Response:
         where = rooms(s, found)
     except RedisError:
         raise Unavailable("incident store unavailable") from None
-    return jsonify({**incident_view(s, found), **ack, **where, "timeline": entries})
+    runbook = runbook_view(entries)
+    return jsonify(
+        {**incident_view(s, found), **ack, **where, "runbook": runbook, "timeline": entries}
+    )
+
+
+def runbook_view(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The runbook's first and latest runs of the timeline (None before any ran): what
+    the steps found at declaration and now."""
+    runs = [e for e in entries if e.get("kind") == "runbook" and "results" in e]
+    if not runs:
+        return None
+
+    def run(found: dict[str, Any]) -> dict[str, Any]:
+        return {"when": found.get("when"), "at": found.get("at"), "results": found["results"]}
+
+    return {
+        "name": runs[-1].get("runbook"),
+        "runs": len(runs),
+        "first": run(runs[0]),
+        "latest": run(runs[-1]),
+    }
 
 
 def rooms(s: Services, found: Incident) -> dict[str, str | None]:

@@ -21,6 +21,7 @@ from webhook import (
     openapi,
     pagerduty_webhook,
     receiver,
+    runbooks_api,
     slack_commands,
     web,
 )
@@ -91,6 +92,7 @@ def create_app(
     app.register_blueprint(approvals_api.blueprint)
     app.register_blueprint(commands_api.blueprint)
     app.register_blueprint(mitigations_api.blueprint)
+    app.register_blueprint(runbooks_api.blueprint)
     app.register_blueprint(slack_commands.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(web.blueprint)

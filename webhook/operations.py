@@ -26,6 +26,7 @@ FIELDS: dict[str, Fields] = {
     "resolve": {},
     "reopen": {},
     "acknowledge": {},
+    "runbook": {},
 }
 """The commands on an incident, by the name of their URL (`/incidents/<id>/<name>`)."""
 
@@ -61,6 +62,7 @@ def _decision(s: Services, name: str) -> Callable[[str, dict[str, str]], Decisio
         "severity": lambda by, b: commands.set_severity(by, b["severity"]),
         "resolve": lambda by, b: commands.resolve(by),
         "reopen": lambda by, b: commands.reopen(by),
+        "runbook": lambda by, b: commands.run_runbook(by),
     }
     return decisions[name]
 

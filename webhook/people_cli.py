@@ -50,6 +50,9 @@ def register(commands: Any) -> None:
     reject = _leaf(actions, "reject", _reject, "reject a proposed mitigation")
     reject.add_argument("proposal_id", metavar="ID")
     reject.add_argument("--reason", default=None, help="recorded on the timeline")
+    runbook = _group(commands, "runbook", "runbooks' read-only steps, through the API")
+    _leaf(runbook, "run", _runbook_run, "run an incident's runbook now (onto its timeline)", "id")
+    _leaf(runbook, "show", _runbook_show, "the runbook a route names, with its steps", "route")
 
 
 def _incidents(group: Any) -> None:
@@ -222,6 +225,38 @@ def _command(client: Client, args: argparse.Namespace, name: str, body: dict[str
     return answer
 
 
+def _runbook_run(client: Client, args: argparse.Namespace) -> None:
+    _command(client, args, "runbook", {})
+
+
+def _runbook_show(client: Client, args: argparse.Namespace) -> None:
+    _emit(args, client.request("GET", path("routes", args.route, "runbook")), _runbook_text)
+
+
+def _runbook_text(answer: Any) -> str:
+    book = answer.get("runbook") or {}
+    escalation = book.get("escalation") or {}
+    summary = [
+        ("Route:", answer.get("route")),
+        ("Runbook:", f"{answer.get('name')}: {book.get('title')}"),
+        ("Document:", book.get("url")),
+        ("Symptoms:", "; ".join(book.get("symptoms") or []) or None),
+        ("Severity:", book.get("severity_notes") or None),
+        (
+            "Escalation:",
+            f"after {escalation.get('after')} to {escalation.get('to')}" if escalation else None,
+        ),
+        ("Mitigations:", "; ".join(book.get("mitigations") or []) or None),
+    ]
+    steps = [(s.get("name"), s.get("type"), _step_text(s)) for s in book.get("steps") or []]
+    return table(None, summary) + "\n\n" + table(("STEP", "TYPE", "WHAT"), steps)
+
+
+def _step_text(step: Any) -> str:
+    shown = {k: v for k, v in step.items() if k not in ("name", "type") and v not in (None, "")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
 # --- actions ---------------------------------------------------------------------------
 
 
@@ -297,7 +332,16 @@ def _incident_text(i: Any) -> str:
         (_time(e.get("at")), e.get("kind"), e.get("by"), e.get("message"))
         for e in i.get("timeline", [])
     ]
-    return table(None, summary) + "\n\n" + table(("TIME", "KIND", "BY", "MESSAGE"), entries)
+    shown = table(None, summary)
+    latest = (i.get("runbook") or {}).get("latest")
+    if latest:
+        steps = [
+            (r.get("name"), "ok" if r.get("ok") else "NOT OK", r.get("summary"))
+            for r in latest.get("results", [])
+        ]
+        when = f"RUNBOOK ({latest.get('when')}, {_time(latest.get('at'))})"
+        shown += "\n\n" + table((when, "", ""), steps)
+    return shown + "\n\n" + table(("TIME", "KIND", "BY", "MESSAGE"), entries)
 
 
 def _severity_text(i: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.api import incident_view, rooms
+from webhook.api import incident_view, rooms, runbook_view
 from webhook.app_services import Services
 from workers import approvals
 from workers.incident import clock, timeline
@@ -43,13 +43,15 @@ def incident_page(s: Services, incident_id: str) -> dict[str, Any] | None:
         return None
     ack = acknowledgement(s.redis, s.keys, incident_id)
     policy = s.policies.get()
+    raw = timeline.read(s.redis, s.keys, incident_id)
     return {
         "incident": incident_view(s, found),
         "rooms": rooms(s, found),
         "age": human(_elapsed(found)),
         "target": target(s, found, ack),
         "ack": ack,
-        "entries": entries(timeline.read(s.redis, s.keys, incident_id)),
+        "entries": entries(raw),
+        "runbook": runbook_view(raw),
         "proposals": [p for p in approvals.pending(s.redis, s.keys) if p.incident_id == found.id],
         "people": [p.name for p in s.users.current().people],
         "severities": [(key, sev.name) for key, sev in policy.severities.items()],

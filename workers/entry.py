@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 
 from workers import cadence, runbook_steps
 from workers.config import Settings
-from workers.handlers import build_handlers
+from workers.handlers import build_handlers, kube_for
 from workers.incident.keys import Keys
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
@@ -53,6 +53,7 @@ def run_tick(payload: dict[str, Any]) -> dict[str, Any]:
                 name,
                 when,
                 settings.integrations,
+                kube_for(settings.integrations),
                 settings.policies_dir,
             )
 
@@ -72,6 +73,12 @@ def run_runbook(payload: dict[str, Any]) -> dict[str, Any]:
     job = get_current_job()
     assert job is not None, "run_runbook runs inside an RQ job"
     settings = Settings.from_env(os.environ)
+    queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
     return runbook_steps.run_runbook(
-        job.connection, payload, settings.integrations, settings.policies_dir
+        job.connection,
+        queue,
+        payload,
+        settings.integrations,
+        kube_for(settings.integrations),
+        settings.policies_dir,
     )

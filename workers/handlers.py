@@ -7,6 +7,7 @@ dry-run route, or a dry-run webhook). Mitigations also obey the policy's
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -47,9 +48,8 @@ def build_handlers(
     """`queue`: where mitigations queue what follows them (handoffs, follow-up attempts)."""
     integrations = settings.integrations
     vendors = vendors_for(integrations, redis, prefix)
-    cluster = Cluster(
-        redis, integrations.env, _kube(integrations), queue, lambda: _policy(settings.policies_dir)
-    )
+    policy = functools.partial(_policy, settings.policies_dir)
+    cluster = Cluster(redis, integrations.env, kube_for(integrations), queue, policy)
 
     def handler(action: Action[Reach], reach: Reach) -> Handler:
         def run(request: ActionRequest, incident: Incident) -> Outcome:
@@ -77,7 +77,8 @@ def _policy(directory: Path) -> Policy:
         raise PermanentError("no valid policy set to check the mitigation against") from None
 
 
-def _kube(integrations: Integrations) -> Callable[[], Kubernetes]:
+def kube_for(integrations: Integrations) -> Callable[[], Kubernetes]:
+    """Kubernetes, built on first use (KUBECONFIG, else the pod's service account)."""
     made: list[Kubernetes] = []
 
     def get() -> Kubernetes:

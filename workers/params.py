@@ -66,6 +66,11 @@ class PageParams(Params):
         None, description="Page only if the incident still fires this long after it is declared."
     )
     bridge: str | None = BRIDGE
+    runbook: str | None = Field(
+        None,
+        pattern=r"^https://[^\s<>|\"'`]+$",
+        description="A link to the runbook (set from the route's runbook `url`).",
+    )
 
 
 class StatuspageParams(Params):

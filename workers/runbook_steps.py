@@ -6,8 +6,18 @@ a result that says so, never a failed job or incident. The steps' templates (a
 query, a URL, a host) are rendered over the labels of the incident's first firing
 alert in a sandbox; a template that does not render is that step's result too.
 The policy in force when the job runs decides the steps (a runbook changed since
-the incident was declared runs as it is now). The results go on the timeline,
-bounded in size.
+the incident was declared runs as it is now). The steps run side by side, so a run
+takes as long as its slowest step (at most MAX_STEP_TIMEOUT_SECONDS plus the
+Kubernetes client's timeout). The results go on the timeline, bounded in size.
+
+The Kubernetes steps (`workload_status`, `rollout_history`) only get and list, and
+only in the namespaces the policy's mitigations.allow.namespaces names: the
+namespace comes from the alert's labels, which whoever writes the alerting rule
+chooses.
+
+The declared chat message waits for the first run (its "Current metrics"): it is
+scheduled DECLARED_MESSAGE_WAIT seconds out, and this job releases it as soon as the
+results are on the timeline (`RunbookRequest.release`). The page never waits.
 """
 
 from __future__ import annotations
@@ -15,7 +25,9 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +35,32 @@ import requests
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from redis import Redis
+from rq import Queue
 
 from workers.config import Integrations
-from workers.incident import timeline
+from workers.incident import clock, timeline
 from workers.incident.durations import parse_duration
+from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys
 from workers.incident.record import Incident, load_incident
-from workers.jobs.contract import RunbookRequest
+from workers.jobs.contract import RunbookRequest, release
+from workers.kube import Kubernetes
 from workers.policy.problems import PolicyError
-from workers.policy.runbooks import HttpCheck, Promql, Step, TcpCheck
+from workers.policy.runbooks import (
+    HttpCheck,
+    Promql,
+    RolloutHistory,
+    Step,
+    TcpCheck,
+    WorkloadStatus,
+)
 from workers.policy.store import in_force
 from workers.prometheus import Prometheus
 
 MAX_SUMMARY = 300
 """Characters of one step's line on the timeline."""
+MAX_PARALLEL = 8
+"""Steps of one run in flight at once."""
 TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 
 
@@ -58,15 +82,37 @@ class StepResult:
         }
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What the steps may read: Prometheus and the checks' endpoints (`integrations`),
+    Kubernetes (built on first use), in the namespaces the policy allows."""
+
+    integrations: Integrations
+    kube: Callable[[], Kubernetes]
+    namespaces: tuple[str, ...] = ()
+
+
 def run_runbook(
-    redis: Redis, payload: dict[str, Any], integrations: Integrations, policies: Path
+    redis: Redis,
+    queue: Queue,
+    payload: dict[str, Any],
+    integrations: Integrations,
+    kube: Callable[[], Kubernetes],
+    policies: Path,
 ) -> dict[str, Any]:
     request = RunbookRequest.from_json(payload)
     keys = Keys(request.prefix)
     incident = load_incident(redis, keys, request.incident_id)
     if incident is None:
-        return {"outcome": "no incident"}
-    return run_for(redis, keys, incident, request.runbook, request.when, integrations, policies)
+        done: dict[str, Any] = {"outcome": "no incident"}
+    else:
+        done = run_for(
+            redis, keys, incident, request.runbook, request.when, integrations, kube, policies
+        )
+    # Whatever happened, the chat message that waits for this run goes now: it shows the
+    # values if there are any. A second release (a retried job) finds nothing to move.
+    released = release(queue, request.release)
+    return done | {"released": released}
 
 
 def run_for(
@@ -76,11 +122,13 @@ def run_for(
     name: str,
     when: str,
     integrations: Integrations,
+    kube: Callable[[], Kubernetes],
     policies: Path,
 ) -> dict[str, Any]:
     """Run runbook `name` for the incident now; its results on the timeline."""
     try:
-        runbook = in_force(policies).runbooks.get(name)
+        policy = in_force(policies)
+        runbook = policy.runbooks.get(name)
     except PolicyError:
         runbook = None
     if runbook is None:
@@ -88,7 +136,9 @@ def run_for(
         timeline.append(redis, keys, incident.id, timeline.entry("runbook", note))
         return {"outcome": "no runbook"}
     labels = _labels(incident)
-    results = [_run(step, labels, integrations) for step in runbook.steps]
+    reach = Reach(integrations, kube, tuple(policy.guardrails.allow.namespaces))
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="runbook") as pool:
+        results = list(pool.map(lambda step: _run(step, labels, reach), runbook.steps))
     bad = sum(1 for r in results if not r.ok)
     message = f"runbook {name} ({when}): {len(results)} steps, {bad} not ok"
     entry = timeline.entry(
@@ -112,26 +162,28 @@ def _labels(incident: Incident) -> dict[str, str]:
     return dict(firing[0].labels) if firing else {}
 
 
-def _run(step: Step, labels: dict[str, str], integrations: Integrations) -> StepResult:
-    runners: dict[type, Callable[[Any, dict[str, str], Integrations], StepResult]] = {
+def _run(step: Step, labels: dict[str, str], reach: Reach) -> StepResult:
+    runners: dict[type, Callable[[Any, dict[str, str], Reach], StepResult]] = {
         Promql: _promql,
         HttpCheck: _http,
         TcpCheck: _tcp,
+        WorkloadStatus: _workload,
+        RolloutHistory: _rollouts,
     }
-    runner = runners.get(type(step))
-    if runner is None:  # workload_status, rollout_history: Kubernetes reads, not built yet
-        return StepResult(step.name, step.type, False, "not run yet by this version")
     try:
-        return runner(step, labels, integrations)
+        return runners[type(step)](step, labels, reach)
     except TemplateError as exc:
         return StepResult(step.name, step.type, False, f"template: {exc}")
+    except (PermanentError, TransientError) as exc:
+        return StepResult(step.name, step.type, False, str(exc))
 
 
 def _render(template: str, labels: dict[str, str]) -> str:
     return TEMPLATES.from_string(template).render(labels=labels)
 
 
-def _promql(step: Promql, labels: dict[str, str], integrations: Integrations) -> StepResult:
+def _promql(step: Promql, labels: dict[str, str], reach: Reach) -> StepResult:
+    integrations = reach.integrations
     if not integrations.prometheus_url:
         return StepResult(step.name, step.type, False, "no Prometheus (ALERTPILOT_PROMETHEUS_URL)")
     prometheus = Prometheus(
@@ -153,7 +205,7 @@ def _promql(step: Promql, labels: dict[str, str], integrations: Integrations) ->
     )
 
 
-def _http(step: HttpCheck, labels: dict[str, str], integrations: Integrations) -> StepResult:
+def _http(step: HttpCheck, labels: dict[str, str], reach: Reach) -> StepResult:
     url = _render(step.url, labels)
     timeout = parse_duration(step.timeout).total_seconds()
     started = time.monotonic()
@@ -170,7 +222,7 @@ def _http(step: HttpCheck, labels: dict[str, str], integrations: Integrations) -
     return StepResult(step.name, step.type, ok, summary, float(answer.status_code))
 
 
-def _tcp(step: TcpCheck, labels: dict[str, str], integrations: Integrations) -> StepResult:
+def _tcp(step: TcpCheck, labels: dict[str, str], reach: Reach) -> StepResult:
     host = _render(step.host, labels)
     timeout = parse_duration(step.timeout).total_seconds()
     started = time.monotonic()
@@ -187,3 +239,65 @@ def _tcp(step: TcpCheck, labels: dict[str, str], integrations: Integrations) -> 
         )
     took = (time.monotonic() - started) * 1000
     return StepResult(step.name, step.type, True, f"{host}:{step.port} answers ({took:.0f} ms)")
+
+
+def _target(step: WorkloadStatus | RolloutHistory, labels: dict[str, str], reach: Reach) -> str:
+    """The step's namespace/deployment, once the policy allows its namespace."""
+    namespace, name = _render(step.namespace, labels), _render(step.deployment, labels)
+    if not namespace or not name:
+        raise PermanentError("the alert names no namespace and deployment")
+    if namespace not in reach.namespaces:
+        raise PermanentError(
+            f"namespace {namespace!r} is not one alertpilot may read (mitigations.allow.namespaces)"
+        )
+    return f"{namespace}/{name}"
+
+
+def _workload(step: WorkloadStatus, labels: dict[str, str], reach: Reach) -> StepResult:
+    where = _target(step, labels, reach)
+    namespace, name = where.split("/", 1)
+    found = reach.kube().workload(namespace, name)
+    troubled = [p for p in found.pods if not p.ready or p.waiting or p.last_termination]
+    parts = [
+        f"{where}: {found.ready}/{found.desired} ready, {found.available} available, "
+        f"{found.updated} up to date"
+    ]
+    for pod in troubled[:3]:
+        why = ", ".join(
+            w
+            for w in (
+                pod.waiting,
+                f"last ended {pod.last_termination}" if pod.last_termination else "",
+                f"{pod.restarts} restarts" if pod.restarts else "",
+            )
+            if w
+        )
+        state = "ready" if pod.ready else "not ready"
+        parts.append(f"pod {pod.name} {state} ({why or 'starting'})")
+    if len(troubled) > 3:
+        parts.append(f"{len(troubled) - 3} more pods not well")
+    parts.extend(found.warnings[:2])
+    ok = found.ready >= found.desired and not troubled
+    return StepResult(step.name, step.type, ok, "; ".join(parts), float(found.ready))
+
+
+def _rollouts(step: RolloutHistory, labels: dict[str, str], reach: Reach) -> StepResult:
+    where = _target(step, labels, reach)
+    namespace, name = where.split("/", 1)
+    current, revisions = reach.kube().revisions(namespace, name)
+    now = clock.now()
+    since = now - timedelta(seconds=parse_duration(step.within).total_seconds())
+    recent = [r for r in revisions if r.created >= since]
+    if not recent:
+        return StepResult(
+            step.name, step.type, True, f"{where}: nothing rolled out in the last {step.within}"
+        )
+    shown = []
+    for revision in sorted(recent, key=lambda r: r.number, reverse=True)[:3]:
+        ago = max(0, int((now - revision.created).total_seconds()) // 60)
+        mark = " (current)" if revision.number == current else ""
+        shown.append(f"revision {revision.number}{mark} {ago}m ago: {revision.images}")
+    summary = f"{where}: rolled out in the last {step.within}: {'; '.join(shown)}"
+    if any(r.number == current for r in recent) and len(revisions) > 1:
+        summary += ": consider rollback"
+    return StepResult(step.name, step.type, False, summary, float(len(recent)))

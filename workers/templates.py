@@ -30,6 +30,8 @@ Impact: {{ firing }} of {{ total }} alerts firing; services: {{ services | join(
 Started: {{ started_at }}
 Status: {{ status }}; incident commander: {{ ic or "none yet" }}
 {% if metrics %}Current metrics: {{ metrics | join("; ") }}
+{% endif %}{% if changes %}Recent changes: {{ changes | join("; ") }}
+{% endif %}{% if workloads %}Workload: {{ workloads | join("; ") }}
 {% endif %}Actions: {{ actions | join(", ") or "none" }}
 {% if link %}Incident: {{ link }}
 {% endif %}{% if war_room %}War room: {{ war_room }}
@@ -72,6 +74,14 @@ SAMPLE: dict[str, Any] = {
     "war_room": "https://example.slack.com/archives/C0123456789",
     "bridge": "https://meet.example.com/inc",
     "metrics": ["p95_latency 0.25 s (at declaration: 8 s over 2)"],
+    "changes": [
+        "production/payments: rolled out in the last 1h: revision 7 (current) 12m ago: "
+        "registry.example/payments:1.4.2: consider rollback"
+    ],
+    "workloads": [
+        "production/payments: 3/4 ready, 3 available, 4 up to date; pod payments-7c9-x2 "
+        "not ready (CrashLoopBackOff, last ended Error, 6 restarts)"
+    ],
 }
 """A context with every variable a template may use, for validation and docs."""
 

@@ -35,6 +35,8 @@ def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outc
         vendors.integrations,
         room=text_of(room) if room else "",
         metrics=current_metrics(runs),
+        changes=latest(runs, "rollout_history"),
+        workloads=latest(runs, "workload_status"),
     )
     sent = []
     if vendors.chat is not None:
@@ -76,6 +78,8 @@ def chat_message(
     *,
     room: str = "",
     metrics: list[str] | None = None,
+    changes: list[str] | None = None,
+    workloads: list[str] | None = None,
 ) -> str:
     """The message from the team's template (policies/templates), or the built-in one;
     `room`: the war room's link, once there is one."""
@@ -101,6 +105,8 @@ def chat_message(
         "ic": plain(", ".join(incident.roles.get("ic", []))),
         "war_room": room,
         "metrics": [plain(m) for m in metrics or []],
+        "changes": [plain(c) for c in changes or []],
+        "workloads": [plain(w) for w in workloads or []],
         "bridge": str(request.params.get("bridge") or ""),
     }
     try:
@@ -125,6 +131,17 @@ def current_metrics(runs: list[dict[str, Any]]) -> list[str]:
             line += f" (at declaration: {before.get('summary')})"
         shown.append(line)
     return shown
+
+
+def latest(runs: list[dict[str, Any]], step_type: str) -> list[str]:
+    """The latest run's summaries of its `step_type` steps (rollouts, workload status)."""
+    if not runs:
+        return []
+    return [
+        str(r.get("summary"))
+        for r in runs[-1].get("results", [])
+        if r.get("type") == step_type and r.get("summary")
+    ]
 
 
 def _human(seconds: int) -> str:

@@ -98,7 +98,9 @@ def _links(
         links.append({"href": room, "text": "War room (Slack)"})
     if request.params.get("bridge"):
         links.append({"href": str(request.params["bridge"]), "text": "Conference bridge"})
-    runbook = next(
+    if request.params.get("runbook"):  # the route's runbook (policies/runbooks)
+        links.append({"href": str(request.params["runbook"]), "text": "Runbook"})
+    annotated = next(
         (
             a.annotations["runbook_url"]
             for a in incident.alerts.values()
@@ -106,8 +108,9 @@ def _links(
         ),
         None,
     )
-    if runbook:
-        links.append({"href": runbook, "text": "Runbook"})
+    if annotated and annotated != request.params.get("runbook"):
+        text = "Runbook (alert)" if request.params.get("runbook") else "Runbook"
+        links.append({"href": annotated, "text": text})
     if alert and alert.generator_url:
         links.append({"href": alert.generator_url, "text": "Prometheus"})
     if alert and incident.external_url:

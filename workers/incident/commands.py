@@ -28,6 +28,7 @@ from workers.incident.transitions import (
     entry,
     first_tick,
     job,
+    runbook_of,
 )
 from workers.incident.writer import Writer
 from workers.jobs.contract import MITIGATION_ACTIONS, action_job_id
@@ -112,6 +113,27 @@ def assign(by: str, role: str, person: str, *, slack_id: str | None = None) -> D
         if role != "ic":
             return Change(incident, None, [found])
         return _room_update(incident, moment, [found], "ic")
+
+    return decide
+
+
+def run_runbook(by: str) -> Decision:
+    """Run the route's runbook now (its results go on the timeline like the others)."""
+
+    def decide(current: Incident, moment: Moment) -> Change:
+        name = runbook_of(moment.policy, current.route)
+        if name is None:
+            message = f"route {current.route!r} of {current.id} names no runbook"
+            raise CommandError("conflict", message)
+        stamp = moment.now.replace("-", "").replace(":", "").split(".")[0]
+        message = f"runbook {name} asked for by {by}"
+        return Change(
+            current,
+            None,
+            [entry(moment, "runbook_asked", message, by=by, runbook=name)],
+            runbook=name,
+            runbook_when=f"asked-{stamp}",
+        )
 
     return decide
 
@@ -359,7 +381,9 @@ class Commands:
                     pipe.execute()
                 except WatchError:
                     continue
-                return Done(change.incident, change.entries, [j.job_id for j in change.jobs])
+                jobs = [j.job_id for j in change.jobs]
+                book = self.writer.runbook_request(change)
+                return Done(change.incident, change.entries, jobs + ([book.job_id] if book else []))
         raise WatchError(f"incident {incident_id} kept changing")
 
     def declare(

@@ -57,6 +57,11 @@ class JobSpec:
     """The route whose action this is."""
 
 
+DECLARED_MESSAGE_WAIT = 15
+"""Seconds the declared and resolved chat messages wait at most for the runbook's
+results (workers/runbook_steps.py releases them as soon as they are in)."""
+
+
 @dataclass(frozen=True)
 class TickSpec:
     """The next status-update tick of an open incident (workers.entry.run_tick)."""
@@ -81,6 +86,11 @@ class Change:
     """Scheduled jobs the change withdraws (a reopen: the resolve's pending reverts)."""
     runbook: str | None = None
     """The route's runbook to run now (declared, escalated)."""
+    runbook_when: str | None = None
+    """Names the run when no transition does (a person asked for one)."""
+    waiting: tuple[str, ...] = ()
+    """Jobs of this change that wait for the runbook's run (the declared chat message,
+    for its "Current metrics"): it releases them, at the latest they run at their time."""
 
 
 class Basis(Protocol):
@@ -180,14 +190,15 @@ def _declare(alerts: Pairs, ctx: Context, *, key: str, incident_id: str) -> Chan
         dry_run=ctx.dry_run or bool(top.dry_run),
     )
     jobs = [job(incident, action, "declared", ctx) for action in actions]
+    book = runbook_of(ctx.policy, top.route)
+    jobs, waiting = _wait_for_runbook(book, jobs)
     # With the severity's vendor settings merged in: ticks and resolves reuse them.
     incident = incident.with_changes(action_params={j.action.name: j.action.params for j in jobs})
     message = f"{top.severity} declared by route {top.route}: {title} ({len(firing)} firing)"
     found = entry(ctx, "declared", message, route=top.route, queued=_names(jobs))
     check = commander_check(incident, ctx)
     tick = first_tick(incident, ctx)
-    book = runbook_of(ctx.policy, top.route)
-    return Change(incident, "declared", [found], jobs, tick, check, runbook=book)
+    return Change(incident, "declared", [found], jobs, tick, check, runbook=book, waiting=waiting)
 
 
 def _update(current: Incident, alerts: Pairs, ctx: Context) -> Change | None:
@@ -280,7 +291,25 @@ def close(
             jobs.append(job(resolved, action, "resolved", ctx, tag=tag))
     message = message or f"resolved: all {len(incident.alerts)} alerts resolved"
     entries.append(entry(ctx, "resolved", message, queued=_names(jobs), **details))
-    return Change(resolved, "resolved", entries, jobs)
+    book = runbook_of(ctx.policy, incident.route)  # the last snapshot, for the record
+    jobs, waiting = _wait_for_runbook(book, jobs)
+    return Change(resolved, "resolved", entries, jobs, runbook=book, waiting=waiting)
+
+
+def _wait_for_runbook(
+    book: str | None, jobs: list[JobSpec]
+) -> tuple[list[JobSpec], tuple[str, ...]]:
+    """With a runbook to run, the chat message waits for its numbers (at most
+    DECLARED_MESSAGE_WAIT seconds); nothing else waits."""
+    if book is None:
+        return jobs, ()
+    jobs = [
+        replace(j, delay_seconds=max(j.delay_seconds, DECLARED_MESSAGE_WAIT))
+        if j.action.name == "notify"
+        else j
+        for j in jobs
+    ]
+    return jobs, tuple(j.job_id for j in jobs if j.action.name == "notify")
 
 
 def _left(current: Incident, ctx: Context) -> list[AlertState]:
@@ -358,7 +387,7 @@ def job(
     # policy in force when it runs (workers/mitigations/common.py `in_force`).
     return JobSpec(
         job_id=action_job_id(incident.id, tag, action.name),
-        action=_with_severity_defaults(action, severity),
+        action=_with_runbook_link(_with_severity_defaults(action, severity), incident, ctx),
         transition=transition,
         severity=incident.severity,
         dry_run=incident.dry_run,  # sticky: a dry-run route's incident never acts for real
@@ -386,6 +415,15 @@ def _with_severity_defaults(action: Action, severity: Severity | None) -> Action
     if not defaults:
         return action
     return Action(name=action.name, params={**defaults, **action.params})
+
+
+def _with_runbook_link(action: Action, incident: Incident, ctx: Basis) -> Action:
+    """A page links the route's runbook document (its `url`) unless the route set one."""
+    book = runbook_of(ctx.policy, incident.route) if action.name == "page" else None
+    found = ctx.policy.runbooks.get(book) if book else None
+    if found is None or found.url is None or action.params.get("runbook"):
+        return action
+    return Action(name=action.name, params={**action.params, "runbook": found.url})
 
 
 def first_tick(incident: Incident, ctx: Basis) -> TickSpec | None:

@@ -91,20 +91,15 @@ class Writer:
             registry = lane_queue(self.queue, "").scheduled_job_registry
             pipe.zrem(registry.key, job_id)
             pipe.delete(Job.key_for(job_id))
-        if change.runbook is not None:  # read-only steps, in the bulk lane: never before a page
-            when = (
-                change.transition
-                if change.transition != "escalated"
-                else (f"escalated-{incident.severity}")
-            )
-            book = RunbookRequest(self.keys.prefix, incident.id, change.runbook, str(when))
+        book = self.runbook_request(change)
+        if book is not None:  # read-only steps, in the bulk lane: never before a page
             enqueue(
                 self.queue,
                 RUN_RUNBOOK,
                 book.to_json(),
                 book.job_id,
                 pipeline=pipe,
-                description=f"runbook {change.runbook} {incident.id}",
+                description=f"runbook {book.runbook} {incident.id}",
             )
         if change.commander_check is not None:
             check = CommanderCheck(self.keys.prefix, incident.id, incident.severity)
@@ -117,6 +112,27 @@ class Writer:
                 pipeline=pipe,
                 description=f"commander check {incident.id}",
             )
+
+    def runbook_request(self, change: Change) -> RunbookRequest | None:
+        """The run of the route's runbook the change asks for, if any: named for its
+        transition (declared, escalated-SEV1, resolved) or a person's ask."""
+        if change.runbook is None:
+            return None
+        incident = change.incident
+        if change.runbook_when is not None:
+            when = change.runbook_when
+        elif change.transition == "escalated":
+            when = f"escalated-{incident.severity}"
+        else:
+            when = str(change.transition)
+        return RunbookRequest(
+            self.keys.prefix,
+            incident.id,
+            change.runbook,
+            when,
+            revision=incident.revision,
+            release=change.waiting,
+        )
 
     def _schedule_tick(self, pipe: Pipeline, change: Change) -> None:
         assert change.tick is not None

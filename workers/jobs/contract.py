@@ -10,7 +10,7 @@ nothing of alertpilot: the domain, the receiver and the workers all build on it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
@@ -19,8 +19,8 @@ from pydantic import TypeAdapter
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
-from rq.job import JobStatus
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 
 RUN_ACTION = "workers.entry.run_action"
 RUN_TICK = "workers.entry.run_tick"
@@ -240,10 +240,16 @@ class RunbookRequest:
     incident_id: str
     runbook: str
     when: str
+    revision: int = 0
+    """The incident's revision (a reopen, a person's severity change): a new run."""
+    release: tuple[str, ...] = ()
+    """Scheduled jobs that wait for this run (the declared chat message): queued when
+    it is done, or at their time if this run never finishes."""
 
     @property
     def job_id(self) -> str:
-        return f"{self.incident_id}-runbook-{self.when}"
+        tag = f"r{self.revision}-{self.when}" if self.revision else self.when
+        return f"{self.incident_id}-runbook-{tag}"
 
     def to_json(self) -> dict[str, Any]:
         return _plain(self)
@@ -326,3 +332,28 @@ def enqueue(
     except DuplicateJobError:
         return False
     return True
+
+
+def release(queue: Queue, job_ids: Iterable[str]) -> list[str]:
+    """Queue now the scheduled jobs `job_ids` (any lane of `queue`'s installation), ahead
+    of their time; those no longer waiting (run, released, withdrawn) stay as they are.
+
+    Taking the job out of the scheduler's set is the decision: of two takers (this and
+    the scheduler, or two runs of the releasing job) only one removes it. Were the
+    scheduler to have read the set just before, the job runs twice and its effect
+    marker makes the second run a no-op (workers/jobs/dispatch.py).
+    """
+    released = []
+    for job_id in job_ids:
+        for lane_of in lanes(queue):
+            if queue.connection.zrem(lane_of.scheduled_job_registry.key, job_id):
+                try:
+                    job = Job.fetch(
+                        job_id, connection=lane_of.connection, serializer=lane_of.serializer
+                    )
+                except NoSuchJobError:
+                    break
+                lane_of.enqueue_job(job)
+                released.append(job_id)
+                break
+    return released
