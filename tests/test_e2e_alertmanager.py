@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 
 from tests.conftest import ADMIN, TOKEN, queued_ids, run_jobs
 from tests.support.alertmanager import run_alertmanager
+from workers.jobs.contract import lanes
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +34,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def scheduled_ids(queue: Queue) -> list[str]:
+    """The chat messages waiting for their time, or for the runbook's run to release them."""
+    return [
+        job_id
+        for lane in lanes(queue)
+        for job_id in lane.scheduled_job_registry.get_job_ids()
+        if job_id.endswith("-notify")
+    ]
 
 
 def _incidents(client: FlaskClient, status: str) -> list[dict[str, Any]]:
@@ -65,26 +76,33 @@ def test_alertmanager_notifications_become_one_incident_and_resolve_it(
         (incident,) = wait_for("the incident", lambda: _incidents(client, "open"))
         assert (incident["severity"], incident["route"]) == ("SEV1", "payments-latency")
         assert incident["alerts_firing"] == 2
-        declared = sorted(queued_ids(queue))
+        declared = sorted(queued_ids(queue) + scheduled_ids(queue))
 
         # repeat_interval (4s) makes Alertmanager send the same group again.
         wait_for("a repeat notification", lambda: received("duplicate") >= 1, timeout=30)
         assert received("accepted") == 1, am.log()
         assert len(_incidents(client, "open")) == 1
-        assert sorted(queued_ids(queue)) == declared
-        actions = sorted(job_id.rsplit("-", 1)[1] for job_id in declared)
+        assert sorted(queued_ids(queue) + scheduled_ids(queue)) == declared
+        book = f"{incident['id']}-runbook-declared"  # the route's runbook, run once
+        actions = sorted(job_id.rsplit("-", 1)[1] for job_id in declared if job_id != book)
         # The route's page, statuspage, notify and scale_up; SEV1's war room (the policy).
         assert actions == ["notify", "page", "scale_up", "statuspage", "war_room"]
+        assert book in declared
 
         run_jobs(queue)
         am.post_alerts([am.resolved(a) for a in alerts])
         (resolved,) = wait_for("the resolve", lambda: _incidents(client, "resolved"))
         assert resolved["id"] == incident["id"]
         assert _incidents(client, "open") == []
-        resolve_jobs = sorted(queued_ids(queue))
+        resolve_jobs = sorted(queued_ids(queue) + scheduled_ids(queue))
         assert resolve_jobs == sorted(
-            f"{incident['id']}-resolved-{action}"
-            for action in ("page", "statuspage", "notify", "war_room")
+            [
+                *(
+                    f"{incident['id']}-resolved-{action}"
+                    for action in ("page", "statuspage", "notify", "war_room")
+                ),
+                f"{incident['id']}-runbook-resolved",  # the last snapshot
+            ]
         )
 
 

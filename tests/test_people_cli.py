@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import VIEWER
+from tests.conftest import AUTH, VIEWER
+from tests.support.mitigation import latency
 from tests.test_processes import _free_port, _http, _running, _serve_env
 from webhook import cli
 from webhook.client import Client, ClientError, path
@@ -500,3 +501,35 @@ def test_a_post_that_timed_out_says_it_may_have_been_done() -> None:
     assert str(failed.value) == (
         f"cannot reach {url}: timed out (it may have been done: look before sending it again)"
     )
+
+
+# --- runbooks ------------------------------------------------------------------------------
+
+
+def test_runbook_show_prints_the_routes_runbook_and_its_steps(alertpilot: Alertpilot) -> None:
+    done = alertpilot("runbook", "show", "api-latency", as_="vic")  # a viewer may read it
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    assert cells(lines[1]) == ["Runbook:", "api-latency: API latency above its objective"]
+    steps = {
+        cells(line)[0]: cells(line)[1] for line in lines if line.startswith(("workload", "p95"))
+    }
+    assert steps == {"workload": "workload_status", "p95_latency": "promql"}
+    as_json = alertpilot("runbook", "show", "api-latency", "-o", "json")
+    assert json.loads(as_json.out)["name"] == "api-latency"
+    missing = alertpilot("runbook", "show", "default")
+    assert missing.code == 1 and "names no runbook" in missing.err
+
+
+def test_runbook_run_asks_for_a_run_of_an_alerts_incident(alertpilot: Alertpilot, api: str) -> None:
+    status, raw = _http("POST", f"{api}/api/v1/alertmanager", latency(), headers=AUTH)
+    assert status == 200, raw
+    (incident_id,) = json.loads(raw)["incidents"]
+    done = alertpilot("runbook", "run", incident_id)
+    assert done.code == 0, done.err
+    assert done.out == f"{incident_id}: runbook api-latency asked for by rui\n"
+    viewer = alertpilot("runbook", "run", incident_id, as_="vic")
+    assert viewer.code == 1 and "403" not in viewer.out
+    by_hand = declare(alertpilot)  # a person's incident has no route, so no runbook
+    refused = alertpilot("runbook", "run", by_hand)
+    assert refused.code == 1 and "names no runbook" in refused.err

@@ -163,6 +163,10 @@ def test_validate_prints_warnings_and_passes(tmp_path: Path) -> None:
 
 def test_shipped_schema_is_the_one_the_loader_uses() -> None:
     assert (REPO / "policies" / "schema.json").read_text() == schema()
+    runbook = json.loads((REPO / "policies" / "runbook.schema.json").read_text())
+    assert runbook == json.loads(schema("runbook"))
+    steps = runbook["properties"]["steps"]["items"]["discriminator"]["mapping"]
+    assert set(steps) == {"workload_status", "rollout_history", "promql", "http_check", "tcp_check"}
     doc = json.loads(schema())
     assert "continue" in doc["$defs"]["Route"]["properties"]
     assert doc["additionalProperties"] is False

@@ -14,7 +14,16 @@ from flask.testing import FlaskClient
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from tests.conftest import REPO, RESPONDER, VIEWER, _BurstWorker, due, post, run_jobs, timeline
+from tests.conftest import (
+    REPO,
+    RESPONDER,
+    VIEWER,
+    _BurstWorker,
+    due,
+    post,
+    run_jobs,
+    timeline,
+)
 from tests.support.chat_standin import ChatStandIn
 from tests.support.kube_standin import KubeStandIn
 from tests.support.mitigation import MitigationBench, latency, resolved, route

@@ -10,7 +10,7 @@ import pytest
 
 from workers.policy.loader import load_policy, read_policy_files
 from workers.policy.problems import PolicyError
-from workers.policy.runbooks import HttpCheck, Promql, RolloutHistory, WorkloadStatus
+from workers.policy.runbooks import HttpCheck, Promql, RolloutHistory, TcpCheck, WorkloadStatus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,13 +84,14 @@ def test_duplicate_step_names_are_refused(policies: Path) -> None:
 
 
 def test_a_route_naming_a_missing_runbook_is_refused_at_its_key(policies: Path) -> None:
-    routes = policies / "10-api-latency.yaml"
-    routes.write_text(routes.read_text().replace("# runbook: api-latency", "runbook: api-latency"))
     (policies / "runbooks" / "api-latency.yaml").unlink()
+    lines = (policies / "10-api-latency.yaml").read_text().splitlines()
+    where = [n + 1 for n, line in enumerate(lines) if line.strip().startswith("runbook:")]
     problems = _problems(policies)
-    (problem,) = problems
-    assert problem.startswith(f"{policies / '10-api-latency.yaml'}:")
-    assert "no runbook 'api-latency' in runbooks/" in problem
+    assert len(problems) == 2  # both HighLatency routes name it
+    for problem, line in zip(problems, where, strict=True):
+        assert problem.startswith(f"{policies / '10-api-latency.yaml'}:{line}:5:"), problem
+        assert "no runbook 'api-latency' in runbooks/" in problem
 
 
 def test_a_runbook_alias_bomb_is_refused(policies: Path) -> None:
@@ -122,3 +123,52 @@ def test_steps_hold_no_write_verb_by_construction() -> None:
     for model in (WorkloadStatus, RolloutHistory, Promql, HttpCheck):
         fields = set(model.model_fields)
         assert not fields & {"command", "verb", "method", "body", "patch", "script"}
+
+
+# Where a step connects: alert labels fill in templates, and whoever writes an alerting
+# rule chooses its labels. They may choose where alertpilot connects only within `hosts`.
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "{type: http_check, name: x, url: 'http://{{ labels.service }}.svc/healthz'}",
+        "{type: http_check, name: x, url: 'http://api{{ labels.x }}/healthz'}",
+        "{type: tcp_check, name: x, host: '{{ labels.instance }}', port: 6379}",
+    ],
+)
+def test_a_host_from_labels_without_hosts_is_refused_at_its_step(policies: Path, step: str) -> None:
+    path = _runbook(policies, f"title: t\nsteps:\n  - {step}\n")
+    (problem,) = _problems(policies)
+    assert problem.startswith(f"{path}:3:5: steps.0"), problem
+    assert "needs `hosts`" in problem
+
+
+@pytest.mark.parametrize(
+    ("hosts", "said"),
+    [("['*.example.com/x']", "hosts.0"), ("['a..b']", "hosts.0"), ("['API.example']", "hosts.0")],
+)
+def test_a_host_pattern_is_whole_dns_labels(policies: Path, hosts: str, said: str) -> None:
+    step = f"{{type: tcp_check, name: x, host: '{{{{ labels.h }}}}', port: 1, hosts: {hosts}}}"
+    _runbook(policies, f"title: t\nsteps:\n  - {step}\n")
+    (problem,) = _problems(policies)
+    assert said in problem
+
+
+def test_a_rendered_host_must_match_the_literal_host_or_a_pattern() -> None:
+    literal = HttpCheck(type="http_check", name="x", url="https://api.example.com/{{ labels.p }}")
+    assert literal.allows("api.example.com") and literal.allows("API.example.com.")
+    assert not literal.allows("evil.example.com")
+    templated = HttpCheck(
+        type="http_check",
+        name="x",
+        url="http://{{ labels.service }}.production.svc:8080/healthz",
+        hosts=["*.production.svc"],
+    )
+    assert templated.allows("api.production.svc")
+    for host in ("production.svc", "a.b.production.svc", "evil.com", "api.production.svc.evil"):
+        assert not templated.allows(host), host
+    tcp = TcpCheck(
+        type="tcp_check", name="x", host="redis-{{ labels.s }}", port=1, hosts=["redis-*"]
+    )
+    assert tcp.allows("redis-api") and not tcp.allows("redis-api.evil.com")

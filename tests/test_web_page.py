@@ -25,6 +25,8 @@ from rq import Queue
 from tests.conftest import REPO, RESPONDER, post, run_jobs, serving, timeline
 from tests.support.mitigation import MitigationBench, latency
 from tests.test_responders import FLOW
+from tests.test_runbook_kube import _app as runbook_app
+from tests.test_runbook_kube import troubled
 from workers.config import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -305,3 +307,30 @@ def _csrf(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', html)
     assert found is not None
     return found.group(1)
+
+
+def test_the_web_page_shows_the_steps_now_and_at_declaration_and_runs_them(
+    mitigation: MitigationBench,
+) -> None:
+    troubled(mitigation.kube)  # a crash-looping pod for workload_status to find
+    app = runbook_app(mitigation)
+    (incident_id,) = post(app, latency("web")).json["incidents"]
+    run_jobs(mitigation.queue)
+    with serving(app.application) as url:
+        http, csrf = _signed_in(url, "ap_test_rui", incident_id)
+        page = http.get(f"{url}/incidents/{incident_id}", timeout=10).text
+        assert 'data-step="workload" data-step-ok="no"' in page
+        assert "CrashLoopBackOff" in page
+        asked = http.post(
+            f"{url}/incidents/{incident_id}/runbook",
+            data={"csrf": csrf},
+            headers={"Origin": url, "Sec-Fetch-Site": "same-origin"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert asked.status_code == 303, asked.text
+        assert asked.headers["Location"].endswith(f"/incidents/{incident_id}?done=runbook")
+        run_jobs(mitigation.queue)
+        page = http.get(f"{url}/incidents/{incident_id}", timeout=10).text
+    assert "At declared" in page  # a second run: the first run's column beside it
+    assert [r["by"] for r in timeline(app, incident_id) if r["kind"] == "runbook_asked"] == ["rui"]

@@ -33,11 +33,11 @@ def test_every_declared_action_runs_in_dry_run_onto_thetimeline(
     dry = [e for e in timeline(client, incident_id) if e["kind"] == "dry_run"]
     assert [(e["action"], e["transition"]) for e in dry] == [
         ("page", "declared"),
-        ("notify", "declared"),
         ("scale_up", "declared"),
+        ("notify", "declared"),  # after the route's runbook ran: it shows its numbers
     ]
     assert "would trigger PagerDuty (error)" in dry[0]["message"]
-    assert dry[2]["params"] == {"by": 2, "max_replicas": 20}
+    assert dry[1]["params"] == {"by": 2, "max_replicas": 20}
     assert redis.hget("aptest:stats:jobs_finished", "page|dry_run") == b"1"
 
 
@@ -63,7 +63,7 @@ def test_job_queued_before_resolve_does_nothing_after_it(client: FlaskClient, qu
     run_jobs(queue)
     entries = timeline(client, incident_id)
     skipped = [e["action"] for e in entries if e["kind"] == "skipped"]
-    assert skipped == ["page", "notify", "scale_up"]
+    assert skipped == ["page", "scale_up", "notify"]  # notify waited for the runbook
     acted = [(e["action"], e["transition"]) for e in entries if e["kind"] == "dry_run"]
     assert acted == [("page", "resolved"), ("notify", "resolved")]
 

@@ -185,7 +185,12 @@ def _policy_parsers(commands: Any) -> None:
         )
     )
     schema = policy.add_parser("schema", help="print the JSON Schema of policy files")
-    schema.set_defaults(run=lambda a, s: print(commands_.schema(), end="") or 0)
+    schema.add_argument(
+        "--runbook", action="store_true", help="of a runbooks/ file (runbook.schema.json)"
+    )
+    schema.set_defaults(
+        run=lambda a, s: print(commands_.schema("runbook" if a.runbook else "policy"), end="") or 0
+    )
 
 
 def _deploy_rbac(args: argparse.Namespace, settings: Settings) -> int:

@@ -44,6 +44,7 @@ def incident_page(s: Services, incident_id: str) -> dict[str, Any] | None:
     ack = acknowledgement(s.redis, s.keys, incident_id)
     policy = s.policies.get()
     raw = timeline.read(s.redis, s.keys, incident_id)
+    route = policy.route(found.route)
     return {
         "incident": incident_view(s, found),
         "rooms": rooms(s, found),
@@ -52,6 +53,7 @@ def incident_page(s: Services, incident_id: str) -> dict[str, Any] | None:
         "ack": ack,
         "entries": entries(raw),
         "runbook": runbook_view(raw),
+        "runbook_name": route.runbook if route is not None else None,
         "proposals": [p for p in approvals.pending(s.redis, s.keys) if p.incident_id == found.id],
         "people": [p.name for p in s.users.current().people],
         "severities": [(key, sev.name) for key, sev in policy.severities.items()],

@@ -22,18 +22,19 @@ results are on the timeline (`RunbookRequest.release`). The page never waits.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from redis import Redis
 from rq import Queue
 
@@ -56,12 +57,18 @@ from workers.policy.runbooks import (
 )
 from workers.policy.store import in_force
 from workers.prometheus import Prometheus
+from workers.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
 
 MAX_SUMMARY = 300
 """Characters of one step's line on the timeline."""
 MAX_PARALLEL = 8
 """Steps of one run in flight at once."""
-TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+RUN_DEADLINE_SECONDS = 40
+"""A run's results are written by then, whatever its steps do: 30 steps of the longest
+timeout (30 s) would otherwise hold the job, and a message waiting for it, for minutes."""
+TEMPLATES = Sandbox(autoescape=False, undefined=StrictUndefined)
 
 
 @dataclass(frozen=True)
@@ -137,8 +144,7 @@ def run_for(
         return {"outcome": "no runbook"}
     labels = _labels(incident)
     reach = Reach(integrations, kube, tuple(policy.guardrails.allow.namespaces))
-    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="runbook") as pool:
-        results = list(pool.map(lambda step: _run(step, labels, reach), runbook.steps))
+    results = _run_all(runbook.steps, labels, reach)
     bad = sum(1 for r in results if not r.ok)
     message = f"runbook {name} ({when}): {len(results)} steps, {bad} not ok"
     entry = timeline.entry(
@@ -162,6 +168,29 @@ def _labels(incident: Incident) -> dict[str, str]:
     return dict(firing[0].labels) if firing else {}
 
 
+def _run_all(steps: list[Step], labels: dict[str, str], reach: Reach) -> list[StepResult]:
+    """Every step's result, side by side; a step still going at RUN_DEADLINE_SECONDS is
+    a result that says so (its thread ends at its own timeout, in the background)."""
+    pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="runbook")
+    try:
+        futures = [pool.submit(_run, step, labels, reach) for step in steps]
+        wait(futures, timeout=RUN_DEADLINE_SECONDS)
+        return [_outcome(step, future) for step, future in zip(steps, futures, strict=True)]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _outcome(step: Step, future: Future[StepResult]) -> StepResult:
+    if not future.done():
+        message = f"not done within the run's {RUN_DEADLINE_SECONDS}s"
+        return StepResult(step.name, step.type, False, message)
+    failed = future.exception()
+    if failed is not None:  # a defect here, not the step's: in the log in full
+        log.error("runbook step %s failed", step.name, exc_info=failed)
+        return StepResult(step.name, step.type, False, f"failed ({type(failed).__name__})")
+    return future.result()
+
+
 def _run(step: Step, labels: dict[str, str], reach: Reach) -> StepResult:
     runners: dict[type, Callable[[Any, dict[str, str], Reach], StepResult]] = {
         Promql: _promql,
@@ -176,6 +205,10 @@ def _run(step: Step, labels: dict[str, str], reach: Reach) -> StepResult:
         return StepResult(step.name, step.type, False, f"template: {exc}")
     except (PermanentError, TransientError) as exc:
         return StepResult(step.name, step.type, False, str(exc))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _render(template: str, labels: dict[str, str]) -> str:
@@ -207,6 +240,13 @@ def _promql(step: Promql, labels: dict[str, str], reach: Reach) -> StepResult:
 
 def _http(step: HttpCheck, labels: dict[str, str], reach: Reach) -> StepResult:
     url = _render(step.url, labels)
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    reachable = url.startswith(("http://", "https://")) and not any(c.isspace() for c in url)
+    if not reachable or not step.allows(host):
+        return StepResult(step.name, step.type, False, f"{_clip(url)}: not a host it may reach")
     timeout = parse_duration(step.timeout).total_seconds()
     started = time.monotonic()
     try:
@@ -224,6 +264,8 @@ def _http(step: HttpCheck, labels: dict[str, str], reach: Reach) -> StepResult:
 
 def _tcp(step: TcpCheck, labels: dict[str, str], reach: Reach) -> StepResult:
     host = _render(step.host, labels)
+    if any(c.isspace() for c in host) or not step.allows(host):
+        return StepResult(step.name, step.type, False, f"{_clip(host)}: not a host it may reach")
     timeout = parse_duration(step.timeout).total_seconds()
     started = time.monotonic()
     try:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from workers.sandbox import Sandbox
 
 NAMES = {
     "declared": "declared.md.j2",
@@ -93,11 +94,11 @@ def plain(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def environment(directory: Path | None) -> ImmutableSandboxedEnvironment:
+def environment(directory: Path | None) -> Sandbox:
     loaders: list[Any] = [DictLoader(BUILT_IN)]
     if directory is not None and directory.is_dir():
         loaders.insert(0, FileSystemLoader(str(directory)))
-    return ImmutableSandboxedEnvironment(
+    return Sandbox(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=False,
@@ -110,7 +111,7 @@ def render(directory: Path | None, transition: str, context: dict[str, Any]) -> 
     return template.render(**context).strip()
 
 
-_LABELS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_LABELS = Sandbox(undefined=StrictUndefined, autoescape=False)
 
 
 def render_label_template(value: str, labels: Mapping[str, str]) -> str | None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import BaseModel
+
 from webhook.payload import PayloadError, parse
 from webhook.policy.diff import DiffError, corpus, diff, load_base
 from webhook.policy.explain import explain
@@ -14,8 +16,10 @@ from webhook.policy.testing import run_policy_tests
 from workers.policy.loader import load_policy
 from workers.policy.model import PolicyFile
 from workers.policy.problems import PolicyError
+from workers.policy.runbooks import Runbook
 
 SCHEMA_ID = "https://alertpilot.dev/schemas/policy.json"
+RUNBOOK_SCHEMA_ID = "https://alertpilot.dev/schemas/runbook.json"
 
 __all__ = ["explain_alerts", "policy_diff", "run_policy_tests", "schema", "validate"]
 
@@ -111,9 +115,15 @@ def policy_diff(
     return 1 if changed and fail_on_change else 0
 
 
-def schema() -> str:
-    """JSON Schema of one policy file, from the model the loader validates with."""
-    doc = PolicyFile.model_json_schema(by_alias=True)
-    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **doc}
-    doc["title"] = "alertpilot policy file"
+def schema(kind: str = "policy") -> str:
+    """JSON Schema of one policy file (or, `kind` "runbook", of one runbooks/ file), from
+    the model the loader validates with."""
+    models: dict[str, tuple[type[BaseModel], str, str]] = {
+        "policy": (PolicyFile, SCHEMA_ID, "alertpilot policy file"),
+        "runbook": (Runbook, RUNBOOK_SCHEMA_ID, "alertpilot runbook (policies/runbooks/)"),
+    }
+    model, schema_id, title = models[kind]
+    doc = model.model_json_schema(by_alias=True)
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id, **doc}
+    doc["title"] = title
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Template, TemplateError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from workers.policy.matchers import Matcher, parse_matcher
 from workers.policy.model import Action, DefaultRoute, Guardrails, Route, Severity
 from workers.policy.problems import Problem
 from workers.policy.runbooks import Runbook
+from workers.sandbox import Sandbox
 
 EMPTY_PART = "\x00"
 """What an empty `{{ ... }}` renders as in an incident key: marks a key to fall back."""
@@ -49,9 +49,7 @@ def _mark_empty(value: Any) -> Any:
     return value
 
 
-TEMPLATES = ImmutableSandboxedEnvironment(
-    autoescape=False, finalize=_mark_empty, undefined=_Missing
-)
+TEMPLATES = Sandbox(autoescape=False, finalize=_mark_empty, undefined=_Missing)
 KEY_NODES = frozenset(
     {
         "Template", "Output", "TemplateData", "Name", "Getattr", "Getitem", "Slice", "Const",

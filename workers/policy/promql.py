@@ -28,7 +28,8 @@ from collections.abc import Iterator, Mapping
 
 import promql_parser
 from jinja2 import StrictUndefined, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from workers.sandbox import Sandbox
 
 MAX_RENDERED = 2000
 """Characters of a rendered query (the step's `query` holds at most as many)."""
@@ -38,7 +39,7 @@ PLACEHOLDER = "x"
 _STACK_BYTES = 16 * 1024 * 1024
 """The port's thread: 2,000 characters need under 2 MiB (measured)."""
 _STACK_LOCK = threading.Lock()
-TEMPLATES = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+TEMPLATES = Sandbox(autoescape=False, undefined=StrictUndefined)
 """As the runner's (workers/runbook_steps.py): an unknown name fails there too."""
 
 

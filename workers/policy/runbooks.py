@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workers.incident.durations import parse_duration
 from workers.params import NAME_PATTERN, Duration
@@ -77,24 +78,93 @@ class Promql(_Strict):
     bad_when: Literal["above", "below"] = "above"
 
 
-class HttpCheck(_Strict):
+HostPattern = Annotated[
+    str, Field(pattern=r"^[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?(\.[a-z0-9*]([a-z0-9*-]*[a-z0-9*])?)*$")
+]
+"""A host name where `*` stands for letters, digits and dashes within one label:
+`*.production.svc.cluster.local`, `redis-*.cache`."""
+
+
+def _templated(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def url_host_template(url: str) -> str:
+    """The host part of a URL template: what lies between `://` and the path."""
+    rest = url.split("://", 1)[-1]
+    end = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found != -1:
+            end = min(end, found)
+    return rest[:end]
+
+
+class _Reaching(_Strict):
+    """A step that connects somewhere. Its host is literal in the policy, or, when alert
+    labels fill it in (a template), must match one of `hosts`: whoever writes an
+    alerting rule chooses its labels, and must not choose where alertpilot connects."""
+
+    hosts: list[HostPattern] = Field(default_factory=list, max_length=20)
+
+    def host_template(self) -> str:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _hosts_for_templates(self) -> _Reaching:
+        if _templated(self.host_template()) and not self.hosts:
+            raise ValueError(
+                "a host filled in from alert labels needs `hosts`: the patterns it must match"
+            )
+        return self
+
+    def allows(self, host: str) -> bool:
+        """Whether the rendered `host` is one this step may connect to: its literal host,
+        or, for a host from labels, one matching a pattern of `hosts`."""
+        host = host.lower().rstrip(".")
+        if not _templated(self.host_template()):
+            return host == self.literal_host()
+        return any(_host_pattern(p).fullmatch(host) for p in self.hosts)
+
+    def literal_host(self) -> str:
+        raise NotImplementedError
+
+
+def _host_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile("[a-z0-9-]+".join(re.escape(part) for part in pattern.split("*")))
+
+
+class HttpCheck(_Reaching):
     """GET the URL (a template over the labels): its status and latency."""
 
     type: Literal["http_check"]
     name: Name
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
+    url: Annotated[str, Field(pattern=r"^https?://[^\n]+$", max_length=2000)]
+    """A template: `{{ labels.x }}` may hold spaces; the rendered URL may not."""
     timeout: Timeout = "5s"
     expect_status: int = Field(200, ge=100, le=599)
 
+    def host_template(self) -> str:
+        return url_host_template(self.url)
 
-class TcpCheck(_Strict):
+    def literal_host(self) -> str:
+        return (urlsplit(self.url).hostname or "").rstrip(".")
+
+
+class TcpCheck(_Reaching):
     """A dependency's host:port accepts a connection (Redis, PostgreSQL...)."""
 
     type: Literal["tcp_check"]
     name: Name
-    host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\s/]+$")]
+    host: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^/\n]+$")]
     port: int = Field(ge=1, le=65535)
     timeout: Timeout = "3s"
+
+    def host_template(self) -> str:
+        return self.host
+
+    def literal_host(self) -> str:
+        return self.host.lower().rstrip(".")
 
 
 Step = Annotated[
