@@ -278,3 +278,23 @@ def run_lane(queue: Queue, name: str) -> None:
     """Run what one lane holds, as a worker that listens to that lane only."""
     lane = lane_queue(queue, name)
     _BurstWorker([lane], connection=queue.connection, serializer=JSONSerializer).work(burst=True)
+
+
+def test_a_recent_rollout_names_the_rollback_waiting_for_a_person(
+    mitigation: MitigationBench, kube_api: KubeStandIn
+) -> None:
+    folder = mitigation.tmp_path / "policies" / "runbooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "api.yaml").write_text(RUNBOOK)
+    routes = route("[rollback]").replace(
+        "    severity: SEV2\n", "    severity: SEV2\n    runbook: api\n"
+    )
+    app = mitigation.app(routes, allow={"namespaces": ["production"], "workloads": ["web"]})
+    (incident_id,) = post(app, latency("web")).json["incidents"]
+    run_jobs(mitigation.queue)
+    (proposal,) = app.get("/api/v1/actions", headers=VIEWER).json["actions"]
+    (ran,) = _runs(app, incident_id)
+    (changes,) = [r for r in ran["results"] if r["name"] == "recent_changes"]
+    assert changes["summary"].startswith(
+        f"rollback proposed (alertpilot actions approve {proposal['id']}); production/web:"
+    )

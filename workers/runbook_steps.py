@@ -27,7 +27,7 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from jinja2 import StrictUndefined, TemplateError
 from redis import Redis
 from rq import Queue
 
+from workers import approvals
 from workers.config import Integrations
 from workers.incident import clock, timeline
 from workers.incident.durations import parse_duration
@@ -144,7 +145,7 @@ def run_for(
         return {"outcome": "no runbook"}
     labels = _labels(incident)
     reach = Reach(integrations, kube, tuple(policy.guardrails.allow.namespaces))
-    results = _run_all(runbook.steps, labels, reach)
+    results = _with_proposals(_run_all(runbook.steps, labels, reach), redis, keys, incident)
     bad = sum(1 for r in results if not r.ok)
     message = f"runbook {name} ({when}): {len(results)} steps, {bad} not ok"
     entry = timeline.entry(
@@ -152,6 +153,26 @@ def run_for(
     )
     timeline.append(redis, keys, incident.id, entry)
     return {"outcome": "ran", "steps": len(results), "not_ok": bad}
+
+
+def _with_proposals(
+    results: list[StepResult], redis: Redis, keys: Keys, incident: Incident
+) -> list[StepResult]:
+    """A recent rollout beside the rollback waiting for a person, when there is one."""
+    if not any(r.type == "rollout_history" and not r.ok for r in results):
+        return results
+    waiting = [
+        p
+        for p in approvals.pending(redis, keys)
+        if p.incident_id == incident.id and p.action == "rollback"
+    ]
+    if not waiting:
+        return results
+    tie = f"rollback proposed (alertpilot actions approve {waiting[0].id}); "  # first: kept
+    return [
+        replace(r, summary=tie + r.summary) if r.type == "rollout_history" and not r.ok else r
+        for r in results
+    ]
 
 
 def route_runbook(incident: Incident, policies: Path) -> str | None:
