@@ -8,6 +8,7 @@ webhook does for its constants) never imports a vendor SDK.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -21,6 +22,8 @@ from workers.incident.keys import Keys
 from workers.incident.record import Incident
 from workers.jobs.contract import ActionRequest
 from workers.jobs.dispatch import perform
+
+log = logging.getLogger(__name__)
 
 
 def run_action(payload: dict[str, Any]) -> dict[str, Any] | Retry:
@@ -44,7 +47,9 @@ def run_tick(payload: dict[str, Any]) -> dict[str, Any]:
 
     def refresh(incident: Incident, when: str) -> None:
         name = runbook_steps.route_runbook(incident, settings.policies_dir)
-        if name is not None:
+        if name is None:
+            return
+        try:  # the numbers are a help; the update and the next tick must go without them
             keys = Keys(str(payload.get("prefix", "")))
             runbook_steps.run_for(
                 job.connection,
@@ -56,6 +61,8 @@ def run_tick(payload: dict[str, Any]) -> dict[str, Any]:
                 kube_for(settings.integrations),
                 settings.policies_dir,
             )
+        except Exception:
+            log.exception("runbook %s for %s at %s did not run", name, incident.id, when)
 
     return cadence.tick(job.connection, queue, payload, refresh)
 

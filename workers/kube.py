@@ -81,13 +81,17 @@ class Workload:
     pods: list[PodState]
     warnings: list[str]
     """Newest first: "BackOff x12 on pod api-7c9: Back-off restarting failed container"."""
+    more_pods: bool = False
+    """It has more than MAX_PODS pods: `pods` are the first of them."""
 
 
 REVISION = "deployment.kubernetes.io/revision"
 FIELD_MANAGER = "alertpilot"
-MAX_PODS = 200
-"""Pods one workload read looks at (a list call's `limit`)."""
-MAX_EVENTS = 500
+MAX_PODS = 2000
+"""Pods one workload read counts, in pages of PODS_PER_PAGE."""
+PODS_PER_PAGE = 500
+MAX_EVENT_SUBJECTS = 5
+"""Pods not well whose Warning events are asked for, besides the deployment's."""
 
 
 def api_client(kubeconfig: str | None) -> Any:
@@ -264,35 +268,28 @@ class Kubernetes:
         return current, sorted(revisions, key=lambda r: r.number)
 
     def workload(self, namespace: str, name: str, *, warnings: int = 5) -> Workload:
-        """The deployment's replicas, its pods (by its selector) and the newest `warnings`
-        Warning events about it, its ReplicaSets or its pods. Get and list only."""
+        """The deployment's replicas, its pods (by its selector, every page up to
+        MAX_PODS) and the newest `warnings` Warning events about it and about its pods
+        that are not well (asked by name: a busy namespace's other warnings never crowd
+        them out, and a sibling named like it is not it). Get and list only."""
         found = self.read("deployments", namespace, name)
         if found is None:
             raise PermanentError(f"deployment {namespace}/{name} not found")
-        with _wrapped(f"list pods {namespace}"):
-            match = found["spec"]["selector"].get("matchLabels") or {}
-            listed: Any = self.core.list_namespaced_pod(
-                namespace,
-                label_selector=",".join(f"{k}={v}" for k, v in match.items()),
-                limit=MAX_PODS,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-            pods = [_pod_state(pod) for pod in listed.items]
-        with _wrapped(f"list events {namespace}"):
-            events: Any = self.core.list_namespaced_event(
-                namespace,
-                field_selector="type=Warning",
-                limit=MAX_EVENTS,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-            prefix = f"{name}-"  # its ReplicaSets and their pods are named after it
-            about = [
-                e
-                for e in events.items
-                if e.involved_object.name == name or str(e.involved_object.name).startswith(prefix)
-            ]
-            about.sort(key=_event_time, reverse=True)
-            shown = [_warning(e) for e in about[:warnings]]
+        match = found["spec"]["selector"].get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in match.items())
+        pods, more = self._pods(namespace, selector)
+        troubled = [p.name for p in pods if not p.ready or p.waiting or p.last_termination]
+        about: list[Any] = []
+        for subject in [name, *troubled[:MAX_EVENT_SUBJECTS]]:
+            with _wrapped(f"list events {namespace}"):
+                events: Any = self.core.list_namespaced_event(
+                    namespace,
+                    field_selector=f"type=Warning,involvedObject.name={subject}",
+                    limit=warnings,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                about += list(events.items)
+        about.sort(key=_event_time, reverse=True)
         status = found.get("status") or {}
         return Workload(
             desired=int(found["spec"].get("replicas") or 0),
@@ -300,8 +297,34 @@ class Kubernetes:
             available=int(status.get("availableReplicas") or 0),
             updated=int(status.get("updatedReplicas") or 0),
             pods=pods,
-            warnings=shown,
+            warnings=[_warning(e) for e in about[:warnings]],
+            more_pods=more,
         )
+
+    def _pods(self, namespace: str, selector: str) -> tuple[list[PodState], bool]:
+        """The pods `selector` picks, page by page up to MAX_PODS; and whether there are more."""
+        pods: list[PodState] = []
+        token: str | None = None
+        while True:
+            with _wrapped(f"list pods {namespace}"):
+                page: Any = self.core.list_namespaced_pod(
+                    namespace,
+                    label_selector=selector,
+                    limit=min(PODS_PER_PAGE, MAX_PODS - len(pods)),
+                    _continue=token,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                pods += [_pod_state(pod) for pod in page.items]
+                meta = page.metadata  # the pydantic models name the token var_continue
+                token = (
+                    (getattr(meta, "var_continue", None) or getattr(meta, "_continue", None))
+                    if meta
+                    else None
+                )
+            if not token:
+                return pods, False
+            if len(pods) >= MAX_PODS:
+                return pods, True
 
     def roll_back(self, namespace: str, name: str, *, current: int, to: Revision) -> None:
         """What `kubectl rollout undo` does: the old ReplicaSet's pod template, put back.

@@ -37,6 +37,8 @@ import requests
 from jinja2 import StrictUndefined, TemplateError
 from redis import Redis
 from rq import Queue
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from workers import approvals
 from workers.config import Integrations
@@ -185,8 +187,17 @@ def route_runbook(incident: Incident, policies: Path) -> str | None:
 
 
 def _labels(incident: Incident) -> dict[str, str]:
-    firing = sorted(incident.firing, key=lambda a: a.starts_at) or list(incident.alerts.values())
-    return dict(firing[0].labels) if firing else {}
+    """The labels the templates see: the first firing alert of the incident's route (the
+    one that escalated it, say), else the first firing one, else the first of all."""
+    alerts = sorted(incident.alerts.values(), key=lambda a: (a.starts_at, a.fingerprint))
+    for chosen in (
+        [a for a in alerts if a.status == "firing" and a.route == incident.route],
+        [a for a in alerts if a.status == "firing"],
+        alerts,
+    ):
+        if chosen:
+            return dict(chosen[0].labels)
+    return {}
 
 
 def _run_all(steps: list[Step], labels: dict[str, str], reach: Reach) -> list[StepResult]:
@@ -228,12 +239,38 @@ def _run(step: Step, labels: dict[str, str], reach: Reach) -> StepResult:
         return StepResult(step.name, step.type, False, str(exc))
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= 80 else text[:77] + "..."
+def _http_target(url: str) -> tuple[str, int] | None:
+    """(host, port) the HTTP client will connect to for `url`: urllib3's reading of the
+    URL requests prepares; None unless the standard library reads the same (a backslash
+    or an `@` where the two parsers differ would let a label pick the host)."""
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        return None
+    try:
+        prepared = str(requests.Request("GET", url).prepare().url)
+        theirs, ours = parse_url(prepared), urlsplit(prepared)
+        ports = (theirs.port, ours.port)
+    except (requests.RequestException, LocationParseError, ValueError):
+        return None
+    host = (theirs.host or "").lower()
+    if not host or host != (ours.hostname or "").lower() or ports[0] != ports[1]:
+        return None
+    return host, ports[0] or (443 if prepared.startswith("https:") else 80)
+
+
+def _clip(text: str, size: int = 80) -> str:
+    return text if len(text) <= size else text[: size - 3] + "..."
 
 
 def _render(template: str, labels: dict[str, str]) -> str:
     return TEMPLATES.from_string(template).render(labels=labels)
+
+
+def _quoted(value: str) -> str:
+    """A label value as the inside of a PromQL "..." string: it can never end the string
+    it is put in and rewrite the query (a ' or ` that could end one of the other kinds
+    is refused before: `_promql`)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return escaped.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _promql(step: Promql, labels: dict[str, str], reach: Reach) -> StepResult:
@@ -245,7 +282,11 @@ def _promql(step: Promql, labels: dict[str, str], reach: Reach) -> StepResult:
         token=integrations.prometheus_token,
         ca_bundle=integrations.ca_bundle,
     )
-    found = prometheus.query(_render(step.query, labels))
+    for quote in ("'", "`"):  # only "..." strings take an escaped quote
+        if quote in step.query and any(quote in v for v in labels.values()):
+            message = f"a label holds a {quote} that the query's {quote}-strings cannot take"
+            return StepResult(step.name, step.type, False, message)
+    found = prometheus.query(_render(step.query, {k: _quoted(v) for k, v in labels.items()}))
     if not found.ok or found.value is None:
         return StepResult(step.name, step.type, False, found.error or "no value")
     value = found.value
@@ -261,12 +302,8 @@ def _promql(step: Promql, labels: dict[str, str], reach: Reach) -> StepResult:
 
 def _http(step: HttpCheck, labels: dict[str, str], reach: Reach) -> StepResult:
     url = _render(step.url, labels)
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        host = ""
-    reachable = url.startswith(("http://", "https://")) and not any(c.isspace() for c in url)
-    if not reachable or not step.allows(host):
+    target = _http_target(url)
+    if target is None or not step.allows(target[0]) or target[1] != step.port():
         return StepResult(step.name, step.type, False, f"{_clip(url)}: not a host it may reach")
     timeout = parse_duration(step.timeout).total_seconds()
     started = time.monotonic()
@@ -321,11 +358,14 @@ def _workload(step: WorkloadStatus, labels: dict[str, str], reach: Reach) -> Ste
     namespace, name = where.split("/", 1)
     found = reach.kube().workload(namespace, name)
     troubled = [p for p in found.pods if not p.ready or p.waiting or p.last_termination]
-    parts = [
+    counts = (
         f"{where}: {found.ready}/{found.desired} ready, {found.available} available, "
         f"{found.updated} up to date"
-    ]
-    for pod in troubled[:3]:
+    )
+    parts = [counts]  # each part bounded, so the counts and a warning always fit
+    if troubled:
+        many = "+" if found.more_pods else ""
+        pod = troubled[0]
         why = ", ".join(
             w
             for w in (
@@ -336,10 +376,10 @@ def _workload(step: WorkloadStatus, labels: dict[str, str], reach: Reach) -> Ste
             if w
         )
         state = "ready" if pod.ready else "not ready"
-        parts.append(f"pod {pod.name} {state} ({why or 'starting'})")
-    if len(troubled) > 3:
-        parts.append(f"{len(troubled) - 3} more pods not well")
-    parts.extend(found.warnings[:2])
+        example = _clip(f"pod {pod.name} {state} ({why or 'starting'})", 110)
+        others = f" and {len(troubled) - 1}{many} more pods not well" if len(troubled) > 1 else ""
+        parts.append(example + others)
+    parts.extend(_clip(w, 100) for w in found.warnings[:1])
     ok = found.ready >= found.desired and not troubled
     return StepResult(step.name, step.type, ok, "; ".join(parts), float(found.ready))
 

@@ -59,7 +59,10 @@ class Writer:
         with `pending_tick` (None: none, or not read because nothing cancels it)."""
         incident = change.incident
         index = self.keys.incident_key(key_hash(incident.key))
-        pipe.set(self.keys.incident(incident.id), incident.to_json())
+        # A resolved incident's record keeps the expiry its resolve set (_retire): a note,
+        # a follow-up or a runbook run on it later must not keep it past retention.
+        kept = incident.status == "resolved" and change.transition != "resolved"
+        pipe.set(self.keys.incident(incident.id), incident.to_json(), keepttl=kept)
         if change.transition in OPENING:
             pipe.hset(index, mapping={"open": incident.id, "last": incident.id})
             pipe.persist(index)

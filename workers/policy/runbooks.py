@@ -10,7 +10,9 @@ host:port, a window), and there is no shell step and no verb that writes.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -120,14 +122,31 @@ class _Reaching(_Strict):
 
     def allows(self, host: str) -> bool:
         """Whether the rendered `host` is one this step may connect to: its literal host,
-        or, for a host from labels, one matching a pattern of `hosts`."""
+        or, for a host from labels, a name (never an address in any of the forms the
+        resolver reads: 2130706433 and 0x7f.1 are 127.0.0.1) matching a pattern of `hosts`."""
         host = host.lower().rstrip(".")
         if not _templated(self.host_template()):
             return host == self.literal_host()
+        if _address(host):
+            return False
         return any(_host_pattern(p).fullmatch(host) for p in self.hosts)
 
     def literal_host(self) -> str:
         raise NotImplementedError
+
+
+def _address(host: str) -> bool:
+    """Whether getaddrinfo would read `host` as a numeric address, not look it up."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(host)  # the lenient forms: 2130706433, 127.1, 0x7f.0.0.1
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _host_pattern(pattern: str) -> re.Pattern[str]:
@@ -149,6 +168,14 @@ class HttpCheck(_Reaching):
 
     def literal_host(self) -> str:
         return (urlsplit(self.url).hostname or "").rstrip(".")
+
+    def port(self) -> int:
+        """The port the URL names in the policy (labels never choose it), or the scheme's."""
+        literal = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", url_host_template(self.url))
+        found = re.search(r":([0-9]{1,5})$", literal)
+        if found is not None:
+            return int(found.group(1))
+        return 443 if self.url.startswith("https:") else 80
 
 
 class TcpCheck(_Reaching):
