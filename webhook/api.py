@@ -116,6 +116,8 @@ def incident_view(s: Services, found: Incident) -> dict[str, Any]:
         "group_key": found.group_key,
         "alerts": [asdict(a) for a in found.alerts.values()],
         "actions": list(found.actions),
+        "follow_ups": found.follow_ups,
+        "postmortem": found.postmortem,
     }
 
 

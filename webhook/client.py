@@ -70,23 +70,7 @@ class Client:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON object answering `method path` (path starts with /, its parts quoted)."""
-        data = None if body is None else json.dumps(body).encode()
-        # The scheme is http or https: `base_url` checked it when the client was made.
-        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        request.add_header("Authorization", f"Bearer {self.token}")
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                status, raw = int(response.status), response.read()
-        except urllib.error.HTTPError as exc:
-            raise _refused(exc) from None
-        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
-            message = f"cannot reach {self.url}: {_reason(exc)}"
-            if method != "GET" and not _unsent(exc):
-                message += " (it may have been done: look before sending it again)"
-            raise ClientError(0, "unreachable", message) from None
+        status, raw = self._send(method, path, body, "application/json")
         try:
             answer = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -95,6 +79,37 @@ class Client:
             message = f"{self.url} answered {status} without a JSON object: is it alertpilot's API?"
             raise ClientError(0, "not_json", message)
         return answer
+
+    def text(self, path: str, accept: str = "text/markdown") -> str:
+        """The text answering GET `path` (a postmortem draft, a report)."""
+        _, raw = self._send("GET", path, None, accept)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientError(
+                0, "not_text", f"{self.url} answered bytes that are not UTF-8"
+            ) from None
+
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, accept: str
+    ) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        # The scheme is http or https: `base_url` checked it when the client was made.
+        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
+        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("Accept", accept)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with _OPENER.open(request, timeout=self.timeout) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            raise _refused(exc) from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            message = f"cannot reach {self.url}: {_reason(exc)}"
+            if method != "GET" and not _unsent(exc):
+                message += " (it may have been done: look before sending it again)"
+            raise ClientError(0, "unreachable", message) from None
 
 
 def base_url(url: str) -> str:

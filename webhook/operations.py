@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from webhook.app_services import Services
 from webhook.users import Person
-from workers.incident import commands
+from workers.incident import commands, follow_ups
 from workers.incident.commands import CommandError, Decision, Done
 
 Fields = Mapping[str, bool]
@@ -27,6 +27,9 @@ FIELDS: dict[str, Fields] = {
     "reopen": {},
     "acknowledge": {},
     "runbook": {},
+    "follow-ups": {"text": True, "owner": True, "due": True, "priority": False},
+    "follow-up-done": {"id": True},
+    "postmortem-written": {"url": False},
 }
 """The commands on an incident, by the name of their URL (`/incidents/<id>/<name>`)."""
 
@@ -63,6 +66,11 @@ def _decision(s: Services, name: str) -> Callable[[str, dict[str, str]], Decisio
         "resolve": lambda by, b: commands.resolve(by),
         "reopen": lambda by, b: commands.reopen(by),
         "runbook": lambda by, b: commands.run_runbook(by),
+        "follow-ups": lambda by, b: follow_ups.add(
+            by, b["text"], b["owner"], b["due"], b.get("priority", "P2")
+        ),
+        "follow-up-done": lambda by, b: follow_ups.done(by, b["id"]),
+        "postmortem-written": lambda by, b: follow_ups.postmortem_written(by, b.get("url", "")),
     }
     return decisions[name]
 

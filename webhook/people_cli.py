@@ -50,6 +50,17 @@ def register(commands: Any) -> None:
     reject = _leaf(actions, "reject", _reject, "reject a proposed mitigation")
     reject.add_argument("proposal_id", metavar="ID")
     reject.add_argument("--reason", default=None, help="recorded on the timeline")
+    postmortem = _leaf(
+        commands, "postmortem", _postmortem, "an incident's postmortem draft (Markdown)", "id"
+    )
+    postmortem.add_argument(
+        "--done",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="URL",
+        help="instead: say it is written (and where)",
+    )
     runbook = _group(commands, "runbook", "runbooks' read-only steps, through the API")
     _leaf(runbook, "run", _runbook_run, "run an incident's runbook now (onto its timeline)", "id")
     _leaf(runbook, "show", _runbook_show, "the runbook a route names, with its steps", "route")
@@ -79,6 +90,16 @@ def _incidents(group: Any) -> None:
     status.add_argument("status", metavar="STATUS", choices=PHASES, help=", ".join(PHASES))
     _leaf(group, "resolve", _resolve, "resolve an incident by hand", "id")
     _leaf(group, "reopen", _reopen, "open a resolved incident again", "id")
+    follow = group.add_parser(
+        "follow-up", help="an incident's action items", description="an incident's action items"
+    ).add_subparsers(required=True, metavar="ACTION")
+    add = _leaf(follow, "add", _follow_up, "add an action item to an incident", "id")
+    add.add_argument("--owner", required=True, help="who does it")
+    add.add_argument("--due", required=True, help="YYYY-MM-DD")
+    add.add_argument("--priority", choices=("P0", "P1", "P2", "P3"), default="P2")
+    add.add_argument("text", metavar="TEXT", nargs="+", help="words, joined by spaces")
+    finished = _leaf(follow, "done", _follow_up_done, "mark an action item done", "id")
+    finished.add_argument("follow_up", metavar="F", help="its id, F1...")
 
 
 def _group(commands: Any, name: str, summary: str) -> Any:
@@ -223,6 +244,22 @@ def _command(client: Client, args: argparse.Namespace, name: str, body: dict[str
     answer = client.request("POST", path("incidents", args.id, name), body)
     _emit(args, answer, _done)
     return answer
+
+
+def _follow_up(client: Client, args: argparse.Namespace) -> None:
+    body = {"text": " ".join(args.text), "owner": args.owner, "due": args.due}
+    _command(client, args, "follow-ups", body | {"priority": args.priority})
+
+
+def _follow_up_done(client: Client, args: argparse.Namespace) -> None:
+    _command(client, args, "follow-up-done", {"id": args.follow_up})
+
+
+def _postmortem(client: Client, args: argparse.Namespace) -> None:
+    if args.done is not None:
+        _command(client, args, "postmortem-written", {"url": args.done} if args.done else {})
+        return
+    print(client.text(path("incidents", args.id, "postmortem")), end="")
 
 
 def _runbook_run(client: Client, args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ from workers.jobs.contract import (
     RUN_TICK,
     ActionRequest,
     CommanderCheck,
+    PostmortemCheck,
     TickRequest,
     action_job_id,
     enqueue,
@@ -110,3 +111,35 @@ def check_commander(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict
         job_id = action_job_id(incident.id, tag, "notify")
         enqueue(queue, RUN_ACTION, message.to_json(), job_id)
     return {"outcome": "no commander"}
+
+
+def check_postmortem(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
+    """When a postmortem falls due (a `PostmortemCheck`): a resolved incident whose
+    postmortem is not written says so, on its timeline and in chat (a reminder)."""
+    request = PostmortemCheck.from_json(payload)
+    keys = Keys(request.prefix)
+    incident = load_incident(redis, keys, request.incident_id)
+    if incident is None or incident.postmortem.get("due_at") != request.due_at:
+        return {"outcome": "not needed"}  # reopened and resolved again: a later check
+    if incident.postmortem.get("done_at"):
+        return {"outcome": "written", "url": incident.postmortem.get("url", "")}
+    note = (
+        f"The postmortem of {incident.id} ({incident.severity}) was due {request.due_at}: "
+        f"draft it (alertpilot postmortem {incident.id}) and say when it is written "
+        f"(alertpilot postmortem {incident.id} --done URL)."
+    )
+    timeline.append(redis, keys, incident.id, timeline.entry("postmortem_overdue", note))
+    if "notify" in incident.actions:
+        message = ActionRequest(
+            prefix=keys.prefix,
+            incident_id=incident.id,
+            action="notify",
+            transition="reminder",
+            severity=incident.severity,
+            params=incident.action_params.get("notify", {}),
+            dry_run=incident.dry_run,
+            note=note,
+        )
+        tag = f"postmortem-due-{request.due_at.replace(':', '')}"
+        enqueue(queue, RUN_ACTION, message.to_json(), action_job_id(incident.id, tag, "notify"))
+    return {"outcome": "overdue"}

@@ -89,3 +89,11 @@ def run_runbook(payload: dict[str, Any]) -> dict[str, Any]:
         kube_for(settings.integrations),
         settings.policies_dir,
     )
+
+
+def run_postmortem_check(payload: dict[str, Any]) -> dict[str, Any]:
+    """Whether a resolved incident's postmortem is written by its due time (cadence.py)."""
+    job = get_current_job()
+    assert job is not None, "run_postmortem_check runs inside an RQ job"
+    queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
+    return cadence.check_postmortem(job.connection, queue, payload)

@@ -24,6 +24,7 @@ NAMES = {
     "update": "update.md.j2",
     "resolved": "resolved.md.j2",
     "handoff": "handoff.md.j2",
+    "reminder": "handoff.md.j2",
 }
 
 _COMMON = """\
@@ -49,7 +50,9 @@ BUILT_IN = {
     + "{% if next_update %}Next update: in {{ next_update }}\n{% endif %}",
     "resolved.md.j2": ":white_check_mark: *Resolved*: {{ title }}\n"
     + _COMMON
-    + "Resolved: {{ resolved_at }}\n",
+    + "Resolved: {{ resolved_at }}\n"
+    + "{% if postmortem %}Postmortem draft: {{ postmortem }}"
+    + "{% if postmortem_due %} (due {{ postmortem_due }}){% endif %}\n{% endif %}",
     "handoff.md.j2": ":raising_hand: *A person is needed ({{ severity }})*: {{ title }}\n"
     "{{ note }}\n" + _COMMON,
 }
@@ -74,6 +77,8 @@ SAMPLE: dict[str, Any] = {
     "ic": "jane",
     "war_room": "https://example.slack.com/archives/C0123456789",
     "bridge": "https://meet.example.com/inc",
+    "postmortem": "https://alertpilot.example/incidents/abc-1/postmortem",
+    "postmortem_due": "2026-12-03T10:30:00Z",
     "metrics": ["p95_latency 0.25 s (at declaration: 8 s over 2)"],
     "changes": [
         "production/payments: rolled out in the last 1h: revision 7 (current) 12m ago: "

@@ -9,7 +9,7 @@ from jinja2 import TemplateError
 
 from workers import templates
 from workers.actions import Action, Outcome
-from workers.communication.vendors import Vendors, first_firing, incident_url
+from workers.communication.vendors import Vendors, first_firing, incident_url, postmortem_url
 from workers.config import Integrations
 from workers.incident import timeline
 from workers.incident.errors import PermanentError
@@ -108,6 +108,12 @@ def chat_message(
         "changes": [plain(c) for c in changes or []],
         "workloads": [plain(w) for w in workloads or []],
         "bridge": str(request.params.get("bridge") or ""),
+        "postmortem": postmortem_url(integrations, incident)
+        if request.transition == "resolved"
+        else "",
+        "postmortem_due": incident.postmortem.get("due_at", "")
+        if request.transition == "resolved"
+        else "",
     }
     try:
         return templates.render(integrations.templates_dir, request.transition, context)

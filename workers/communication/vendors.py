@@ -37,3 +37,10 @@ def incident_url(integrations: Integrations, incident: Incident) -> str:
     if not integrations.public_url:
         return ""
     return f"{integrations.public_url}/api/v1/incidents/{incident.id}"
+
+
+def postmortem_url(integrations: Integrations, incident: Incident) -> str:
+    """The incident's postmortem draft on the web page (a person signs in there)."""
+    if not integrations.public_url:
+        return ""
+    return f"{integrations.public_url}/incidents/{incident.id}/postmortem"

@@ -81,7 +81,7 @@ Decision = Callable[[Incident, Moment], Change]
 
 
 def note(by: str, words: str) -> Decision:
-    words = _text(words, "text")
+    words = checked_text(words, "text")
 
     def decide(current: Incident, moment: Moment) -> Change:
         incident = current.with_changes(updated_at=moment.now)
@@ -94,7 +94,7 @@ def assign(by: str, role: str, person: str, *, slack_id: str | None = None) -> D
     """`slack_id`: the person's, to invite into the war room when they become IC."""
     if role not in ROLES:
         raise CommandError("invalid", f"expected one of {', '.join(ROLES)}, got {role!r}", "role")
-    person = _name(person, "person")
+    person = checked_name(person, "person")
 
     def decide(current: Incident, moment: Moment) -> Change:
         _open(current)
@@ -294,9 +294,9 @@ def declared(
 ) -> Change:
     """An incident no alert raised: the jobs an alert-declared one of that severity gets
     (a page if the severity pages, at once; the status page if it is public; chat)."""
-    title = _text(title, "title")
-    service = _name(service, "service")
-    summary = _text(summary, "summary", required=False)
+    title = checked_text(title, "title")
+    service = checked_name(service, "service")
+    summary = checked_text(summary, "summary", required=False)
     target = moment.policy.severities.get(severity)
     if target is None:
         known = ", ".join(moment.policy.severities)
@@ -492,7 +492,7 @@ def _route_actions(policy: Policy, route: str) -> dict[str, Action]:
     return {a.name: a for a in found.actions} if found is not None else {}
 
 
-def _text(value: object, name: str, *, required: bool = True) -> str:
+def checked_text(value: object, name: str, *, required: bool = True) -> str:
     if not isinstance(value, str) or (required and not value.strip()):
         raise CommandError("invalid", "required, a non-empty string", name)
     if len(value) > MAX_TEXT:
@@ -500,7 +500,7 @@ def _text(value: object, name: str, *, required: bool = True) -> str:
     return value.strip()
 
 
-def _name(value: object, name: str) -> str:
+def checked_name(value: object, name: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
         raise CommandError("invalid", f"required, 1 to {MAX_NAME} characters", name)
     if any((c.isspace() and c != " ") or not c.isprintable() for c in value):

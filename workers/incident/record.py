@@ -77,6 +77,12 @@ class Incident:
     revision: int = 0
     """People's commands that queued jobs so far: their job ids' tag, so a second
     escalation to the same severity, after a downgrade, is a new one."""
+    follow_ups: list[dict[str, str]] = field(default_factory=list)
+    """Action items, in the order added: {id ("F1"...), text, owner, due (YYYY-MM-DD),
+    priority (P0..P3), by, at, and done_at once done}."""
+    postmortem: dict[str, str] = field(default_factory=dict)
+    """{due_at} once resolved when the severity asks for one (`postmortem_within`);
+    {done_at, done_by, url} once a person says it is written."""
 
     @property
     def firing(self) -> list[AlertState]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from workers.incident import timeline
@@ -86,6 +87,8 @@ class Change:
     """Scheduled jobs the change withdraws (a reopen: the resolve's pending reverts)."""
     runbook: str | None = None
     """The route's runbook to run now (declared, escalated)."""
+    postmortem_due: str | None = None
+    """A resolve whose severity asks for a postmortem: when it falls due (a check then)."""
     runbook_when: str | None = None
     """Names the run when no transition does (a person asked for one)."""
     waiting: tuple[str, ...] = ()
@@ -293,7 +296,22 @@ def close(
     entries.append(entry(ctx, "resolved", message, queued=_names(jobs), **details))
     book = runbook_of(ctx.policy, incident.route)  # the last snapshot, for the record
     jobs, waiting = _wait_for_runbook(book, jobs)
-    return Change(resolved, "resolved", entries, jobs, runbook=book, waiting=waiting)
+    due = _postmortem_due(incident, ctx)
+    if due is not None:
+        resolved = resolved.with_changes(postmortem={**incident.postmortem, "due_at": due})
+    return Change(
+        resolved, "resolved", entries, jobs, runbook=book, waiting=waiting, postmortem_due=due
+    )
+
+
+def _postmortem_due(incident: Incident, ctx: Basis) -> str | None:
+    """When the postmortem is due, if the severity asks for one and none is written."""
+    severity = ctx.policy.severities.get(incident.severity)
+    within = _seconds(severity.postmortem_within if severity else None)
+    if not within or incident.postmortem.get("done_at"):
+        return None
+    due = datetime.fromtimestamp(_ts(ctx.now) + within, tz=UTC)
+    return due.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _wait_for_runbook(

@@ -22,10 +22,12 @@ from workers.incident.transitions import Change, JobSpec
 from workers.jobs.contract import (
     RUN_ACTION,
     RUN_COMMANDER_CHECK,
+    RUN_POSTMORTEM_CHECK,
     RUN_RUNBOOK,
     RUN_TICK,
     ActionRequest,
     CommanderCheck,
+    PostmortemCheck,
     RunbookRequest,
     TickRequest,
     enqueue,
@@ -103,6 +105,17 @@ class Writer:
                 book.job_id,
                 pipeline=pipe,
                 description=f"runbook {book.runbook} {incident.id}",
+            )
+        if change.postmortem_due is not None:
+            due = PostmortemCheck(self.keys.prefix, incident.id, change.postmortem_due)
+            enqueue(
+                self.queue,
+                RUN_POSTMORTEM_CHECK,
+                due.to_json(),
+                due.job_id,
+                at=datetime.fromisoformat(change.postmortem_due.replace("Z", "+00:00")),
+                pipeline=pipe,
+                description=f"postmortem due {incident.id}",
             )
         if change.commander_check is not None:
             check = CommanderCheck(self.keys.prefix, incident.id, incident.severity)

@@ -26,10 +26,12 @@ RUN_ACTION = "workers.entry.run_action"
 RUN_TICK = "workers.entry.run_tick"
 RUN_COMMANDER_CHECK = "workers.entry.run_commander_check"
 RUN_RUNBOOK = "workers.entry.run_runbook"
+RUN_POSTMORTEM_CHECK = "workers.entry.run_postmortem_check"
 
-Transition = Literal["declared", "escalated", "update", "resolved", "handoff"]
-TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff")
-"""handoff: a mitigation used its attempts and a person takes over (workers/handoff.py)."""
+Transition = Literal["declared", "escalated", "update", "resolved", "handoff", "reminder"]
+TRANSITIONS = ("declared", "escalated", "update", "resolved", "handoff", "reminder")
+"""handoff: a mitigation used its attempts and a person takes over (workers/handoff.py);
+reminder: a resolved incident still needs a person (its postmortem is overdue)."""
 COMMUNICATION_ACTIONS = ("page", "statuspage", "notify", "war_room")
 MITIGATION_ACTIONS = ("scale_up", "rate_limit", "rollout_restart", "rollback")
 ACTION_NAMES = COMMUNICATION_ACTIONS + MITIGATION_ACTIONS
@@ -232,6 +234,27 @@ class CommanderCheck:
 
 
 @dataclass(frozen=True)
+class PostmortemCheck:
+    """The payload of a `RUN_POSTMORTEM_CHECK` job: when its postmortem falls due, a
+    resolved incident whose postmortem is not written says so (workers/cadence.py)."""
+
+    prefix: str
+    incident_id: str
+    due_at: str
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.incident_id}-postmortem-due-{self.due_at.replace(':', '')}"
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PostmortemCheck:
+        return _decode(cls, doc)
+
+
+@dataclass(frozen=True)
 class RunbookRequest:
     """The payload of a `RUN_RUNBOOK` job: run the read-only steps of a route's runbook
     for an incident (workers/runbook_steps.py), at `when` (declared, escalated-SEV1...)."""
@@ -259,11 +282,18 @@ class RunbookRequest:
         return _decode(cls, doc)
 
 
-Payload = TypeVar("Payload", Approved, ActionRequest, TickRequest, CommanderCheck, RunbookRequest)
+Payload = TypeVar(
+    "Payload", Approved, ActionRequest, TickRequest, CommanderCheck, PostmortemCheck, RunbookRequest
+)
 
 
 def _plain(
-    payload: Approved | ActionRequest | TickRequest | CommanderCheck | RunbookRequest,
+    payload: Approved
+    | ActionRequest
+    | TickRequest
+    | CommanderCheck
+    | PostmortemCheck
+    | RunbookRequest,
 ) -> dict[str, Any]:
     """Its fields as a new dict, values as they are (dataclasses.asdict deep-copies each:
     a tenth of a new alert's intake time; the JSON serializer reads them as they are)."""

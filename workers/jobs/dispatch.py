@@ -126,7 +126,7 @@ def _locked(
     incident = load_incident(redis, keys, request.incident_id)
     if incident is None:
         return _record_failure(redis, keys, request, "incident not found")
-    if request.transition != "resolved" and incident.status == "resolved":
+    if request.transition not in ("resolved", "reminder") and incident.status == "resolved":
         outcome = Outcome("skipped", "incident resolved before the job ran; nothing done")
         return _record(redis, keys, request, job_id, outcome)
     if (
@@ -142,7 +142,7 @@ def _locked(
         return _record(redis, keys, request, job_id, outcome)
     if (
         request.action in COMMUNICATION_ACTIONS
-        and request.transition not in ("resolved", "handoff")
+        and request.transition not in ("resolved", "handoff", "reminder")
         and request.severity != incident.severity
     ):
         # An escalation queued its own jobs at the new severity; this one would undo it.

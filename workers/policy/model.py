@@ -130,6 +130,11 @@ class Severity(_Strict):
         description="An incident commander must be assigned within the response time; "
         "if none is, chat and the timeline say so.",
     )
+    postmortem_within: Duration | None = Field(
+        None,
+        description="A postmortem is due this long after resolve; overdue ones are named in "
+        "chat and in the on-call handoff. Null: none is asked for.",
+    )
     page_after: Duration | None = Field(
         None, description="Page only if the incident still fires this long after it is declared."
     )
