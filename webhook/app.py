@@ -16,6 +16,7 @@ from webhook import (
     api,
     approvals_api,
     commands_api,
+    figures_api,
     health,
     mitigations_api,
     openapi,
@@ -93,6 +94,7 @@ def create_app(
     app.register_blueprint(commands_api.blueprint)
     app.register_blueprint(mitigations_api.blueprint)
     app.register_blueprint(runbooks_api.blueprint)
+    app.register_blueprint(figures_api.blueprint)
     app.register_blueprint(slack_commands.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(web.blueprint)

@@ -3,9 +3,10 @@
 Per-process metrics (notifications, alerts, request latency, jobs enqueued)
 are prometheus-client counters; under gunicorn they go through the
 multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, set by `alertpilot serve`).
-State that lives in Redis (open incidents, jobs finished by any worker) is read
-from Redis at scrape time by `RedisStateCollector`, so it is the same on every
-replica: aggregate it with max(), not sum().
+State that lives in Redis (open incidents, jobs finished by any worker, the
+incidents' response figures) is read from Redis at scrape time by
+`RedisStateCollector`, so it is the same on every replica: aggregate it with max(),
+not sum().
 """
 
 from __future__ import annotations
@@ -21,17 +22,33 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from redis import Redis
 from redis.exceptions import RedisError
 
 from webhook import replay
+from workers.incident import figures_store
 from workers.incident.acknowledgement import Acknowledgement
+from workers.incident.figures import FIGURES, Figure
 from workers.incident.keys import Keys, text
 from workers.incident.record import open_counts_by_severity
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "RedisStateCollector"]
+
+FIGURE_HELP: dict[Figure, str] = {
+    "declare": "From an incident's first alert (its startsAt) to its declaration.",
+    "acknowledge": "From an incident's first alert (its startsAt) to its first acknowledgement.",
+    "mitigate": "From an incident's first alert (its startsAt) to its first mitigation "
+    "that changed something.",
+    "resolve": "From an incident's first alert (its startsAt) to its first resolve.",
+}
 
 
 class Metrics:
@@ -113,7 +130,7 @@ class Metrics:
 
 
 class RedisStateCollector(Collector):
-    """Open incidents and finished jobs, read from Redis when scraped."""
+    """Open incidents, finished jobs and response figures, read from Redis when scraped."""
 
     def __init__(self, redis: Redis, keys: Keys, severities: Callable[[], Iterable[str]]) -> None:
         self.redis = redis
@@ -143,8 +160,37 @@ class RedisStateCollector(Collector):
             for field, value in sorted(self.redis.hgetall(self.keys.jobs_finished).items()):
                 action, _, outcome = text(field).partition("|")
                 finished.add_metric([action, outcome], int(value))
+            figures = self.figures()
         except RedisError:
             return  # /readyz reports Redis; a scrape still shows the process metrics
         yield open_incidents
         yield finished
         yield recorded
+        yield from figures
+
+    def figures(self) -> list[HistogramMetricFamily]:
+        """alertpilot_incident_time_to_<figure>_seconds{severity}: each incident counted
+        once, when the figure became known (workers/incident/figures_store.py); every
+        severity of the policy has one, zero included."""
+        stored = figures_store.histograms(self.redis, self.keys)
+        zero = figures_store.Histogram({}, 0, 0.0)
+        families = []
+        for figure in FIGURES:
+            family = HistogramMetricFamily(
+                f"alertpilot_incident_time_to_{figure}_seconds",
+                FIGURE_HELP[figure],
+                labels=["severity"],
+            )
+            found = stored[figure]
+            for severity in dict.fromkeys([*self.severities(), *found]):
+                histogram = found.get(severity, zero)
+                buckets = [(_le(b), n) for b, n in histogram.cumulative()]
+                family.add_metric([severity], buckets, histogram.sum)
+            families.append(family)
+        return families
+
+
+def _le(bound: float) -> str:
+    """A bucket's bound as prometheus-client writes its own ("300.0", "+Inf")."""
+    found: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+    return found

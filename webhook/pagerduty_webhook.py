@@ -25,7 +25,7 @@ from redis.exceptions import RedisError, WatchError
 
 from webhook.app_services import Services, services
 from webhook.errors import BadRequest, Unauthorized, Unavailable
-from workers.incident import timeline
+from workers.incident import figures_store, timeline
 from workers.incident.acknowledgement import acknowledged, human
 from workers.incident.record import Incident
 
@@ -188,6 +188,7 @@ def _apply(s: Services, event: Event) -> str | None:
                     )
                     pipe.hset(marker, mapping=fields)
                     pipe.expire(marker, ttl if ttl > 0 else s.settings.retention_seconds)
+                    figures_store.acknowledged(pipe, keys, incident, first.at)
                 else:
                     pipe.set(marker, "1", ex=EVENT_TTL_SECONDS)
                 kind = "acknowledged" if ack else "pagerduty_resolved"

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from redis import Redis
 from redis.exceptions import WatchError
 
-from workers.incident import clock, timeline
+from workers.incident import clock, figures_store, timeline
 from workers.incident.acknowledgement import Acknowledgement, acknowledged, human
 from workers.incident.keys import Keys, base36, group_hash, text
 from workers.incident.record import PHASES, ROLES, Incident, Phase
@@ -440,6 +440,7 @@ class Commands:
                     if ttl > 0:  # a resolved incident's: it goes when the incident goes
                         pipe.expire(marker, ttl)
                     timeline.append(pipe, self.keys, incident_id, found)
+                    figures_store.acknowledged(pipe, self.keys, current, first.at)
                     pipe.execute()
                 except WatchError:
                     continue

@@ -31,6 +31,16 @@ class Keys:
         """Hash of the incident's first PagerDuty acknowledgement (when, who, within)."""
         return f"{self.prefix}incident:{incident_id}:ack"
 
+    def figures(self, incident_id: str) -> str:
+        """Hash figure -> seconds of the incident's response figures already recorded in
+        their histograms: each is recorded once (workers/incident/figures_store.py)."""
+        return f"{self.prefix}incident:{incident_id}:figures"
+
+    def figure_histogram(self, figure: str) -> str:
+        """Hash "severity|le:<bound>", "severity|sum", "severity|count" of one response
+        figure (declare, acknowledge, mitigate, resolve), shared by every process."""
+        return f"{self.prefix}stats:figure:{figure}"
+
     def signed_out(self, session_id: str) -> str:
         """A web session its person signed out of (kept until it would have expired)."""
         return f"{self.prefix}signed-out:{session_id}"

@@ -15,7 +15,7 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 
-from workers.incident import clock, timeline
+from workers.incident import clock, figures_store, timeline
 from workers.incident.keys import Keys, text
 from workers.incident.record import Incident
 from workers.incident.transitions import Change, JobSpec
@@ -78,6 +78,7 @@ class Writer:
         elif change.transition == "resolved":
             self._retire(pipe, incident, index)
         timeline.append(pipe, self.keys, incident.id, *change.entries)
+        figures_store.transition(pipe, self.keys, incident, change.transition)
         for job in change.jobs:
             enqueue(
                 self.queue,
@@ -200,6 +201,7 @@ class Writer:
             self.keys.external(incident.id),
             self.keys.acknowledgement(incident.id),
             self.keys.pending_tick(incident.id),
+            self.keys.figures(incident.id),
         )
 
     def _request(self, incident: Incident, job: JobSpec) -> ActionRequest:

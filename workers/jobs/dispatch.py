@@ -29,10 +29,10 @@ from redis.exceptions import LockError
 from rq import Retry, get_current_job
 
 from workers.actions import Handler, Outcome
-from workers.incident import timeline
+from workers.incident import figures_store, timeline
 from workers.incident.errors import PermanentError, TransientError
 from workers.incident.keys import Keys
-from workers.incident.record import load_incident
+from workers.incident.record import Incident, load_incident
 from workers.jobs import locks
 from workers.jobs.contract import (
     COMMUNICATION_ACTIONS,
@@ -154,7 +154,7 @@ def _locked(
         return _retry_or_fail(redis, keys, request, attempt, exc)
     except PermanentError as exc:
         return _record_failure(redis, keys, request, str(exc))
-    return _record(redis, keys, request, job_id, outcome)
+    return _record(redis, keys, request, job_id, outcome, incident)
 
 
 def _retry_or_fail(
@@ -184,13 +184,20 @@ def _record_failure(redis: Redis, keys: Keys, request: ActionRequest, reason: st
 
 
 def _record(
-    redis: Redis, keys: Keys, request: ActionRequest, job_id: str, outcome: Outcome
+    redis: Redis,
+    keys: Keys,
+    request: ActionRequest,
+    job_id: str,
+    outcome: Outcome,
+    incident: Incident | None = None,
 ) -> Decision:
     """Effect marker, timeline entry and count, together (the action lock is held)."""
     with redis.pipeline() as pipe:
         pipe.set(keys.effect(job_id), outcome.kind, ex=EFFECT_TTL)
         entry = _entry(request, outcome.kind, outcome.message, **outcome.details)
         timeline.append(pipe, keys, request.incident_id, entry)
+        if incident is not None:  # a mitigation's first success: its time to mitigate
+            figures_store.entry_written(pipe, keys, incident, entry)
         pipe.hincrby(keys.jobs_finished, f"{request.action}|{outcome.kind}", 1)
         pipe.execute()
     return Decision(outcome.kind, outcome.message)
