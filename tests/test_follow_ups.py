@@ -130,10 +130,8 @@ def test_an_overdue_postmortem_is_said_once_on_the_timeline_and_in_chat(
         5 * 86400, abs=1
     )
     (done,) = [m.body["text"] for m in chat.messages if m.body["text"].startswith(":white_check")]
-    assert (
-        f"Postmortem draft: https://alertpilot.example/incidents/{incident_id}/postmortem (due {due_at})"
-        in done
-    )
+    link = f"https://alertpilot.example/incidents/{incident_id}/postmortem"
+    assert f"Postmortem draft: {link} (due {due_at})" in done
     before = len(chat.messages)
     due(queue, 4 * 24 * 3600)  # not due yet
     assert "postmortem_overdue" not in [e["kind"] for e in timeline(app, incident_id)]
