@@ -334,3 +334,25 @@ def test_the_web_page_shows_the_steps_now_and_at_declaration_and_runs_them(
         page = http.get(f"{url}/incidents/{incident_id}", timeout=10).text
     assert "At declared" in page  # a second run: the first run's column beside it
     assert [r["by"] for r in timeline(app, incident_id) if r["kind"] == "runbook_asked"] == ["rui"]
+
+
+def test_the_pages_show_response_figures_from_the_first_alert(
+    incident: tuple[Flask, str],
+) -> None:
+    app, incident_id = incident
+    client = app.test_client()
+    acked = client.post(f"/api/v1/incidents/{incident_id}/acknowledge", headers=RESPONDER)
+    assert acked.status_code == 200
+    figures = client.get("/api/v1/figures?since=1d", headers=RESPONDER).json
+    sev2 = figures["severities"]["SEV2"]
+    with serving(app) as url:
+        http, _ = _signed_in(url, "ap_test_rui", incident_id)
+        listed = http.get(f"{url}/incidents", timeout=10).text
+        page = http.get(f"{url}/incidents/{incident_id}", timeout=10).text
+    row = re.search(r'<tr data-figures-severity="SEV2">(.*?)</tr>', listed, re.S)
+    assert row is not None, listed
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    assert cells[0] == str(sev2["incidents"]) == "1"
+    assert cells[-1] == f"{sev2['share_within']:.0%} of 1"
+    line = re.search(r'<p class="muted" data-figures>(.*?)</p>', page, re.S)
+    assert line is not None and "acknowledged after" in line.group(1)

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
-from webhook.app_services import authenticated, services
+from webhook.app_services import Services, authenticated, services
 from webhook.errors import BadRequest, Unavailable
 from workers.incident import clock, figures_store
 from workers.incident.durations import DurationError, parse_duration
@@ -38,7 +38,12 @@ SINCE = re.compile(r"(?:[0-9]{1,6}(?:ms|s|m|h|d|w)){1,6}", re.ASCII)
 def figures_view() -> Response:
     s = services()
     text = _since_text()
-    since = _since(text)
+    return jsonify({"since": text, **period_view(s, _since(text))})
+
+
+def period_view(s: Services, since: int) -> dict[str, Any]:
+    """The response figures of the incidents declared in the last `since` seconds, per
+    severity (the API's answer, and the web page's table)."""
     end = clock.now().astimezone(UTC)
     start = end - timedelta(seconds=since)
     policy = s.policies.get()
@@ -58,17 +63,14 @@ def figures_view() -> Response:
         severity = policy.severities.get(name)
         response_time = severity.response_time if severity else None
         severities[name] = {"response_time": response_time, **found.as_json()}
-    return jsonify(
-        {
-            "since": text,
-            "from": _iso(start),
-            "to": _iso(end),
-            "complete": period.complete,
-            "truncated": period.truncated,
-            "incidents": len(period.figures),
-            "severities": severities,
-        }
-    )
+    return {
+        "from": _iso(start),
+        "to": _iso(end),
+        "complete": period.complete,
+        "truncated": period.truncated,
+        "incidents": len(period.figures),
+        "severities": severities,
+    }
 
 
 def _since_text() -> str:

@@ -30,8 +30,9 @@ from webhook.api import INCIDENT_ID, STATUSES
 from webhook.app_services import caller, services
 from webhook.approvals_api import may_approve
 from webhook.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized, Unavailable
+from webhook.figures_api import period_view
 from webhook.users import Person
-from webhook.web_page import incident_page, list_rows
+from webhook.web_page import incident_page, list_rows, period_table
 from webhook.web_session import (
     COOKIE,
     CSRF_FIELD,
@@ -49,6 +50,8 @@ blueprint = Blueprint("web", __name__, template_folder="templates")
 T = TypeVar("T")
 
 REFRESH_SECONDS = 30
+FIGURES_SECONDS = 7 * 24 * 3600
+"""The response figures under the list: the incidents declared in the last week."""
 NEXT = re.compile(r"/incidents(/[A-Za-z0-9_-]{1,128})?", re.ASCII)
 """Where /login may send the person back to: the page's own paths, nothing else."""
 DONE = {*operations.FIELDS, "approve", "reject"}
@@ -96,6 +99,7 @@ def incidents() -> Response:
         severity_filter=severity,
         severities=list(severities),
         refresh=REFRESH_SECONDS,
+        figures=period_table(period_view(s, FIGURES_SECONDS)),
     )
 
 

@@ -12,6 +12,7 @@ from workers import approvals
 from workers.incident import clock, timeline
 from workers.incident.acknowledgement import human
 from workers.incident.durations import parse_duration
+from workers.incident.figures import Figure, Figures, incident_figures
 from workers.incident.record import PHASES, ROLES, Incident, acknowledgement, load_incident
 
 
@@ -35,6 +36,43 @@ def list_rows(s: Services, incidents: list[Incident]) -> list[dict[str, Any]]:
     return rows
 
 
+def period_table(view: dict[str, Any]) -> list[dict[str, str]]:
+    """The period's figures as the list page's rows: per severity with incidents, each
+    time as "median / p90" in words, and the share acknowledged in time."""
+    rows = []
+    for name, found in view["severities"].items():
+        if not found["incidents"]:
+            continue
+        row = {"severity": name, "incidents": str(found["incidents"])}
+        for figure in ("declare", "acknowledge", "mitigate", "resolve"):
+            spread = found[f"time_to_{figure}_seconds"]
+            row[figure] = (
+                f"{human(spread['median'])} / {human(spread['p90'])}" if spread["count"] else "—"
+            )
+        share = found["share_within"]
+        row["within"] = "—" if share is None else f"{share:.0%} of {found['acknowledged']}"
+        rows.append(row)
+    return rows
+
+
+def figures_line(found: Figures) -> list[str]:
+    """One incident's figures in words, from its first alert."""
+    said = [f"first alert {found.first_alert_at.strftime('%H:%M:%S')} UTC"]
+    words_of: dict[Figure, str] = {
+        "declare": "declared",
+        "acknowledge": "acknowledged",
+        "mitigate": "mitigated",
+        "resolve": "resolved",
+    }
+    for figure, words in words_of.items():
+        seconds = found.seconds(figure)
+        if seconds is not None:
+            said.append(f"{words} after {human(seconds)}")
+    if found.within is not None:
+        said.append("inside the response time" if found.within else "outside the response time")
+    return said
+
+
 def incident_page(s: Services, incident_id: str) -> dict[str, Any] | None:
     """The incident, its acknowledgement, timeline with the time between entries, its
     pending proposals and the choices of the forms; None for an unknown incident."""
@@ -53,6 +91,7 @@ def incident_page(s: Services, incident_id: str) -> dict[str, Any] | None:
         "ack": ack,
         "entries": entries(raw),
         "runbook": runbook_view(raw),
+        "figures": figures_line(incident_figures(found, raw, ack, policy)),
         "runbook_name": route.runbook if route is not None else None,
         "proposals": [p for p in approvals.pending(s.redis, s.keys) if p.incident_id == found.id],
         "people": [p.name for p in s.users.current().people],
