@@ -356,6 +356,6 @@ def test_chat_template_errors_are_reported_at_their_line(tmp_path: Path) -> None
         f"{tmp_path}/templates/declared.md.j2:2:1: template error: Unexpected end of template. "
         "Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. The innermost "
         "block that needs to be closed is 'if'.",
-        f"{tmp_path}/templates/resolved.md.j2:1:1: fails to render for a sample incident: "
+        f"{tmp_path}/templates/resolved.md.j2:1:1: fails to render for a sample: "
         "'titel' is undefined",
     ]

@@ -83,6 +83,7 @@ def test_named_workloads_limit_deployments_their_scale_and_ingresses_to_those_na
         "pods": None,  # a runbook's workload_status lists them by the deployment's selector
         "events": None,
     }
+    assert {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]} in rules
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from webhook import (
     figures_api,
     health,
     mitigations_api,
+    oncall_api,
     openapi,
     pagerduty_webhook,
     receiver,
@@ -94,6 +95,7 @@ def create_app(
     app.register_blueprint(commands_api.blueprint)
     app.register_blueprint(mitigations_api.blueprint)
     app.register_blueprint(runbooks_api.blueprint)
+    app.register_blueprint(oncall_api.blueprint)
     app.register_blueprint(figures_api.blueprint)
     app.register_blueprint(slack_commands.blueprint)
     app.register_blueprint(openapi.blueprint)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from webhook import failed_jobs, people_cli
+from webhook import failed_jobs, oncall_cli, people_cli
 from webhook.policy import commands as commands_
 from webhook.worker import HEARTBEAT_FILE
 from workers.config import Settings, SettingsError
@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.set_defaults(run=_resume, needs_redis="mitigations")
 
     people_cli.register(commands)
+    oncall_cli.register(commands)
 
     jobs = commands.add_parser("jobs", help="jobs that failed for good").add_subparsers(
         required=True, metavar="ACTION"

@@ -56,6 +56,9 @@ class Rule:
 
 
 RULES = (
+    # The on-call handoff's recent rollouts: every deployment of the namespace (a list
+    # cannot be limited to names).
+    Rule("apps", "deployments", ("list",), named=False),
     Rule("apps", "deployments", ("get", "patch"), named=True),
     Rule("apps", "deployments/scale", ("get", "update"), named=True),
     Rule("apps", "replicasets", ("list",), named=False),

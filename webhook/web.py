@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from webhook import operations
+from webhook import oncall_api, operations
 from webhook.api import INCIDENT_ID, STATUSES
 from webhook.app_services import caller, services
 from webhook.approvals_api import may_approve
@@ -45,6 +45,7 @@ from webhook.web_session import (
 from workers import approvals
 from workers.incident.commands import CommandError
 from workers.incident.record import list_incidents
+from workers.oncall import DEFAULT_SINCE, parse_since
 
 blueprint = Blueprint("web", __name__, template_folder="templates")
 T = TypeVar("T")
@@ -52,7 +53,7 @@ T = TypeVar("T")
 REFRESH_SECONDS = 30
 FIGURES_SECONDS = 7 * 24 * 3600
 """The response figures under the list: the incidents declared in the last week."""
-NEXT = re.compile(r"/incidents(/[A-Za-z0-9_-]{1,128})?", re.ASCII)
+NEXT = re.compile(r"/incidents(/[A-Za-z0-9_-]{1,128})?|/handoff", re.ASCII)
 """Where /login may send the person back to: the page's own paths, nothing else."""
 DONE = {*operations.FIELDS, "approve", "reject"}
 """What `?done=` may say a form did (the page says so in a box)."""
@@ -100,6 +101,22 @@ def incidents() -> Response:
         severities=list(severities),
         refresh=REFRESH_SECONDS,
         figures=period_table(period_view(s, FIGURES_SECONDS)),
+    )
+
+
+@blueprint.get("/handoff")
+def handoff() -> Response:
+    """The on-call handoff report of the last `since` (7d), as GET /api/v1/handoff has it
+    (without the rollouts); a bad `since` is a 400 page for anyone."""
+    since = _query({"since"}).get("since") or DEFAULT_SINCE
+    try:
+        period = parse_since(since)
+    except ValueError as exc:
+        raise BadRequest(str(exc), field="since") from None
+    person = _reader()
+    found = _store(lambda: oncall_api.immediate(services(), period))
+    return _page(
+        "handoff.html", person, report=found["report"], markdown=found["markdown"], since=since
     )
 
 

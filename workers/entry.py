@@ -15,7 +15,7 @@ from typing import Any
 from rq import Queue, Retry, get_current_job
 from rq.serializers import JSONSerializer
 
-from workers import cadence, runbook_steps
+from workers import cadence, oncall_job, runbook_steps
 from workers.config import Settings
 from workers.handlers import build_handlers, kube_for
 from workers.incident.keys import Keys
@@ -97,3 +97,8 @@ def run_postmortem_check(payload: dict[str, Any]) -> dict[str, Any]:
     assert job is not None, "run_postmortem_check runs inside an RQ job"
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
     return cadence.check_postmortem(job.connection, queue, payload)
+
+
+def run_handoff(payload: dict[str, Any]) -> dict[str, Any]:
+    """The on-call handoff report, with the rollouts only a worker may read (oncall_job.py)."""
+    return oncall_job.run_handoff(payload)

@@ -85,6 +85,19 @@ class Workload:
     """It has more than MAX_PODS pods: `pods` are the first of them."""
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """A deployment whose current revision rolled out in a period (`Kubernetes.rollouts`)."""
+
+    namespace: str
+    name: str
+    revision: int
+    replicaset: str
+    rolled_out_at: datetime
+    """Its current revision's ReplicaSet's creationTimestamp, in UTC."""
+    images: str
+
+
 REVISION = "deployment.kubernetes.io/revision"
 FIELD_MANAGER = "alertpilot"
 MAX_PODS = 2000
@@ -266,6 +279,65 @@ class Kubernetes:
                 and REVISION in (rs.metadata.annotations or {})
             ]
         return current, sorted(revisions, key=lambda r: r.number)
+
+    def rollouts(self, namespace: str, since: datetime) -> list[Rollout]:
+        """The namespace's deployments whose current revision rolled out at or after
+        `since`, newest first: each one's revision annotation, matched to the ReplicaSet
+        it owns with that revision, whose creationTimestamp is when it rolled out. Two
+        lists (deployments, replicasets), paged up to MAX_PODS items each; a rollback to an
+        older template reuses that revision's ReplicaSet, so it shows its first rollout's
+        time. List only."""
+
+        def listed(what: str, call: Any) -> list[Any]:
+            items: list[Any] = []
+            token: str | None = None
+            while len(items) < MAX_PODS:
+                with _wrapped(f"list {what} {namespace}"):
+                    page: Any = call(
+                        namespace,
+                        limit=min(PODS_PER_PAGE, MAX_PODS - len(items)),
+                        _continue=token,
+                        _request_timeout=REQUEST_TIMEOUT,
+                    )
+                    items += list(page.items)
+                    meta = page.metadata  # as in _pods: the token's name varies
+                    token = (
+                        (getattr(meta, "var_continue", None) or getattr(meta, "_continue", None))
+                        if meta
+                        else None
+                    )
+                if not token:
+                    break
+            return items
+
+        deployments = listed("deployments", self.apps.list_namespaced_deployment)
+        replicasets = listed("replicasets", self.apps.list_namespaced_replica_set)
+        with _wrapped(f"list replicasets {namespace}"):
+            owned = {
+                (ref.uid, (rs.metadata.annotations or {}).get(REVISION)): rs
+                for rs in replicasets
+                for ref in rs.metadata.owner_references or []
+            }
+            found = []
+            for deployment in deployments:
+                meta = deployment.metadata
+                current = (meta.annotations or {}).get(REVISION)
+                rs = owned.get((meta.uid, current))
+                if rs is None or current is None or rs.metadata.creation_timestamp is None:
+                    continue  # not rolled out yet, or its ReplicaSet is gone
+                revision = _revision(self.api, rs)
+                if revision.created >= since:
+                    found.append(
+                        Rollout(
+                            namespace=namespace,
+                            name=str(meta.name),
+                            revision=revision.number,
+                            replicaset=revision.replicaset,
+                            rolled_out_at=revision.created.astimezone(UTC),
+                            images=revision.images,
+                        )
+                    )
+        return sorted(found, key=lambda r: r.rolled_out_at, reverse=True)
 
     def workload(self, namespace: str, name: str, *, warnings: int = 5) -> Workload:
         """The deployment's replicas, its pods (by its selector, every page up to

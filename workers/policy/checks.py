@@ -9,13 +9,13 @@ would.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from workers import params, templates
+from workers import oncall_markdown, params, templates
 from workers.config import DEFAULT_ROUTING_KEY
 from workers.jobs.contract import MITIGATION_ACTIONS
 from workers.params import NAME_PATTERN
@@ -266,11 +266,41 @@ def template_files(directory: Path) -> list[Path]:
 
 
 def message_templates(directory: Path) -> list[Problem]:
-    """The chat templates in DIR/templates: each must parse and render a sample incident."""
+    """The templates in DIR/templates: each must parse and render a sample (a chat
+    message's incident, the on-call handoff's report)."""
     problems: list[Problem] = []
     files = template_files(directory)
     if not files:
         return problems
+    env = templates.environment(directory / TEMPLATES_FOLDER)
+    documents: dict[str, Callable[[], object]] = {
+        oncall_markdown.TEMPLATE: lambda: oncall_markdown.render(
+            directory / TEMPLATES_FOLDER, oncall_markdown.SAMPLE
+        ),
+    }
+    for path in files:
+        if path.name in documents:
+            render = documents[path.name]
+        elif path.name in templates.NAMES.values():
+
+            def render(name: str = path.name) -> object:
+                return env.get_template(name).render(**templates.SAMPLE)
+
+        else:
+            known = ", ".join(sorted({*templates.NAMES.values(), *documents}))
+            message = f"unused template (expected one of {known})"
+            problems.append(Problem(str(path), 1, 1, message, "warning"))
+            continue
+        try:
+            render()
+        except TemplateSyntaxError as exc:
+            problems.append(
+                Problem(str(path), exc.lineno or 1, 1, f"template error: {exc.message}")
+            )
+        except TemplateError as exc:
+            message = f"fails to render for a sample: {exc}"
+            problems.append(Problem(str(path), 1, 1, message))
+    return problems
     env = templates.environment(directory / TEMPLATES_FOLDER)
     for path in files:
         if path.name not in templates.NAMES.values():
