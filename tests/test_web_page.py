@@ -8,6 +8,7 @@ cross-site page or a viewer's browser would send them.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -356,3 +357,28 @@ def test_the_pages_show_response_figures_from_the_first_alert(
     assert cells[-1] == f"{sev2['share_within']:.0%} of 1"
     line = re.search(r'<p class="muted" data-figures>(.*?)</p>', page, re.S)
     assert line is not None and "acknowledged after" in line.group(1)
+
+
+def test_the_postmortem_draft_has_a_page_the_resolved_message_links(
+    incident: tuple[Flask, str],
+) -> None:
+    app, incident_id = incident
+    draft = app.test_client().get(f"/api/v1/incidents/{incident_id}/postmortem", headers=RESPONDER)
+    assert draft.status_code == 200 and draft.mimetype == "text/markdown"
+    with serving(app) as url:
+        http = requests.Session()
+        http.trust_env = False
+        bounced = http.get(
+            f"{url}/incidents/{incident_id}/postmortem", allow_redirects=False, timeout=10
+        )
+        assert bounced.status_code == 303
+        assert bounced.headers["Location"].endswith(
+            f"/login?next=/incidents/{incident_id}/postmortem"
+        )
+        http, _ = _signed_in(url, "ap_test_rui", incident_id)
+        page = http.get(f"{url}/incidents/{incident_id}/postmortem", timeout=10).text
+        missing = http.get(f"{url}/incidents/nope-1/postmortem", timeout=10)
+    shown = re.search(r"<pre class=\"card\" data-postmortem>(.*?)</pre>", page, re.S)
+    assert shown is not None
+    assert html.unescape(shown.group(1)) == draft.get_data(as_text=True)
+    assert missing.status_code == 404

@@ -22,6 +22,7 @@ from webhook import (
     oncall_api,
     openapi,
     pagerduty_webhook,
+    postmortem_api,
     receiver,
     runbooks_api,
     slack_commands,
@@ -95,6 +96,7 @@ def create_app(
     app.register_blueprint(commands_api.blueprint)
     app.register_blueprint(mitigations_api.blueprint)
     app.register_blueprint(runbooks_api.blueprint)
+    app.register_blueprint(postmortem_api.blueprint)
     app.register_blueprint(oncall_api.blueprint)
     app.register_blueprint(figures_api.blueprint)
     app.register_blueprint(slack_commands.blueprint)

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from webhook import oncall_api, operations
+from webhook import oncall_api, operations, postmortem_api
 from webhook.api import INCIDENT_ID, STATUSES
 from webhook.app_services import caller, services
 from webhook.approvals_api import may_approve
@@ -53,7 +53,7 @@ T = TypeVar("T")
 REFRESH_SECONDS = 30
 FIGURES_SECONDS = 7 * 24 * 3600
 """The response figures under the list: the incidents declared in the last week."""
-NEXT = re.compile(r"/incidents(/[A-Za-z0-9_-]{1,128})?|/handoff", re.ASCII)
+NEXT = re.compile(r"/incidents(/[A-Za-z0-9_-]{1,128}(/postmortem)?)?|/handoff", re.ASCII)
 """Where /login may send the person back to: the page's own paths, nothing else."""
 DONE = {*operations.FIELDS, "approve", "reject"}
 """What `?done=` may say a form did (the page says so in a box)."""
@@ -118,6 +118,20 @@ def handoff() -> Response:
     return _page(
         "handoff.html", person, report=found["report"], markdown=found["markdown"], since=since
     )
+
+
+@blueprint.get("/incidents/<incident_id>/postmortem")
+def postmortem(incident_id: str) -> Response:
+    """The postmortem draft (Markdown, as the API has it) on a page: to read, and to
+    copy into the team's document store."""
+    _query(set())
+    if not INCIDENT_ID.fullmatch(incident_id):
+        raise BadRequest("expected letters, digits, _ and -", field="incident_id")
+    person = _reader()
+    text = postmortem_api.draft(services(), incident_id)
+    if text is None:
+        raise NotFound(f"no incident {incident_id!r}", field="incident_id")
+    return _page("postmortem.html", person, incident_id=incident_id, markdown=text)
 
 
 @blueprint.get("/incidents/<incident_id>")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
-from workers import oncall_markdown, params, templates
+from workers import oncall_markdown, params, postmortem, templates
 from workers.config import DEFAULT_ROUTING_KEY
 from workers.jobs.contract import MITIGATION_ACTIONS
 from workers.params import NAME_PATTERN
@@ -273,9 +273,13 @@ def message_templates(directory: Path) -> list[Problem]:
     if not files:
         return problems
     env = templates.environment(directory / TEMPLATES_FOLDER)
+    drafts = postmortem.environment(directory / TEMPLATES_FOLDER)
     documents: dict[str, Callable[[], object]] = {
         oncall_markdown.TEMPLATE: lambda: oncall_markdown.render(
             directory / TEMPLATES_FOLDER, oncall_markdown.SAMPLE
+        ),
+        postmortem.TEMPLATE: lambda: drafts.get_template(postmortem.TEMPLATE).render(
+            **postmortem.SAMPLE_POSTMORTEM
         ),
     }
     for path in files:
