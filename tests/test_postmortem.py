@@ -36,6 +36,7 @@ from tests.support.clock import AheadClock
 from tests.support.mitigation import GUARDRAILS, MitigationBench, latency
 from tests.support.pagerduty_standin import PagerDutyStandIn
 from tests.support.statuspage_standin import StatuspageStandIn
+from tests.test_pagerduty_webhook import SECRET, deliver, event
 from webhook import postmortem_api
 from webhook.app import create_app
 from workers import postmortem
@@ -224,13 +225,16 @@ def drill(
     steady: AheadClock,
 ) -> Drill:
     """HighLatency on production/api 40 s before alertpilot declares SEV1: paged, the
-    status page opened, scale_up 4 -> 8, the runbook reads 3.2 s; acknowledged at 3m; no
+    status page opened, scale_up 4 -> 8, the runbook reads 3.2 s; acknowledged in PagerDuty
+    (a signed webhook) at 3m; no
     commander at 15m (the warning), rui takes the role at 17m, scribe ada, SME vic, a
     note, identified; the 1h status update (1.4 s); resolved at 1h20m (0.21 s); scale_up
     put back after the 15m stabilisation window; two follow-ups, one done two days on."""
     policies = _policies(mitigation.tmp_path / "policies")
     mitigation.monkeypatch.setenv("ALERTPILOT_POLICIES_DIR", str(policies))
-    changed = replace(mitigation.settings, policies_dir=policies, dry_run=False)
+    changed = replace(
+        mitigation.settings, policies_dir=policies, dry_run=False, pagerduty_webhook_secret=SECRET
+    )
     app = _with_api(create_app(changed, redis=redis, registry=CollectorRegistry()))
     alert = latency()
     alert["alerts"][0]["startsAt"] = _iso(START - timedelta(seconds=40))
@@ -238,7 +242,9 @@ def drill(
     (incident_id,) = post(app, alert).json["incidents"]
     run_jobs(queue)
     due(queue, 180)
-    _command(app, incident_id, "acknowledge")
+    # PagerDuty's own acknowledgement: a signed webhook v3 event, as PagerDuty posts it.
+    acked = deliver(app, event(incident_id, START + timedelta(minutes=3), agent="rui"))
+    assert acked.status_code == 200, acked.get_data(as_text=True)
     due(queue, 720)  # 15m: the commander check finds nobody
     due(queue, 120)
     _command(app, incident_id, "assign", role="ic", person="rui")
