@@ -232,6 +232,13 @@ def test_generic_webhook_gets_the_message_and_the_incident(
     assert body["incident"]["id"] == incident_id
     assert (body["incident"]["severity"], body["incident"]["alerts_firing"]) == ("SEV1", 2)
     assert body["text"].startswith(":rotating_light: *SEV1 declared*")
+    assert "postmortem" not in body  # only the resolve carries the draft
+    post(live, payments("resolved"))
+    run_jobs(queue)
+    (done,) = [m.body for m in chat.messages if m.url == chat.generic_url][1:]
+    assert done["event"] == "resolved"
+    assert done["postmortem"].startswith("# Postmortem: p95 latency above 2s for 5m")
+    assert "| Time | Event | Who | What |" in done["postmortem"]
 
 
 def test_no_secret_reaches_logs_timeline_or_api_over_a_whole_incident(

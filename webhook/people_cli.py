@@ -259,7 +259,13 @@ def _postmortem(client: Client, args: argparse.Namespace) -> None:
     if args.done is not None:
         _command(client, args, "postmortem-written", {"url": args.done} if args.done else {})
         return
-    print(client.text(path("incidents", args.id, "postmortem")), end="")
+    draft = client.text(path("incidents", args.id, "postmortem"))
+    print(
+        "".join(
+            c if c in "\n\t" or c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in draft
+        ),
+        end="",
+    )
 
 
 def _runbook_run(client: Client, args: argparse.Namespace) -> None:

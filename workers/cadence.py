@@ -121,6 +121,8 @@ def check_postmortem(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dic
     incident = load_incident(redis, keys, request.incident_id)
     if incident is None or incident.postmortem.get("due_at") != request.due_at:
         return {"outcome": "not needed"}  # reopened and resolved again: a later check
+    if incident.status != "resolved":
+        return {"outcome": "reopened"}  # its next resolve sets a new due time
     if incident.postmortem.get("done_at"):
         return {"outcome": "written", "url": incident.postmortem.get("url", "")}
     note = (

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined
 
 from workers.sandbox import Sandbox
 
@@ -367,5 +367,5 @@ def markdown(templates_dir: Path | None, report: Mapping[str, Any]) -> tuple[str
     a handoff never goes without its report."""
     try:
         return render(templates_dir, report), None
-    except TemplateError as exc:
-        return render(None, report), f"{TEMPLATE}: {exc}"
+    except Exception as exc:  # a TemplateError, or a filter's own error (`span` of text)
+        return render(None, report), f"{TEMPLATE}: {type(exc).__name__}: {exc}"

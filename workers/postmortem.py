@@ -24,6 +24,7 @@ from jinja2 import (
     TemplateSyntaxError,
 )
 
+from workers.incident.figures import alert_start
 from workers.incident.record import ROLES, Incident
 from workers.incident.timeline import seconds
 from workers.jobs.contract import MITIGATION_ACTIONS
@@ -69,9 +70,21 @@ def stamp(at: float) -> str:
 def cell(value: object) -> str:
     """Text safe in one Markdown table cell or list item: backslashes and `|` escaped,
     line breaks as <br>, `<` and `>` as entities (a message opens no HTML)."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    text = _printable(str(value)).replace("\\", "\\\\").replace("|", "\\|")
     text = text.replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\r\n", "<br>").replace("\r", "<br>").replace("\n", "<br>")
+
+
+def _printable(text: str) -> str:
+    """Without control characters but line breaks (a terminal's escapes, NUL, a
+    right-to-left override): the draft is printed by the CLI and pasted into documents."""
+    return "".join(
+        c if c in "\r\n" or (c.isprintable() and c not in BIDI) else "\N{REPLACEMENT CHARACTER}"
+        for c in text
+    )
+
+
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # --- the context ---------------------------------------------------------------------------
@@ -162,10 +175,14 @@ def _impact(r: Record) -> dict[str, Any]:
 
 
 def _alert(alert: Any, now: float) -> dict[str, str]:
-    start, end = seconds(alert.starts_at), _ended(alert)
-    fired = f"from {stamp(start)}, still firing ({span(now - start)} so far)"
-    if end is not None:
-        fired = f"from {stamp(start)} to {stamp(end)} ({span(end - start)})"
+    begun, end = alert_start(alert), _ended(alert)
+    if begun is None:  # Alertmanager sent no start (Go's zero time)
+        fired = "from an unknown start, " + (f"to {stamp(end)}" if end else "still firing")
+    else:
+        start = begun.timestamp()
+        fired = f"from {stamp(start)}, still firing ({span(now - start)} so far)"
+        if end is not None:
+            fired = f"from {stamp(start)} to {stamp(end)} ({span(end - start)})"
     where = (alert.labels.get("namespace"), alert.labels.get("deployment"))
     return {
         "name": alert.labels.get("alertname", "alert"),
@@ -190,7 +207,10 @@ def _ended(alert: Any) -> float | None:
 def _firing(alerts: list[Any], now: float) -> str | None:
     if not alerts:
         return None
-    first = min(seconds(a.starts_at) for a in alerts)
+    begun = [t.timestamp() for a in alerts if (t := alert_start(a)) is not None]
+    if not begun:
+        return None
+    first = min(begun)
     ends = [_ended(a) for a in alerts]
     if any(end is None for end in ends):
         return f"{span(now - first)} so far, from {_clock(first)}"

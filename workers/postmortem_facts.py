@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from workers.incident.durations import DurationError, parse_duration
+from workers.incident.figures import alert_start
 from workers.incident.record import Incident
 from workers.incident.timeline import seconds
 from workers.jobs.contract import MITIGATION_ACTIONS
@@ -158,7 +159,7 @@ def _paging(r: Record) -> Facts:
     if sent is None:
         return [], []
     at = _at(sent)
-    starts = [seconds(a.starts_at) for a in r.incident.alerts.values()]
+    starts = [t.timestamp() for a in r.incident.alerts.values() if (t := alert_start(a))]
     origin = min(starts) if starts else r.start
     what = "the first alert started" if starts else "the incident was declared"
     took = at - origin
@@ -279,6 +280,8 @@ def _updates(r: Record) -> Facts:
         asks: dict[str, str] = {}
         late: list[str] = []
         for earlier, end in zip(sent, ends, strict=False):
+            if earlier.get("transition") == "resolved":
+                continue  # closed until a reopen: no update was owed meanwhile
             severity = str(earlier.get("severity") or r.severity_at(_at(earlier)))
             every, written = r.limit(severity, "update_every"), r.setting(severity, "update_every")
             if every is None or written is None:

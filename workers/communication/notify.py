@@ -11,13 +11,16 @@ from workers import templates
 from workers.actions import Action, Outcome
 from workers.communication.vendors import Vendors, first_firing, incident_url, postmortem_url
 from workers.config import Integrations
-from workers.incident import timeline
+from workers.incident import clock, timeline
 from workers.incident.errors import PermanentError
 from workers.incident.keys import Keys
 from workers.incident.keys import text as text_of
-from workers.incident.record import Incident
+from workers.incident.record import Incident, acknowledgement
 from workers.jobs.contract import ActionRequest
 from workers.params import NotifyParams
+from workers.policy.problems import PolicyError
+from workers.policy.store import in_force
+from workers.postmortem import PostmortemTemplateError, postmortem_context, render
 from workers.templates import plain
 
 
@@ -28,7 +31,8 @@ def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outc
         )
     keys = Keys(request.prefix)
     room = vendors.redis.hget(keys.external(incident.id), "slack_url")
-    runs = [e for e in timeline.read(vendors.redis, keys, incident.id) if e["kind"] == "runbook"]
+    entries = timeline.read(vendors.redis, keys, incident.id)
+    runs = [e for e in entries if e["kind"] == "runbook"]
     text = chat_message(
         request,
         incident,
@@ -43,7 +47,10 @@ def notify(request: ActionRequest, incident: Incident, vendors: Vendors) -> Outc
         vendors.chat.post({"text": text})
         sent.append("chat")
     if vendors.webhook is not None:
-        vendors.webhook.post(_webhook_body(request, incident, vendors.integrations, text))
+        body = _webhook_body(request, incident, vendors.integrations, text)
+        if request.transition == "resolved":  # for a document store: the draft to start from
+            body["postmortem"] = _draft(vendors, keys, incident, entries)
+        vendors.webhook.post(body)
         sent.append("webhook")
     return Outcome("succeeded", f"posted the {request.transition} message to {' and '.join(sent)}")
 
@@ -69,6 +76,21 @@ def _webhook_body(
             "url": incident_url(integrations, incident) or None,
         },
     }
+
+
+def _draft(
+    vendors: Vendors, keys: Keys, incident: Incident, entries: list[dict[str, Any]]
+) -> str | None:
+    """The postmortem draft in Markdown, as the API writes it; None when the policy or
+    the team's template does not give one now (the message goes all the same)."""
+    templates_dir = vendors.integrations.templates_dir
+    try:
+        policy = in_force(templates_dir.parent)
+        ack = acknowledgement(vendors.redis, keys, incident.id)
+        context = postmortem_context(incident, entries, ack, policy, clock.now())
+        return render(templates_dir, context)
+    except (PolicyError, PostmortemTemplateError):
+        return None
 
 
 def chat_message(

@@ -8,18 +8,22 @@ them in Redis).
 Each time is its first occurrence: the first acknowledgement, the first mitigation
 that changed something, the first resolve (a reopened incident keeps it). So a figure,
 once known, never changes, and the histograms, recorded once when a figure becomes
-known, agree with the period figures.
+known, hold the same values as the period figures. Their severity may differ: a
+histogram counts a figure under the severity the incident had when the figure became
+known (a Prometheus counter cannot move to another label afterwards), the period
+figures under the incident's severity now. After an escalation, the declaration is a
+SEV2 sample in /metrics and a SEV1 figure in GET /api/v1/figures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from workers.incident.durations import parse_duration
-from workers.incident.record import Incident
+from workers.incident.record import AlertState, Incident
 from workers.incident.timeline import EPOCH, seconds
 from workers.jobs.contract import MITIGATION_ACTIONS
 from workers.policy import Policy
@@ -62,12 +66,23 @@ class Figures:
         }[figure]
 
 
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+"""A startsAt before this is no time an alert began: Go's zero time (0001-01-01) is what
+Alertmanager sends for an unset one. Such a start is unknown, not 2,000 years long."""
+
+
+def alert_start(alert: AlertState) -> datetime | None:
+    """The alert's startsAt, when it is a time an alert can have begun."""
+    start = _at(alert.starts_at)
+    return start if start >= EARLIEST_START else None
+
+
 def first_alert_at(incident: Incident) -> datetime:
     """When the incident's problem began: its earliest alert's startsAt, never after its
     declaration. An alert that resolved and fired again inside the incident carries its
     new startsAt; the others (and the bound) keep the figure from moving later."""
     declared = _at(incident.started_at)
-    starts = [_at(a.starts_at) for a in incident.alerts.values()]
+    starts = [t for a in incident.alerts.values() if (t := alert_start(a)) is not None]
     return min([*starts, declared])
 
 

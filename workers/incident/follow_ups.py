@@ -19,7 +19,8 @@ from workers.incident.transitions import Change, entry
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 MAX_FOLLOW_UPS = 100
-URL = re.compile(r"https?://[^\s<>|\"'`]{1,2000}", re.ASCII)
+URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]{1,2000}")
+"""RFC 3986's characters only: no space, quote, control or invisible character."""
 
 
 def add(by: str, text: str, owner: str, due: str, priority: str = "P2") -> Decision:

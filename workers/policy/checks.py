@@ -304,6 +304,9 @@ def message_templates(directory: Path) -> list[Problem]:
         except TemplateError as exc:
             message = f"fails to render for a sample: {exc}"
             problems.append(Problem(str(path), 1, 1, message))
+        except Exception as exc:  # a filter's own error: `span` of text, a division by zero
+            message = f"fails to render for a sample: {type(exc).__name__}: {exc}"
+            problems.append(Problem(str(path), 1, 1, message))
     return problems
     env = templates.environment(directory / TEMPLATES_FOLDER)
     for path in files:
