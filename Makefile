@@ -35,13 +35,15 @@ bench-packages: debian-packages
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; \
 	}
 
-# Debian packages the tests run for real: Redis, Alertmanager with its amtool
+# Debian packages the tests run for real: Redis (and redis-sentinel: the failover
+# test), Alertmanager with its amtool
 # (check-config of deploy/alertmanager), Prometheus (tests/test_prometheus.py), and
 # chromium (tests/test_web_page.py drives it through playwright, which downloads no
 # browser of its own). kubectl comes from PyPI (pyproject's test extra).
 debian-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
 	[ -x /usr/bin/prometheus-alertmanager ] || missing="$$missing prometheus-alertmanager"; \
 	[ -x /usr/bin/prometheus ] || missing="$$missing prometheus"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
