@@ -58,16 +58,32 @@ CREDENTIAL_KEYS = frozenset(
 
 # Every series alertpilot exposes, plus Prometheus' own `up`.
 HISTOGRAMS = frozenset({"alertpilot_http_request_duration_seconds"})
-METRICS = HISTOGRAMS | {
-    "alertpilot_notifications_received_total",
-    "alertpilot_alerts_received_total",
-    "alertpilot_jobs_enqueued_total",
-    "alertpilot_jobs_finished_total",
-    "alertpilot_incidents_open",
-    "up",
-}
 # Read from Redis: every replica reports the same value, so never sum them.
-GLOBAL_METRICS = frozenset({"alertpilot_jobs_finished_total", "alertpilot_incidents_open"})
+GLOBAL_METRICS = frozenset(
+    {
+        "alertpilot_jobs_finished_total",
+        "alertpilot_incidents_open",
+        "alertpilot_queue_jobs",
+        "alertpilot_queue_oldest_job_age_seconds",
+        "alertpilot_scheduled_jobs_overdue_seconds",
+        "alertpilot_failed_jobs",
+        "alertpilot_workers",
+        "alertpilot_scheduler_up",
+        "alertpilot_mitigations_paused",
+        "alertpilot_mitigations_paused_since_seconds",
+    }
+)
+METRICS = (
+    HISTOGRAMS
+    | GLOBAL_METRICS
+    | {
+        "alertpilot_notifications_received_total",
+        "alertpilot_alerts_received_total",
+        "alertpilot_jobs_enqueued_total",
+        "alertpilot_policy_reload_failures_total",
+        "up",
+    }
+)
 PROMQL_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan"})
 
 
@@ -267,7 +283,7 @@ def test_every_alert_links_a_runbook_section() -> None:
         rule["alert"]
         for rule in alerting_rules()
         if not re.search(
-            r"docs/runbooks\.md#\S+", rule.get("annotations", {}).get("runbook_url", "")
+            r"docs/operations\.md#\S+", rule.get("annotations", {}).get("runbook_url", "")
         )
     ]
     assert unlinked == []
@@ -437,6 +453,56 @@ def test_every_alertmanager_config_passes_amtool_check_config() -> None:
         if done.returncode != 0:
             failed.append(f"{path.relative_to(DEPLOY.parent)}: {done.stdout}{done.stderr}")
     assert failed == []
+
+
+RECEIVER_EXAMPLE = DEPLOY / "alertmanager" / "receiver-example.yaml"
+
+
+def routed_to(*labels: str) -> list[str]:
+    """The receivers the example configuration sends an alert of `labels` to, by amtool."""
+    done = subprocess.run(
+        [AMTOOL, "config", "routes", "test", f"--config.file={RECEIVER_EXAMPLE}", *labels],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+def alertpilot_webhook() -> dict[str, Any]:
+    (config,) = load_all(RECEIVER_EXAMPLE)
+    (receiver,) = (r for r in config["receivers"] if r["name"] == "alertpilot")
+    (webhook,) = receiver["webhook_configs"]
+    found: dict[str, Any] = webhook
+    return found
+
+
+def test_example_sends_every_alert_and_its_resolve_to_alertpilot() -> None:
+    webhook = alertpilot_webhook()
+    assert (webhook["max_alerts"], webhook["send_resolved"]) == (0, True)
+
+
+def test_example_reads_the_bearer_token_from_a_file() -> None:
+    authorization = alertpilot_webhook()["http_config"]["authorization"]
+    assert authorization.get("type", "Bearer") == "Bearer"
+    assert authorization["credentials_file"].startswith("/")
+    assert "credentials" not in authorization
+
+
+def test_example_routes_alerts_to_alertpilot_and_its_own_alerts_around_it() -> None:
+    assert routed_to("alertname=HighLatency", "severity=critical") == ["alertpilot"]
+    assert routed_to("alertname=AlertpilotNoWorker", "severity=critical") == ["default"]
+    assert routed_to("alertname=DiskFilling", "severity=info") == ["default"]
+
+
+def test_example_explains_each_group_timing_of_the_alertpilot_route() -> None:
+    (config,) = load_all(RECEIVER_EXAMPLE)
+    (route,) = (r for r in config["route"]["routes"] if r["receiver"] == "alertpilot")
+    assert {"group_wait", "group_interval", "repeat_interval"} <= route.keys()
+    text = RECEIVER_EXAMPLE.read_text()
+    for timing in ("group_wait", "group_interval", "repeat_interval"):
+        assert re.search(rf"^\s*# {timing}: ", text, re.MULTILINE), timing
 
 
 def test_the_worker_liveness_probe_reads_the_file_the_worker_touches() -> None:

@@ -64,7 +64,7 @@ def create_app(
         queue=queue,
         policies=policies,
         metrics=metrics,
-        state=RedisStateCollector(redis, keys, lambda: policies.get().severities),
+        state=RedisStateCollector(redis, keys, lambda: policies.get().severities, queue=queue),
         users=UsersFile(settings.users_file),
         commands=Commands(redis, Writer(keys, queue, settings.retention_seconds), policies.get),
         intake=Intake(

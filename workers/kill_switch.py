@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from redis import Redis
 
 from workers.config import SettingsError, boolean
+from workers.incident import clock
 from workers.incident.keys import Keys, text
 
 ENVIRONMENT = "ALERTPILOT_MITIGATIONS_PAUSED"
@@ -33,9 +34,12 @@ def reason(redis: Redis, keys: Keys, env: Mapping[str, str]) -> str | None:
 def pause(redis: Redis, keys: Keys, why: str, *, by: str) -> str:
     """Turn it on; the reason every blocked mitigation shows."""
     shown = f"{why} (paused by {by})"
-    redis.set(keys.mitigations_paused, shown)
+    with redis.pipeline() as pipe:  # a second pause keeps the first one's time
+        pipe.set(keys.mitigations_paused, shown)
+        pipe.set(keys.mitigations_paused_at, f"{clock.timestamp():.0f}", nx=True)
+        pipe.execute()
     return shown
 
 
 def resume(redis: Redis, keys: Keys) -> None:
-    redis.delete(keys.mitigations_paused)
+    redis.delete(keys.mitigations_paused, keys.mitigations_paused_at)

@@ -108,6 +108,11 @@ class Keys:
         """Kill switch: set (to the reason) while every mitigation is paused."""
         return f"{self.prefix}mitigations:paused"
 
+    @property
+    def mitigations_paused_at(self) -> str:
+        """When the kill switch was turned on (Unix seconds): how long it has been on."""
+        return f"{self.prefix}mitigations:paused_at"
+
     def attempts(self, incident_id: str, action: str) -> str:
         return f"{self.prefix}incident:{incident_id}:attempts:{action}"
 
