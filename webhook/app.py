@@ -38,6 +38,7 @@ from workers.incident.commands import Commands
 from workers.incident.keys import Keys
 from workers.incident.writer import Writer
 from workers.policy.store import PolicyStore
+from workers.redis_connection import connect
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,11 @@ def create_app(
     redis: Redis | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    """Build the app. `redis` defaults to `settings.redis_url`; tests pass their own."""
+    """Build the app. `redis` defaults to `settings.redis_url`'s; tests pass their own."""
     if redis is None:
         if settings.redis_url is None:
             raise ValueError("REDIS_URL is not set")
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        redis = connect(settings, socket_timeout=5, socket_connect_timeout=2)
     keys = Keys(settings.key_prefix)
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     metrics = Metrics(registry or CollectorRegistry())
@@ -79,6 +80,8 @@ def create_app(
                 replay_size=settings.replay_size,
                 replay_max_bytes=settings.replay_max_bytes,
                 resend_cache_seconds=settings.resend_cache_seconds,
+                wait_replicas=settings.redis_wait_replicas,
+                wait_timeout_ms=round(settings.redis_wait_timeout_seconds * 1000),
             ),
             dry_run=settings.dry_run,
         ),

@@ -258,12 +258,11 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _switch(settings: Settings, reason: str | None) -> int:
-    from redis import Redis
-
     from workers import kill_switch
     from workers.incident.keys import Keys
+    from workers.redis_connection import connect
 
-    redis, keys = Redis.from_url(_url(settings)), Keys(settings.key_prefix)
+    redis, keys = connect(settings), Keys(settings.key_prefix)
     if reason is None:
         kill_switch.resume(redis, keys)
         print("mitigations resumed")
@@ -274,14 +273,14 @@ def _switch(settings: Settings, reason: str | None) -> int:
 
 
 def _replay_export(args: argparse.Namespace, settings: Settings) -> int:
-    from redis import Redis
     from redis.exceptions import RedisError
 
     from webhook.replay import export
     from workers.incident.keys import Keys
+    from workers.redis_connection import connect
 
     try:
-        count = export(Redis.from_url(_url(settings)), Keys(settings.key_prefix), sys.stdout)
+        count = export(connect(settings), Keys(settings.key_prefix), sys.stdout)
     except RedisError as exc:
         print(f"alertpilot: Redis: {type(exc).__name__}", file=sys.stderr)
         return 1
@@ -350,7 +349,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if not _check_policies(settings.policies_dir, secrets=not settings.dry_run):
         return 2
-    return run_worker(settings, _url(settings), heartbeat_dir=args.heartbeat_dir, burst=args.burst)
+    return run_worker(settings, heartbeat_dir=args.heartbeat_dir, burst=args.burst)
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -368,12 +367,6 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     if not _check_policies(settings.policies_dir):
         return 2
     return run_dev(settings, host=args.host, port=args.port, data_dir=args.data_dir)
-
-
-def _url(settings: Settings) -> str:
-    """REDIS_URL, which `main` checked for every command that needs it."""
-    assert settings.redis_url is not None
-    return settings.redis_url
 
 
 def _loopback(host: str) -> bool:

@@ -16,12 +16,12 @@ from workers.jobs.contract import lanes
 
 def _failed_registries(settings: Settings) -> list[Any]:
     """The failed registry of each lane (workers/jobs/contract.py LANES), most urgent first."""
-    from redis import Redis
     from rq import Queue
     from rq.serializers import JSONSerializer
 
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
+    from workers.redis_connection import connect
+
+    redis = connect(settings)
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     return [lane.failed_job_registry for lane in lanes(queue)]
 

@@ -13,6 +13,9 @@ none when this process saw that digest made durable in the last few seconds
 (`Applied`; a byte-for-byte repeat is known from its body's hash, unparsed).
 A new notification costs three round trips: the digest check, the WATCH with
 every read the decision needs, and MULTI..EXEC.
+
+With replicas to wait for (ALERTPILOT_REDIS_WAIT_REPLICAS), "in Redis" means on them
+too: webhook/replication.py WAITs after EXEC, and before a duplicate found in Redis.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from redis.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 from rq import Queue
 
-from webhook import replay
+from webhook import replay, replication
 from workers.incident import timeline
 from workers.incident.alerts import Alert, Notification
 from workers.incident.keys import Keys, base36, group_hash, text
@@ -79,6 +82,10 @@ class Limits:
     """Their total size at most (webhook/replay.py `keep`)."""
     resend_cache_seconds: float = 0.0
     """How long this process answers a resend it saw durable without asking Redis."""
+    wait_replicas: int = 0
+    """Replicas that must confirm a notification's writes before it is answered (0: none)."""
+    wait_timeout_ms: int = 500
+    """How long to wait for them."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,7 @@ class Intake:
         self.limits = limits
         self.dry_run = dry_run
         self.applied = Applied(limits.resend_cache_seconds)
+        self.wait = (limits.wait_replicas, limits.wait_timeout_ms)
         self.writer = Writer(keys, queue, limits.retention_seconds)
 
     def repeat(self, body: bytes) -> Repeat | None:
@@ -200,7 +208,7 @@ class Intake:
         last = digest(notification)
         if self.applied.holds(marker, last):
             return IntakeResult("duplicate")
-        if _same(self.redis.get(marker), last):
+        if _same(self.redis.get(marker), last) and self._confirmed(marker, last):
             self.applied.add(marker, last, notification, body)
             return IntakeResult("duplicate")
         policy = self.policy()  # one whole set for the whole notification
@@ -217,15 +225,24 @@ class Intake:
                 result = self._transaction(marker, last, groups, ctx)
             except WatchError:
                 continue
+            if result is None:  # applied meanwhile (an HA twin): a duplicate once confirmed
+                if not self._confirmed(marker, last):
+                    continue
+                result = IntakeResult("duplicate")
             if not result.stale:  # the marker was written: Redis holds this digest now
                 self.applied.add(marker, last, notification, body)
             return result
         raise Contention(f"gave up after {MAX_ATTEMPTS} conflicting writes")
 
+    def _confirmed(self, marker: str, last: str) -> bool:
+        """On the replicas; False: gone since read (a failover), to be applied again."""
+        return replication.confirmed(self.redis, marker, last, *self.wait)
+
     def _transaction(
         self, marker: str, last: str, groups: list[_Group], ctx: Context
-    ) -> IntakeResult:
-        with self.redis.pipeline() as pipe:
+    ) -> IntakeResult | None:
+        """Applied in one MULTI/EXEC, then WAIT; None if its digest is there already."""
+        with replication.transaction(self.redis, *self.wait) as pipe:
             indexes = [self.keys.incident_key(g.hash) for g in groups]
             members = self.keys.group_incidents(key_hash(ctx.notification.group_key))
             # What every decision starts from, in one round trip with its WATCH.
@@ -237,7 +254,7 @@ class Intake:
                 *(("HMGET", index, "open", "last") for index in indexes),
             )
             if _same(got, last):
-                return IntakeResult("duplicate")
+                return None
             stale = 0
             changes: list[Change] = []
             pending: dict[str, str] = {}

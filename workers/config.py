@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from workers.incident.durations import DurationError, parse_duration
 from workers.jobs.contract import base_name
+from workers.redis_connection import RedisUrlError, parse
 
 DEFAULT_ROUTING_KEY = "ALERTPILOT_PAGERDUTY_ROUTING_KEY"
 """Where a page action without `routing_key_env` finds its PagerDuty routing key."""
@@ -140,8 +141,21 @@ class Integrations:
 class Settings:
     """The root of the configuration tree."""
 
-    redis_url: str | None = None
-    """`REDIS_URL`; None only for `alertpilot dev`, which then embeds a Redis."""
+    redis_url: str | None = field(default=None, repr=False)
+    """`REDIS_URL`: one server's URL, or a Sentinel address
+    (`redis+sentinel://[[user]:password@]host[:port],.../service[/db]`, the forms in
+    workers/redis_connection.py); None only for `alertpilot dev`, which then embeds a Redis."""
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    """`ALERTPILOT_REDIS_SENTINEL_PASSWORD` (or `_FILE`): the sentinels' own password, with a
+    Sentinel REDIS_URL (whose password is the Redis servers')."""
+    redis_wait_replicas: int = 0
+    """`ALERTPILOT_REDIS_WAIT_REPLICAS`: the receiver answers 200 only once this many
+    replicas confirmed the notification's transaction (Redis WAIT), else 503 and
+    Alertmanager retries; so a failover to one of them loses nothing answered 200.
+    0: no waiting. More than the replicas that are up: every notification gets 503."""
+    redis_wait_timeout_seconds: float = 0.5
+    """`ALERTPILOT_REDIS_WAIT_TIMEOUT`: how long the receiver waits for those replicas
+    (at most 4s, under the receiver's 5 s Redis socket timeout)."""
     policies_dir: Path = Path("policies")
     """`ALERTPILOT_POLICIES_DIR`: directory of policy YAML files (receiver and workers)."""
     dry_run: bool = True
@@ -231,8 +245,19 @@ class Settings:
             )
         policies = Path(env.get("ALERTPILOT_POLICIES_DIR") or cls.policies_dir)
         users_file = env.get("ALERTPILOT_USERS_FILE")
+        redis_url = _redis_url(env.get("REDIS_URL"))
+        sentinel_password = secret(env, "ALERTPILOT_REDIS_SENTINEL_PASSWORD")
+        if sentinel_password is not None and (redis_url is None or parse(redis_url) is None):
+            raise SettingsError(
+                "ALERTPILOT_REDIS_SENTINEL_PASSWORD: only with a redis+sentinel:// REDIS_URL"
+            )
         return cls(
-            redis_url=_redis_url(env.get("REDIS_URL")),
+            redis_url=redis_url,
+            redis_sentinel_password=sentinel_password,
+            redis_wait_replicas=_int(
+                env, "ALERTPILOT_REDIS_WAIT_REPLICAS", cls.redis_wait_replicas, minimum=0
+            ),
+            redis_wait_timeout_seconds=_wait_timeout(env),
             policies_dir=policies,
             dry_run=boolean(env, "ALERTPILOT_DRY_RUN", cls.dry_run),
             key_prefix=_prefix(env.get("ALERTPILOT_KEY_PREFIX") or cls.key_prefix),
@@ -290,9 +315,19 @@ def _networks(
 def _redis_url(value: str | None) -> str | None:
     if not value:
         return None
-    if not re.match(r"^(redis|rediss|unix)://", value):
-        raise SettingsError("REDIS_URL: must start with redis://, rediss:// or unix://")
+    try:
+        parse(value)
+    except RedisUrlError as exc:
+        raise SettingsError(str(exc)) from None
     return value
+
+
+def _wait_timeout(env: Mapping[str, str]) -> float:
+    name = "ALERTPILOT_REDIS_WAIT_TIMEOUT"
+    seconds = _seconds(env, name, Settings.redis_wait_timeout_seconds, minimum=0.001)
+    if seconds > 4:
+        raise SettingsError(f"{name}: at most 4s (the receiver's Redis timeout is 5 s)")
+    return seconds
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
