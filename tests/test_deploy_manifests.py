@@ -81,6 +81,7 @@ METRICS = (
         "alertpilot_alerts_received_total",
         "alertpilot_jobs_enqueued_total",
         "alertpilot_policy_reload_failures_total",
+        "alertpilot_redis_up",
         "up",
     }
 )

@@ -42,7 +42,7 @@ from rq.utils import utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from webhook import replay
-from workers.incident import figures_store
+from workers.incident import clock, figures_store
 from workers.incident.acknowledgement import Acknowledgement
 from workers.incident.figures import FIGURES, Figure
 from workers.incident.keys import Keys, text
@@ -199,11 +199,20 @@ class RedisStateCollector(Collector):
                 "When the kill switch was turned on (Unix time); absent while it is off.",
             )
             paused_at = self.redis.get(self.keys.mitigations_paused_at)
+            if paused_at is None and self.redis.exists(self.keys.mitigations_paused):
+                # Paused by a version that kept no start: from the first scrape that sees
+                # it, so the alert about a long pause can still fire.
+                self.redis.set(self.keys.mitigations_paused_at, f"{clock.timestamp():.0f}", nx=True)
+                paused_at = self.redis.get(self.keys.mitigations_paused_at)
             if paused_at is not None and text(paused_at).isdigit():
                 since.add_metric([], float(text(paused_at)))
             queues = self.queues() if self.queue is not None else []
         except RedisError:
-            return  # /readyz reports Redis; a scrape still shows the process metrics
+            # /readyz reports Redis too, and takes the receiver out of its Service: no
+            # 503 is counted then, so this is what says Redis is away.
+            yield _redis_up(0)
+            return
+        yield _redis_up(1)
         yield open_incidents
         yield finished
         yield recorded
@@ -338,3 +347,11 @@ def _age(now: float, enqueued_at: str) -> float | None:
         return max(0.0, now - utcparse(enqueued_at).timestamp())
     except ValueError:
         return None
+
+
+def _redis_up(value: int) -> GaugeMetricFamily:
+    up = GaugeMetricFamily(
+        "alertpilot_redis_up", "1 when this scrape read alertpilot's state from Redis, else 0."
+    )
+    up.add_metric([], value)
+    return up

@@ -255,7 +255,11 @@ class Settings:
             redis_url=redis_url,
             redis_sentinel_password=sentinel_password,
             redis_wait_replicas=_int(
-                env, "ALERTPILOT_REDIS_WAIT_REPLICAS", cls.redis_wait_replicas, minimum=0
+                env,
+                "ALERTPILOT_REDIS_WAIT_REPLICAS",
+                cls.redis_wait_replicas,
+                minimum=0,
+                maximum=MAX_WAIT_REPLICAS,
             ),
             redis_wait_timeout_seconds=_wait_timeout(env),
             policies_dir=policies,
@@ -312,6 +316,10 @@ def _networks(
     return tuple(found)
 
 
+MAX_WAIT_REPLICAS = 16
+"""More replicas than any installation runs: a bigger count only makes every WAIT fail."""
+
+
 def _redis_url(value: str | None) -> str | None:
     if not value:
         return None
@@ -330,7 +338,9 @@ def _wait_timeout(env: Mapping[str, str]) -> float:
     return seconds
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -340,6 +350,8 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
         raise SettingsError(f"{name}: must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}: must be at most {maximum}, got {value}")
     return value
 
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from redis import Redis
+from redis.connection import parse_url
 from redis.sentinel import Sentinel
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def parse(url: str) -> SentinelAddress | None:
     form, left to `Redis.from_url`). Errors quote nothing of the URL: a password written
     without its `@` would be taken for a host or a service name."""
     if url.startswith(("redis://", "rediss://", "unix://")):
+        _readable(url)
         return None
     if not url.startswith(SENTINEL_SCHEME):
         raise RedisUrlError(
@@ -120,6 +122,22 @@ def _db(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 5:
         raise RedisUrlError("REDIS_URL: the database after the service name must be a number")
     return int(text)
+
+
+def _readable(url: str) -> None:
+    """One server's URL as redis-py will read it, checked now, not at the first connect:
+    a password with an unencoded `/`, `?` or `#` would be read as a host and a port.
+    The error quotes nothing of the URL."""
+    try:
+        found = parse_url(url)  # type: ignore[no-untyped-call]
+        if url.startswith(("redis://", "rediss://")):
+            urlsplit(url).port  # noqa: B018  (raises ValueError for a port it cannot read)
+    except (ValueError, TypeError):
+        raise RedisUrlError(
+            "REDIS_URL: redis-py cannot read it (percent-encode / ? # @ % in the password)"
+        ) from None
+    if not isinstance(found, dict):
+        raise RedisUrlError("REDIS_URL: redis-py cannot read it")
 
 
 def connect(settings: Settings, **options: Any) -> Redis:
