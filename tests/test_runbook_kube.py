@@ -298,3 +298,24 @@ def test_a_recent_rollout_names_the_rollback_waiting_for_a_person(
     assert changes["summary"].startswith(
         f"rollback proposed (alertpilot actions approve {proposal['id']}); production/web:"
     )
+
+
+def test_a_persons_escalation_runs_the_runbook_again_with_its_fields(
+    mitigation: MitigationBench, kube_api: KubeStandIn
+) -> None:
+    app = _app(mitigation)
+    (incident_id,) = post(app, latency("web")).json["incidents"]
+    run_jobs(mitigation.queue)
+    raised = app.post(
+        f"/api/v1/incidents/{incident_id}/severity", json={"severity": "SEV1"}, headers=RESPONDER
+    )
+    assert raised.status_code == 200, raised.json
+    (entry,) = [e for e in raised.json["entries"] if e["kind"] == "escalated"]
+    assert (entry["previous"], entry["severity"]) == ("SEV2", "SEV1")
+    assert any("-runbook-" in job for job in raised.json["jobs"])
+    run_jobs(mitigation.queue)
+    assert [r["when"] for r in _runs(app, incident_id)] == ["declared", "escalated-SEV1"]
+    lowered = app.post(
+        f"/api/v1/incidents/{incident_id}/severity", json={"severity": "SEV2"}, headers=RESPONDER
+    )
+    assert not any("-runbook-" in job for job in lowered.json["jobs"])  # better: no new run

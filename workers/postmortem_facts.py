@@ -111,19 +111,28 @@ def _at(entry: dict[str, Any]) -> float:
 
 
 def _severity_changes(incident: Incident, entries: list[dict[str, Any]]) -> list[tuple[float, str]]:
-    moves = [
-        (_at(e), str(e.get("message", "")).split(" from ", 1)[-1].split(" ")[:3])
-        for e in entries
-        if e.get("kind") in ("escalated", "downgraded") and " from " in str(e.get("message", ""))
-    ]
-    # "escalated from SEV2 to SEV1 by ...": the entries name both in their message only.
-    moves = [(at, words) for at, words in moves if len(words) == 3 and words[1] == "to"]
-    first = moves[0][1][0] if moves else incident.severity
-    return [(seconds(incident.started_at), first)] + [(at, words[2]) for at, words in moves]
+    """(when, severity) from declaration on: each escalation's and downgrade's `previous`
+    and `severity` fields, or, in records from before those fields, its message
+    ("escalated from SEV2 to SEV1 by ...")."""
+    moves: list[tuple[float, str, str]] = []
+    for e in entries:
+        if e.get("kind") not in ("escalated", "downgraded"):
+            continue
+        if e.get("previous") and e.get("severity"):
+            moves.append((_at(e), str(e["previous"]), str(e["severity"])))
+            continue
+        words = str(e.get("message", "")).split(" from ", 1)[-1].split(" ")[:3]
+        if " from " in str(e.get("message", "")) and len(words) == 3 and words[1] == "to":
+            moves.append((_at(e), words[0], words[2]))
+    first = moves[0][1] if moves else incident.severity
+    return [(seconds(incident.started_at), first)] + [(at, to) for at, _, to in moves]
 
 
 def _assignee(entry: dict[str, Any]) -> str | None:
-    """The person an `assigned` entry names ("rui assigned as ic by ada"): in its message only."""
+    """The person an `assigned` entry names: its `person`, or, in records from before
+    that field, its message ("rui assigned as ic by ada")."""
+    if entry.get("person"):
+        return str(entry["person"])
     message = str(entry.get("message", ""))
     return message.split(" assigned as ", 1)[0] if " assigned as " in message else None
 

@@ -107,7 +107,7 @@ def assign(by: str, role: str, person: str, *, slack_id: str | None = None) -> D
         incident = current.with_changes(roles=roles, updated_at=moment.now)
         before = f" (was {', '.join(held)})" if held and role != "sme" else ""
         message = f"{person} assigned as {role} by {by}{before}"
-        found = entry(moment, "assigned", message, by=by, role=role)
+        found = entry(moment, "assigned", message, by=by, role=role, person=person)
         if slack_id:
             incident = incident.with_changes(contacts={**current.contacts, person: slack_id})
         if role != "ic":
@@ -203,7 +203,16 @@ def set_severity(by: str, severity: str) -> Decision:
         changed = changed.with_changes(action_params=params)
         verb = "escalated" if rising else "downgraded"
         message = f"{verb} from {current.severity} to {severity} by {by}"
-        found = entry(moment, verb, message, by=by, queued=[j.action.name for j in jobs])
+        queued = [j.action.name for j in jobs]
+        found = entry(
+            moment,
+            verb,
+            message,
+            by=by,
+            queued=queued,
+            previous=current.severity,
+            severity=severity,
+        )
         check = commander_check(changed, moment) if rising else None
         return Change(
             changed,
@@ -212,6 +221,8 @@ def set_severity(by: str, severity: str) -> Decision:
             jobs,
             first_tick(changed, moment),
             check,
+            # Worse now: the runbook's numbers again, as an escalation by alerts gets them.
+            runbook=runbook_of(moment.policy, current.route) if rising else None,
         )
 
     return decide

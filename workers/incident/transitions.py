@@ -262,7 +262,17 @@ def _escalate(
     merged = {**incident.action_params, **{j.action.name: j.action.params for j in jobs}}
     escalated = escalated.with_changes(action_params=merged)
     message = f"escalated from {incident.severity} to {top.severity} by route {top.route}"
-    entries.append(entry(ctx, "escalated", message, route=top.route, queued=_names(jobs)))
+    entries.append(
+        entry(
+            ctx,
+            "escalated",
+            message,
+            route=top.route,
+            queued=_names(jobs),
+            previous=incident.severity,
+            severity=top.severity,
+        )
+    )
     check = commander_check(escalated, ctx)
     tick = first_tick(escalated, ctx)
     book = runbook_of(ctx.policy, top.route)
