@@ -39,13 +39,13 @@ from tests.support.mitigation import GUARDRAILS, MitigationBench, latency, resol
 from webhook import oncall_api, oncall_cli
 from webhook.app import create_app
 from workers import approvals, oncall_job
-from workers.incident import clock
+from workers.incident import clock, timeline
 from workers.incident.keys import Keys
 from workers.incident.record import AlertState, Incident
 from workers.kube import Kubernetes, api_client
 from workers.oncall import build_report
 from workers.oncall_markdown import BUILT_IN, SAMPLE, TEMPLATE, render
-from workers.oncall_store import HandoffRequest
+from workers.oncall_store import MAX_ENTRIES, HandoffRequest, gather
 from workers.policy.loader import load_policy
 
 SEVERITIES = """\
@@ -577,3 +577,19 @@ def test_an_alert_is_flaky_when_it_fired_and_resolved_more_than_n_times(
 @pytest.fixture
 def chat(vendors: tuple[Any, Any, ChatStandIn]) -> ChatStandIn:
     return vendors[2]
+
+
+def test_a_huge_timeline_is_read_up_to_its_newest_entries_and_says_so(
+    client: FlaskClient, redis: Redis, keys: Keys
+) -> None:
+    """The handoff reads, in a request, at most MAX_ENTRIES of a timeline (the newest)
+    and says the report is truncated: a flapping incident's 10,000 entries, times
+    thousands of incidents, must not hold a receiver thread."""
+    (incident_id,) = post(client, latency()).json["incidents"]
+    notes = [timeline.entry("note", f"note {n}", by="rui") for n in range(MAX_ENTRIES + 50)]
+    timeline.append(redis, keys, incident_id, *notes)
+    found = gather(redis, keys, clock.now(), timedelta(days=1))
+    assert found.truncated
+    entries = found.entries_by_id[incident_id]
+    assert len(entries) == MAX_ENTRIES
+    assert entries[-1]["message"] == f"note {MAX_ENTRIES + 49}"  # the newest kept

@@ -25,6 +25,12 @@ LOOKBACK = MAX_SINCE
 period: one resolved long ago still waits for its person."""
 MAX_INCIDENTS = 2000
 """Open, and resolved, incidents read at most (the newest)."""
+MAX_ENTRIES = 1000
+"""Of one incident's timeline, the newest entries read (a timeline keeps up to 10,000)."""
+MAX_TIMELINES = 500
+"""Incidents of the period whose timelines are read (the newest): together with
+MAX_ENTRIES, a handoff reads at most half a million entries, in the receiver's request
+as in the worker's job. Beyond them the report says it is truncated."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class Gathered:
     acks_by_id: dict[str, dict[str, Any]]
     proposals: list[Proposal]
     truncated: bool = False
-    """More than MAX_INCIDENTS open or resolved incidents: the newest were read."""
+    """More than MAX_INCIDENTS open or resolved incidents, MAX_TIMELINES in the period, or
+    MAX_ENTRIES in one timeline: the newest were read."""
 
 
 def gather(redis: Redis, keys: Keys, now: datetime, since: timedelta) -> Gathered:
@@ -53,14 +60,21 @@ def gather(redis: Redis, keys: Keys, now: datetime, since: timedelta) -> Gathere
     docs = redis.mget([keys.incident(i) for i in ids]) if ids else []
     incidents = [Incident.from_json(d) for d in docs if d is not None]
     period = [i for i in incidents if in_period(i, start)]
+    newest = sorted(period, key=lambda i: i.started_at, reverse=True)[:MAX_TIMELINES]
+    read = {i.id for i in newest}
+    truncated = truncated or len(period) > len(read)
     with redis.pipeline(transaction=False) as pipe:
         for incident in period:
-            pipe.lrange(keys.timeline(incident.id), 0, -1)
+            if incident.id in read:
+                pipe.llen(keys.timeline(incident.id))
+                pipe.lrange(keys.timeline(incident.id), -MAX_ENTRIES, -1)
             pipe.hgetall(keys.acknowledgement(incident.id))
         replies = iter(pipe.execute())
     entries, acks = {}, {}
     for incident in period:
-        entries[incident.id] = [json.loads(raw) for raw in next(replies)]
+        if incident.id in read:
+            truncated = truncated or int(next(replies)) > MAX_ENTRIES
+            entries[incident.id] = [json.loads(raw) for raw in next(replies)]
         ack = {text(k): text(v) for k, v in next(replies).items()}
         acks[incident.id] = {
             "acknowledged_at": ack.get("acknowledged_at"),
