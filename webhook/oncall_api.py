@@ -46,7 +46,7 @@ MAX_BODY = 4096
 @authenticated
 def handoff_view() -> Response:
     s = services()
-    since = parse_since(_since(_query_since()))
+    since = parse_since(since_of(query_since()))
     try:
         return jsonify(immediate(s, since))
     except RedisError:
@@ -81,7 +81,7 @@ def queue_view() -> tuple[Response, int]:
     job = HandoffRequest(
         prefix=s.keys.prefix,
         report_id=secrets.token_hex(8),
-        since=_since(body.get("since", DEFAULT_SINCE)),
+        since=since_of(body.get("since", DEFAULT_SINCE)),
         post=body.get("post", False),
         by=person.name,
     )
@@ -113,7 +113,7 @@ def report_view(report_id: str) -> Response:
     return jsonify(found)
 
 
-def _query_since() -> str:
+def query_since() -> str:
     """The one query parameter, `since`, given once at most."""
     found: str | None = None
     for name, value in request.args.items(multi=True):
@@ -125,7 +125,7 @@ def _query_since() -> str:
     return DEFAULT_SINCE if found is None else found
 
 
-def _since(value: object) -> str:
+def since_of(value: object) -> str:
     """`value`, a duration from 1h to 90d (400 naming `since` otherwise)."""
     if not isinstance(value, str):
         raise BadRequest("expected a string (like 7d)", field="since")

@@ -17,12 +17,10 @@ import json
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
 from typing import Any
 
 from webhook.client import Client, ClientError, path
-from webhook.people_cli import EXIT_CODES, connect, exit_code
-from workers.config import SettingsError
+from webhook.people_cli import EXIT_CODES, runner
 
 WAIT_SECONDS = 30.0
 POLL_SECONDS = 1.0
@@ -42,21 +40,7 @@ def register(commands: Any) -> None:
     parser.add_argument("-o", "--output", choices=("markdown", "json"), default="markdown")
     parser.add_argument("--since", default="7d", help="the period, 1h to 90d (default 7d)")
     parser.add_argument("--post", action="store_true", help="a worker sends it to chat too")
-    parser.set_defaults(client=run)
-
-
-def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    try:
-        client = connect(args.url, env)
-    except (ValueError, SettingsError) as exc:
-        print(f"alertpilot: {exc}", file=sys.stderr)
-        return 2
-    try:
-        handoff(client, args)
-    except ClientError as exc:
-        print(f"alertpilot: {exc}", file=sys.stderr)
-        return exit_code(exc.status)
-    return 0
+    parser.set_defaults(client=runner(handoff))
 
 
 def handoff(client: Client, args: argparse.Namespace) -> None:

@@ -129,11 +129,11 @@ def _leaf(
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     for positional in positionals:
         parser.add_argument(positional, metavar=positional.upper())
-    parser.set_defaults(client=_runner(command))
+    parser.set_defaults(client=runner(command))
     return parser
 
 
-def _runner(command: Command) -> Callable[[argparse.Namespace, Mapping[str, str]], int]:
+def runner(command: Command) -> Callable[[argparse.Namespace, Mapping[str, str]], int]:
     """`command` with its connection made from `args` and `env`, and errors as exit codes."""
 
     def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -26,6 +26,7 @@ from workers.jobs.contract import (
     CommanderCheck,
     PostmortemCheck,
     TickRequest,
+    Transition,
     action_job_id,
     enqueue,
 )
@@ -93,23 +94,10 @@ def check_commander(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dict
         f"No incident commander yet for this {incident.severity}: assign one "
         f"(alertpilot incidents assign {incident.id} ic NAME)."
     )
-    timeline.append(redis, keys, incident.id, timeline.entry("no_commander", note))
-    if "notify" in incident.actions:
-        message = ActionRequest(
-            prefix=keys.prefix,
-            incident_id=incident.id,
-            action="notify",
-            transition="handoff",
-            severity=incident.severity,
-            params=incident.action_params.get("notify", {}),
-            dry_run=incident.dry_run,
-            note=note,
-        )
-        tag = f"no-ic-{incident.severity}"
-        if incident.revision:  # a second rise into this severity asks again
-            tag = f"r{incident.revision}-{tag}"
-        job_id = action_job_id(incident.id, tag, "notify")
-        enqueue(queue, RUN_ACTION, message.to_json(), job_id)
+    tag = f"no-ic-{incident.severity}"
+    if incident.revision:  # a second rise into this severity asks again
+        tag = f"r{incident.revision}-{tag}"
+    _ask_a_person(redis, queue, keys, incident, "no_commander", "handoff", note, tag)
     return {"outcome": "no commander"}
 
 
@@ -130,18 +118,34 @@ def check_postmortem(redis: Redis, queue: Queue, payload: dict[str, Any]) -> dic
         f"draft it (alertpilot postmortem {incident.id}) and say when it is written "
         f"(alertpilot postmortem {incident.id} --done URL)."
     )
-    timeline.append(redis, keys, incident.id, timeline.entry("postmortem_overdue", note))
-    if "notify" in incident.actions:
-        message = ActionRequest(
-            prefix=keys.prefix,
-            incident_id=incident.id,
-            action="notify",
-            transition="reminder",
-            severity=incident.severity,
-            params=incident.action_params.get("notify", {}),
-            dry_run=incident.dry_run,
-            note=note,
-        )
-        tag = f"postmortem-due-{request.due_at.replace(':', '')}"
-        enqueue(queue, RUN_ACTION, message.to_json(), action_job_id(incident.id, tag, "notify"))
+    tag = f"postmortem-due-{request.due_at.replace(':', '')}"
+    _ask_a_person(redis, queue, keys, incident, "postmortem_overdue", "reminder", note, tag)
     return {"outcome": "overdue"}
+
+
+def _ask_a_person(
+    redis: Redis,
+    queue: Queue,
+    keys: Keys,
+    incident: Incident,
+    kind: str,
+    transition: Transition,
+    note: str,
+    tag: str,
+) -> None:
+    """`note` on the timeline (as `kind`), and in chat when the incident notifies: the
+    message of `transition` (handoff, reminder) whose job id `tag` makes it once."""
+    timeline.append(redis, keys, incident.id, timeline.entry(kind, note))
+    if "notify" not in incident.actions:
+        return
+    message = ActionRequest(
+        prefix=keys.prefix,
+        incident_id=incident.id,
+        action="notify",
+        transition=transition,
+        severity=incident.severity,
+        params=incident.action_params.get("notify", {}),
+        dry_run=incident.dry_run,
+        note=note,
+    )
+    enqueue(queue, RUN_ACTION, message.to_json(), action_job_id(incident.id, tag, "notify"))

@@ -15,9 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined
-
-from workers.sandbox import Sandbox
+from workers.sandbox import Sandbox, document
 
 TEMPLATE = "oncall.md.j2"
 
@@ -341,18 +339,7 @@ def _escaped(value: Any) -> Any:
 
 def environment(directory: Path | None) -> Sandbox:
     """The team's template folder first, then BUILT_IN; `span` as a filter."""
-    loaders: list[Any] = [DictLoader({TEMPLATE: BUILT_IN})]
-    if directory is not None and directory.is_dir():
-        loaders.insert(0, FileSystemLoader(str(directory)))
-    env = Sandbox(
-        loader=ChoiceLoader(loaders),
-        undefined=StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["span"] = span
-    return env
+    return document(directory, TEMPLATE, BUILT_IN, {"span": span})
 
 
 def render(templates_dir: Path | None, report: Mapping[str, Any]) -> str:

@@ -16,10 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import (
-    ChoiceLoader,
-    DictLoader,
-    FileSystemLoader,
-    StrictUndefined,
     TemplateError,
     TemplateSyntaxError,
 )
@@ -41,7 +37,7 @@ from workers.postmortem_facts import (
 )
 from workers.postmortem_template import BUILT_IN as BUILT_IN
 from workers.postmortem_template import SAMPLE_POSTMORTEM as SAMPLE_POSTMORTEM
-from workers.sandbox import Sandbox
+from workers.sandbox import Sandbox, document
 
 if TYPE_CHECKING:  # at run time a cycle: workers.policy's checks render this template
     from workers.policy import Policy
@@ -295,19 +291,7 @@ def _holders(incident: Incident, entries: list[dict[str, Any]]) -> dict[str, lis
 
 def environment(directory: Path | None) -> Sandbox:
     """The team's templates folder over the built-in copy; `cell` for untrusted text."""
-    loaders: list[Any] = [DictLoader({TEMPLATE: BUILT_IN})]
-    if directory is not None and directory.is_dir():
-        loaders.insert(0, FileSystemLoader(str(directory)))
-    env = Sandbox(
-        loader=ChoiceLoader(loaders),
-        undefined=StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["cell"] = cell
-    return env
+    return document(directory, TEMPLATE, BUILT_IN, {"cell": cell})
 
 
 def render(templates_dir: Path | None, context: dict[str, Any]) -> str:

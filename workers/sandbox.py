@@ -11,8 +11,11 @@ any other a template raises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from jinja2 import ChoiceLoader, DictLoader, FileSystemLoader, StrictUndefined
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -47,3 +50,24 @@ def _too_long_repeat(left: Any, right: Any) -> bool:
         if isinstance(items, (str, list, tuple)) and isinstance(times, int):
             return len(items) * times > MAX_REPEAT
     return False
+
+
+def document(
+    directory: Path | None, name: str, built_in: str, filters: dict[str, Callable[..., Any]]
+) -> Sandbox:
+    """The environment of a Markdown document teams may change (the postmortem draft,
+    the on-call handoff): their template `name` in `directory` over the built-in copy,
+    strict, block tags on lines of their own, and the document's own `filters`."""
+    loaders: list[Any] = [DictLoader({name: built_in})]
+    if directory is not None and directory.is_dir():
+        loaders.insert(0, FileSystemLoader(str(directory)))
+    env = Sandbox(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(filters)
+    return env
